@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	  echo "verilator unavailable: its lint test will be skipped"; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,boards]'
+	$(PY) -m pip install -q -e '.[dev,boards,train]'
 	touch $(STAMP)
 
 demo: setup
