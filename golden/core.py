@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .fixed import Fixed, floor_shift
+from .fixed import Fixed, floor_shift, round_half_up
 from .fold import Compare
 from .quantize import AffineTable, ThresholdTable
 
@@ -129,6 +129,22 @@ class CoreConfig:
         if self.neurons % self.channels:
             raise ValueError(
                 f"neurons ({self.neurons}) must be a multiple of channels ({self.channels})")
+        self._check_int64()
+
+    def _check_int64(self):
+        # The model computes in int64; an intermediate that could exceed it would wrap.
+        x_bits = self.current.bits - 1 + self.align_shift          # |x| <= 2**x_bits
+        products = [("current aligned to the membrane grid", x_bits)]
+        if self.leak_shift is None:
+            products.append(("leak product v * tau_q", self.membrane.bits - 1 + self.tau_bits))
+        if self.affine:
+            products.append(("affine product x * a_q", x_bits + self.scale.bits - 1))
+        for what, bits in products:
+            if bits > 62:
+                raise ValueError(
+                    f"the {what} needs {bits + 1} bits (current {self.current}, membrane "
+                    f"{self.membrane}, tau_bits {self.tau_bits}, scale {self.scale}); the "
+                    f"model computes in 64 bits: narrow the formats")
 
     # -- derived properties -------------------------------------------------------------
 
@@ -143,7 +159,7 @@ class CoreConfig:
     @property
     def tau_q(self):
         """Leak multiplier ``round_half_up(tau * 2**tau_bits)`` (multiply leak only)."""
-        return int(math.floor(self.tau * (1 << self.tau_bits) + 0.5))
+        return int(round_half_up(self.tau * (1 << self.tau_bits)))
 
     @property
     def tau_effective(self):

@@ -15,12 +15,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Fixed", "ROUNDINGS", "floor_shift", "check_finite"]
+__all__ = ["Fixed", "ROUNDINGS", "floor_shift", "check_finite", "round_half_up"]
+
+
+def round_half_up(s):
+    """Round to the nearest integer, halves up: ``floor(s + 1/2)`` computed exactly.
+
+    ``np.floor(s + 0.5)`` is wrong for the double just below 1/2 (``s + 0.5`` rounds to 1);
+    ``s - floor(s)`` is exact, so comparing it with 1/2 is not.
+    """
+    s = np.asarray(s, dtype=np.float64)
+    f = np.floor(s)
+    return f + (s - f >= 0.5)
+
 
 #: Rounding rules of :meth:`Fixed.quantize`, each ``x * 2**frac -> integer``.
 ROUNDINGS = {
-    # floor(x + 1/2): round half up. Used for input currents and coefficients.
-    "nearest": lambda s: np.floor(s + 0.5),
+    # Round half up. Used for input currents and coefficients.
+    "nearest": round_half_up,
     "floor": np.floor,
     "ceil": np.ceil,
 }
@@ -30,7 +42,7 @@ def check_finite(name, value):
     """Raise ``ValueError`` naming ``name`` when ``value`` holds NaN or infinity."""
     arr = np.asarray(value, dtype=np.float64)
     if not np.all(np.isfinite(arr)):
-        bad = arr[~np.isfinite(arr)].ravel()[0]
+        bad = float(arr[~np.isfinite(arr)].ravel()[0])
         where = ""
         if arr.ndim:
             index = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])

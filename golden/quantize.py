@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fixed import Fixed
+from .fixed import Fixed, round_half_up
 from .fold import AffineRule, Compare, ThresholdRule
 
 __all__ = ["ThresholdTable", "AffineTable", "quantize_rule", "quantize_affine"]
@@ -154,7 +154,7 @@ def quantize_affine(rule, scale, offset):
 
 
 def _quantize_table(values, fmt: Fixed, name):
-    q = np.floor(values * fmt.scale + 0.5)
+    q = round_half_up(values * fmt.scale)
     bad = (q < fmt.min_int) | (q > fmt.max_int)
     if np.any(bad):
         index = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -1,0 +1,23 @@
+"""``spikefold bench`` runs and reports both sides (small sizes; the figures are not checked)."""
+
+import pytest
+
+from golden.bench import measure
+from spikefold.cli import main
+
+
+def test_measure_small():
+    r = measure(neurons=256, steps=4, repeat=1)
+    assert r["core_updates_per_s"] > 0 and r["float_updates_per_s"] > 0
+    assert r["ratio"] == pytest.approx(r["core_seconds"] / r["float_seconds"])
+
+
+def test_cli(capsys):
+    assert main(["bench", "--neurons", "128", "--steps", "2", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "bit-exact core model" in out and "plain float NumPy LIF" in out and "ratio" in out
+
+
+def test_cli_bad_argument(capsys):
+    assert main(["bench", "--steps", "0"]) == 2
+    assert "--steps must be a positive integer, not 0" in capsys.readouterr().err
