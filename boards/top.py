@@ -1,0 +1,193 @@
+"""Board tops: the LIF array behind the UART host link.
+
+* :class:`LinkTop` -- the LIF array (``hdl.lif_array.LIFArray``) + :class:`hdl.host_link.HostLink`
+  with two pins, ``rx`` and ``tx``; simulated under cocotb through a simulated UART.
+* :class:`BoardTop` -- ``LinkTop`` on an amaranth-boards platform: its UART resource, the
+  default clock, and an LED that lights while a request is being handled.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module
+from amaranth.lib import io, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.corefile import FoldedCore
+from hdl.host_link import HostLink
+from hdl.lif_array import LIFArray
+
+__all__ = ["LinkTop", "BoardTop", "DEFAULT_BAUDRATE"]
+
+DEFAULT_BAUDRATE = 115200
+
+
+class LinkTop(wiring.Component):
+    """A folded core's LIF array driven by the host link.
+
+    Parameters
+    ----------
+    folded : FoldedCore
+    lanes : int
+    divisor : int
+        UART clocks per bit.
+    buffer_bytes, readback, timeout_bytes
+        See :class:`hdl.host_link.HostLink`.
+    """
+
+    def __init__(self, folded, lanes, *, divisor, buffer_bytes=512, readback=True,
+                 timeout_bytes=None):
+        if not isinstance(folded, FoldedCore):
+            raise TypeError(f"folded must be a FoldedCore, not {type(folded).__name__}")
+        self.array = LIFArray.from_folded(folded, lanes)
+        kw = {} if timeout_bytes is None else {"timeout_bytes": timeout_bytes}
+        self.link = HostLink(folded.config, lanes, divisor=divisor, buffer_bytes=buffer_bytes,
+                             readback=readback, latency=self.array.latency, **kw)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
+
+    @property
+    def layout(self):
+        return self.link.layout
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.array = array = self.array
+        m.submodules.link = link = self.link
+        m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx)]
+        wiring.connect(m, link.i_current, array.i_current)
+        wiring.connect(m, array.o_spikes, link.o_spikes)
+        m.d.comb += [array.clear.eq(link.clear), link.t.eq(array.t)]
+        m.d.comb += [array.load_threshold.valid.eq(link.load_threshold.valid),
+                     array.load_threshold.payload.eq(link.load_threshold.payload)]
+        if array.config.affine:
+            m.d.comb += [array.load_affine.valid.eq(link.load_affine.valid),
+                         array.load_affine.payload.eq(link.load_affine.payload)]
+        return m
+
+
+class BoardTop(wiring.Component):
+    """:class:`LinkTop` on a board: the UART resource ``uart_resource`` and the default clock.
+
+    Parameters
+    ----------
+    folded, lanes, buffer_bytes, readback
+        As :class:`LinkTop`.
+    baudrate : int
+    uart_resource : (str, int)
+        Name and number of the platform's UART resource.
+    """
+
+    def __init__(self, folded, lanes, *, baudrate=DEFAULT_BAUDRATE, buffer_bytes=512,
+                 readback=True, uart_resource=("uart", 0)):
+        self.folded, self.lanes = folded, lanes
+        self.baudrate = baudrate
+        self.buffer_bytes, self.readback = buffer_bytes, readback
+        self.uart_resource = uart_resource
+        super().__init__({})
+
+    def elaborate(self, platform):
+        from hdl.uart import divisor_for
+        m = Module()
+        divisor = divisor_for(platform.default_clk_frequency, self.baudrate)
+        m.submodules.core = core = LinkTop(self.folded, self.lanes, divisor=divisor,
+                                           buffer_bytes=self.buffer_bytes,
+                                           readback=self.readback)
+        uart = platform.request(*self.uart_resource, dir="-")
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx_buf.i), tx_buf.o.eq(core.tx)]
+        return m
+
+
+class BenchTop(wiring.Component):
+    """The bare LIF array in a minimal registered shell, for honest Fmax and size figures.
+
+    A board's few pins cannot carry the array's ports (a 16-bit, 8-lane array has ~300),
+    so the shell keeps every port alive with almost no logic of its own:
+
+    * ``i_current.payload`` is the array's own ``o_spikes.membrane`` fed back (low ``Bc``
+      bits, or sign-extended), so each lane's input depends on real data;
+    * ``i_current.valid``, ``o_spikes.ready``, ``clear`` and ``load_*.valid`` come from
+      pins through a flip-flop (as from a neighbouring register in a real system);
+    * the load payloads come from a shift register fed from one pin;
+    * spikes, ``t``, ``beat``, ``last`` and ``valid`` are XOR-reduced into one registered pin.
+
+    The shell costs one flip-flop per load-payload bit plus about P/4 LUTs for the XOR
+    tree; every array path is register to register, including ``o_spikes.ready`` -> the
+    pipeline enable.
+
+    Parameters
+    ----------
+    folded : FoldedCore
+    lanes : int
+    """
+
+    def __init__(self, folded, lanes):
+        self.array = LIFArray.from_folded(folded, lanes)
+        super().__init__({"ctl": In(6), "out": Out(1)})
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Cat, Signal
+        m = Module()
+        m.submodules.array = array = self.array
+        cfg, P = array.config, array.lanes
+        bc, bm = cfg.current.bits, cfg.membrane.bits
+
+        ctl = Signal(6)
+        m.d.sync += ctl.eq(self.ctl)
+        valid, ready, clear, load_thr, load_aff, serial = (ctl[i] for i in range(6))
+        loads = [array.load_threshold]
+        if cfg.affine:
+            loads.append(array.load_affine)
+        widths = [len(x.payload.as_value()) for x in loads]
+        shreg = Signal(sum(widths))
+        m.d.sync += shreg.eq(Cat(serial, shreg[:-1]))
+        pos = 0
+        for port, w, v in zip(loads, widths, (load_thr, load_aff)):
+            m.d.comb += [port.payload.as_value().eq(shreg[pos:pos + w]), port.valid.eq(v)]
+            pos += w
+
+        out = array.o_spikes.payload
+        for p in range(P):
+            mem = out.membrane[p]
+            m.d.comb += array.i_current.payload[p].eq(
+                mem[:bc] if bc <= bm else mem.as_signed())
+        m.d.comb += [array.i_current.valid.eq(valid), array.o_spikes.ready.eq(ready),
+                     array.clear.eq(clear)]
+        seen = Cat(out.spikes, out.t, out.beat, out.last, array.o_spikes.valid,
+                   array.i_current.ready, array.t)
+        m.d.sync += self.out.eq(seen.xor())
+        return m
+
+
+def bench_platform(target, frequency):
+    """``target``'s platform with a 6-input, 1-output bench resource on its first connector
+    and the default clock constrained to ``frequency`` Hz (the timing-driven target)."""
+    from amaranth.build import Attrs, Clock, Pins, Resource, Subsignal
+    platform = target.make_platform()
+    (cname, cnum), conn = next(iter(platform.connectors.items()))
+    names = list(conn.mapping)[:7]
+    attrs = Attrs(IO_STANDARD="SB_LVCMOS") if target.family == "ice40" \
+        else Attrs(IO_TYPE="LVCMOS33")
+    platform.add_resources([Resource(
+        "bench", 0,
+        Subsignal("ctl", Pins(" ".join(names[:6]), dir="i", conn=(cname, cnum))),
+        Subsignal("out", Pins(names[6], dir="o", conn=(cname, cnum))), attrs)])
+    platform.resources[(platform.default_clk, 0)].clock = Clock(frequency)
+    return platform
+
+
+class BenchBoardTop(wiring.Component):
+    """:class:`BenchTop` on a :func:`bench_platform`."""
+
+    def __init__(self, folded, lanes):
+        self.folded, self.lanes = folded, lanes
+        super().__init__({})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.bench = bench = BenchTop(self.folded, self.lanes)
+        pins = platform.request("bench", 0, dir={"ctl": "-", "out": "-"})
+        m.submodules.ctl_buf = ctl_buf = io.Buffer("i", pins.ctl)
+        m.submodules.out_buf = out_buf = io.Buffer("o", pins.out)
+        m.d.comb += [bench.ctl.eq(ctl_buf.i), out_buf.o.eq(bench.out)]
+        return m

@@ -1,0 +1,141 @@
+"""Board builds: plans for every target (no toolchain), fit refusals, report parsing, and one
+real iCE40 build of a small config with the YoWASP toolchain."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from boards.build import build_board
+from boards.estimate import check_fit, estimate, memory_blocks
+from boards.report import parse_nextpnr_report, summarize
+from boards.targets import TARGETS, dfu_suffix, get_target
+from boards.toolchain import missing_tools, toolchain_env
+from golden.examples import example_core
+from golden.fixed import Fixed
+
+DATA = Path(__file__).parent / "data"
+
+
+def _no_machine_paths(directory):
+    here = str(Path.cwd().resolve())
+    for path in Path(directory).iterdir():
+        if path.suffix in (".v", ".json", ".il", ".ys"):
+            text = path.read_text(errors="replace")
+            assert here not in text, f"{path.name} holds the machine path {here}"
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_build_plan_every_target(name, tmp_path):
+    """Every board gets a complete build plan (pins from amaranth-boards), no tool run."""
+    folded = example_core(32, T=4)
+    info = build_board(folded, 2, get_target(name), tmp_path, plan_only=True, buffer_bytes=128,
+                       log=lambda *_: None)
+    files = {p.name for p in tmp_path.iterdir()}
+    assert {"build_top.sh", "build.json"} <= files
+    if TARGETS[name].family == "ice40":
+        assert "top.pcf" in files
+        pcf = (tmp_path / "top.pcf").read_text()
+        assert "uart_0__rx" in pcf and "uart_0__tx" in pcf
+    elif TARGETS[name].family == "ecp5":
+        assert "uart_0__rx" in (tmp_path / "top.lpf").read_text()
+    else:
+        assert "top.v" in files and "top.xdc" in files
+        assert "Vivado" in info["note"]
+    script = (tmp_path / "build_top.sh").read_text()
+    if TARGETS[name].open_toolchain:
+        assert "top.il" in files
+        assert "--report top.report.json" in script
+    if name == "icebreaker":
+        assert "-dsp" in (tmp_path / "top.ys").read_text()
+    if name.startswith("orangecrab"):
+        assert "DFU_SUFFIX" not in script
+    saved = json.loads((tmp_path / "build.json").read_text())
+    assert saved["lanes"] == 2 and saved["built"] is False and saved["board"] == name
+    _no_machine_paths(tmp_path)
+
+
+def test_bench_plan(tmp_path):
+    build_board(example_core(64), 4, get_target("ulx3s-85f"), tmp_path, bench=True,
+                plan_only=True, log=lambda *_: None)
+    lpf = (tmp_path / "top.lpf").read_text()
+    assert "FREQUENCY PORT" in lpf and "250000000" in lpf
+
+
+def test_fit_refusals():
+    ice = get_target("icebreaker")
+    big = example_core(8192, T=4).config
+    with pytest.raises(ValueError, match=r"does not fit the iCE40UP5K.*block RAM"):
+        check_fit(big, 4, ice)
+    with pytest.raises(ValueError, match=r"does not fit.*logic"):
+        check_fit(example_core(64).config, 64, ice)
+    est = check_fit(big, 4, get_target("ulx3s-85f"))
+    assert est.bram_blocks <= 208
+
+
+def test_memory_estimate_matches_measured():
+    """N=256, P=4, 16-bit on the UP5K: 4 x (membrane 1 + threshold 2) = 12 EBR, which is
+    what nextpnr placed in a real build (spikefold sweep, N=256 P=4)."""
+    ice = get_target("icebreaker")
+    est = estimate(example_core(256).config, 4, ice, host_link=False)
+    assert est.bram_blocks == 12
+    assert memory_blocks(64, 18, ice.bram_shapes) == 2
+    assert memory_blocks(2048, 18, ice.bram_shapes) == 9      # 2048 x 2 blocks, no waste
+    assert memory_blocks(1024, 32, get_target("ulx3s-85f").bram_shapes) == 2
+
+
+def test_report_parsing():
+    """A real nextpnr-ice40 report (UART board top, N=64, P=4 on the iCEBreaker)."""
+    rep = parse_nextpnr_report(DATA / "nextpnr_ice40_report.json")
+    assert rep["utilization"]["ICESTORM_LC"] == (1888, 5280)
+    assert rep["utilization"]["ICESTORM_RAM"] == (13, 30)
+    assert rep["utilization"]["ICESTORM_DSP"] == (1, 8)
+    (clock,) = rep["fmax"]
+    assert rep["fmax"][clock] == pytest.approx((37.605, 12.0), abs=1e-2)
+    fig = summarize("ice40", rep, lanes=4)
+    assert fig["logic_cells"] == 1888 and fig["bram_blocks"] == 13 and fig["dsp"] == 1
+    assert fig["throughput_updates_per_s"] == pytest.approx(4 * 37.605e6, rel=1e-3)
+    cp = fig["critical_path"]
+    assert cp["delay_ns"] == pytest.approx(1000 / 37.605, rel=0.02)
+    assert cp["nets"] and cp["routing_ns"] > 0
+    with pytest.raises(ValueError, match="utilization"):
+        parse_nextpnr_report({"fmax": {}})
+
+
+def test_dfu_suffix():
+    out = dfu_suffix(b"\x01\x02")
+    assert out[:2] == b"\x01\x02" and len(out) == 18 and out[-8:-5] == b"UFD"
+    import zlib
+    assert int.from_bytes(out[-4:], "little") == zlib.crc32(out[:-4]) ^ 0xFFFFFFFF
+
+
+def test_toolchain_env():
+    if missing_tools():
+        pytest.skip(f"YoWASP wheels absent: {missing_tools()}")
+    env = toolchain_env({})
+    for var in ("YOSYS", "NEXTPNR_ICE40", "ICEPACK", "NEXTPNR_ECP5", "ECPPACK",
+                "OPENFPGALOADER", "YOWASP_CACHE_DIR"):
+        assert var in env
+    assert os.path.exists(env["YOSYS"]) and "yowasp" in env["YOSYS"]
+
+
+@pytest.mark.board
+@pytest.mark.slow
+def test_real_ice40_build(tmp_path):
+    """The UART board top of a small core through yosys + nextpnr-ice40 + icepack."""
+    missing = missing_tools(get_target("icebreaker").tools)
+    if missing:
+        pytest.skip(f"YoWASP wheels absent ({', '.join(missing)}): pip install -e '.[boards]'")
+    folded = example_core(32, T=4, membrane=Fixed(12, 6))
+    info = build_board(folded, 2, get_target("icebreaker"), tmp_path, buffer_bytes=128,
+                       log=lambda *_: None)
+    r = info["results"]
+    assert (tmp_path / "top.bin").stat().st_size > 1000
+    # 2 lanes x (membrane + threshold) + the link buffer: BRAM was inferred, not FFs.
+    assert r["bram_blocks"] >= 5, r
+    assert r["fmax_main_mhz"] > 12.0, r          # meets the board's 12 MHz clock
+    assert r["logic_cells"] > 100 and r["critical_path"]["delay_ns"] > 0
+    saved = json.loads((tmp_path / "build.json").read_text())
+    assert saved["results"]["fmax_main_mhz"] == r["fmax_main_mhz"]
+    _no_machine_paths(tmp_path)
