@@ -1,0 +1,273 @@
+"""``spikefold cosim``: co-simulate the RTL of a folded core against golden, write a report.
+
+Examples::
+
+    spikefold cosim                                  # built-in example, cocotb + Icarus
+    spikefold cosim --model core.npz --samples 8 --seed 3 --out reports/mycore
+    spikefold cosim --netlist                        # yosys gate-level netlist instead
+    spikefold cosim --rtl my.v [--rtl-json my.json]  # any Verilog with the same interface
+    spikefold cosim --fast --steps 20000             # plain-Verilog testbench, long runs
+    spikefold cosim --bench                          # cocotb vs fast path, cycles/s
+
+The exit code is 0 when every value matched, 1 on a mismatch (the first one is printed).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from golden.core import RESETS
+from golden.corefile import FoldedCore
+from golden.examples import example_core
+from golden.fixed import Fixed
+
+from sim.desc import RtlDescription
+from sim.stimulus import expected_beats, random_stimulus, regression_stimulus
+from sim.tb import format_mismatch
+
+__all__ = ["add_arguments", "run", "load_core", "bench"]
+
+
+def add_arguments(parser):
+    parser.add_argument("--model", metavar="FILE.npz",
+                        help="folded core file (golden.corefile); default: the built-in example")
+    parser.add_argument("--lanes", "-P", type=int, default=4,
+                        help="neurons updated per clock (default 4)")
+    parser.add_argument("--samples", type=int, default=4,
+                        help="samples of T timesteps to simulate (default 4)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timesteps to simulate (overrides --samples)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed of the currents, input gaps and output backpressure")
+    parser.add_argument("--stimulus", choices=("random", "regression"), default="random",
+                        help="random currents, or directed corner cases + random "
+                             "(saturation, ties, reloads, clears)")
+    parser.add_argument("--gaps", type=float, default=0.1,
+                        help="probability of an idle input cycle (default 0.1)")
+    parser.add_argument("--backpressure", type=float, default=0.2,
+                        help="probability that the output is not ready (default 0.2)")
+    parser.add_argument("--out", "-o", default="reports/cosim",
+                        help="report directory (default reports/cosim)")
+    parser.add_argument("--waves", action="store_true",
+                        help="dump waveforms (FST) into the report directory (cocotb only)")
+    parser.add_argument("--rtl", metavar="FILE.v",
+                        help="simulate this Verilog instead of generating it")
+    parser.add_argument("--rtl-json", metavar="FILE.json",
+                        help="its JSON port description (default: generated from the model)")
+    parser.add_argument("--top", help="top module of --rtl (default: the description's)")
+    parser.add_argument("--netlist", action="store_true",
+                        help="synthesize a gate-level netlist with yosys and simulate that")
+    parser.add_argument("--fast", action="store_true",
+                        help="use the plain-Verilog testbench (no Python per cycle)")
+    parser.add_argument("--bench", action="store_true",
+                        help="also run the other testbench on the same stimulus and print "
+                             "both speeds (cycles/s) and their ratio")
+    parser.add_argument("--build-dir", default=None,
+                        help="build root (default build/, or $SPIKEFOLD_BUILD_DIR)")
+    example = parser.add_argument_group("built-in example (without --model)")
+    example.add_argument("--neurons", "-N", type=int, default=64)
+    example.add_argument("-T", type=int, default=8, help="timesteps per sample")
+    example.add_argument("--membrane", type=Fixed.parse, default=Fixed(16, 8),
+                         help="membrane format bits.frac (default 16.8)")
+    example.add_argument("--current", type=Fixed.parse, default=None,
+                         help="input current format (default: the membrane's)")
+    example.add_argument("--threshold", type=Fixed.parse, default=None,
+                         help="stored threshold format (default: the membrane's)")
+    example.add_argument("--tau", type=float, default=0.25,
+                         help="leak factor; a power of two is a shift (default 0.25)")
+    example.add_argument("--tau-bits", type=int, default=8)
+    example.add_argument("--reset", choices=RESETS, default="zero")
+    example.add_argument("--affine", action="store_true", help="include the affine stage")
+    example.add_argument("--channels", type=int, default=None,
+                         help="affine channels (default 4 if N is a multiple, else 1)")
+    example.add_argument("--core-seed", type=int, default=0,
+                         help="seed of the example's MPBN parameters (as `spikefold verilog "
+                              "--seed`)")
+
+
+def load_core(args):
+    if args.model:
+        path = Path(args.model)
+        if not path.is_file():
+            raise FileNotFoundError(f"--model: no such file: {args.model}")
+        return FoldedCore.load(path)
+    return example_core(args.neurons, T=args.T, membrane=args.membrane, current=args.current,
+                        threshold=args.threshold, tau=args.tau, tau_bits=args.tau_bits,
+                        reset=args.reset, affine=args.affine, channels=args.channels,
+                        seed=args.core_seed)
+
+
+def _check_args(args):
+    for name in ("samples", "lanes"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be at least 1, not {getattr(args, name)}")
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be at least 1, not {args.steps}")
+    for name in ("gaps", "backpressure"):
+        p = getattr(args, name)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"--{name} must be a probability in [0, 1), not {p}")
+    if args.rtl_json and not args.rtl:
+        raise ValueError("--rtl-json needs --rtl")
+    if args.netlist and args.rtl:
+        raise ValueError("--netlist builds its own RTL; it cannot be combined with --rtl")
+    if (args.fast or args.bench) and args.stimulus == "regression":
+        raise ValueError("--fast/--bench run plain timesteps only; use --stimulus random")
+    if args.waves and args.fast and not args.bench:
+        raise ValueError("--waves needs the cocotb testbench (drop --fast)")
+
+
+def _prepare(args, folded, root):
+    from sim.netlist import synthesize
+    from sim.runner import prepare_rtl
+    if args.netlist:
+        base = prepare_rtl(folded, args.lanes, root=root)
+        net, extra, secs = synthesize(base.sources[0], base.top,
+                                      base.directory / "netlist" / "netlist.v")
+        print(f"yosys: gate-level netlist {net.name} in {secs:.1f} s")
+        build = prepare_rtl(folded, args.lanes, rtl=net, rtl_json=base.description,
+                            extra_sources=extra, root=root, gate_level=True)
+        return build, "gate-level netlist (yosys synth -flatten)"
+    build = prepare_rtl(folded, args.lanes, rtl=args.rtl, rtl_json=args.rtl_json,
+                        top=args.top, root=root)
+    return build, (Path(args.rtl).name if args.rtl else "exported by hdl.export")
+
+
+def _run_fast(build, expected, *, seed, gaps, backpressure, name="fast"):
+    from sim.fastpath import run_fast
+    directory = build.directory / f"{name}-{seed}"
+    if directory.exists():
+        shutil.rmtree(directory)
+    return run_fast(directory, build.desc, expected, build.sources, gaps=gaps,
+                    backpressure=backpressure, state=_xorshift_state(seed))
+
+
+def _xorshift_state(seed):
+    return (0x2545F491 ^ (seed * 0x9E3779B1)) & 0xFFFFFFFF or 1
+
+
+def run(args):
+    _check_args(args)
+    t_start = time.perf_counter()
+    folded = load_core(args)
+    cfg = folded.config
+    root = Path(args.build_dir) / "cosim" if args.build_dir else None
+    steps = args.steps if args.steps is not None else args.samples * cfg.T
+    if args.stimulus == "regression":
+        stimulus = regression_stimulus(folded, args.lanes, args.seed)
+    else:
+        stimulus = random_stimulus(cfg, steps, args.seed)
+    build, rtl_name = _prepare(args, folded, root)
+    desc = RtlDescription.load(build.description)
+    expected = expected_beats(folded, args.lanes, stimulus)
+    mode = ("fast path (Verilog testbench)" if args.fast else "cocotb + Icarus")
+    if build.gate_level:
+        mode += ", gate level"
+    print(f"spikefold cosim: {mode}; N={cfg.neurons} P={desc.lanes} latency={desc.latency} "
+          f"T={cfg.T}; seed {args.seed}; {len(expected)} beats ({stimulus.describe()})")
+    outputs = None
+    bench = None
+    if args.fast:
+        fast = _run_fast(build, expected, seed=args.seed, gaps=args.gaps,
+                         backpressure=args.backpressure)
+        result = dict(fast.result)
+        if fast.passed:
+            # Every beat equalled golden in the testbench, so golden's values are the RTL's.
+            outputs = {"spikes": expected.spikes, "membrane": expected.membrane}
+    else:
+        from sim.runner import run_cocotb
+        cosim = run_cocotb(build, folded, stimulus, seed=args.seed, gaps=args.gaps,
+                           backpressure=args.backpressure, waves=args.waves)
+        result = dict(cosim.result)
+        outputs = cosim.outputs
+        if args.waves and (cosim.directory / "waves.fst").exists():
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copy(cosim.directory / "waves.fst", out / "waves.fst")
+            result["waves"] = "waves.fst"
+    if args.bench and result["first_mismatch"] is None:
+        bench = _bench_other(args, build, folded, stimulus, expected, result)
+    wall = time.perf_counter() - t_start
+    report = {
+        "verdict": "PASS" if result["first_mismatch"] is None else "FAIL",
+        "cycles": result["cycles"], "compared": result["compared"],
+        "mismatches": result["mismatches"], "first_mismatch": result["first_mismatch"],
+        "config": cfg.to_json(), "seed": args.seed, "lanes": desc.lanes,
+        "latency": desc.latency, "beats_per_step": desc.beats_per_step,
+        "timesteps": int(expected.rows_fed.sum()), "beats": len(expected),
+        "gaps": args.gaps, "backpressure": args.backpressure,
+        "wall_time_s": wall, "cycles_per_s": result.get("cycles_per_s"),
+        "sim_wall_s": result.get("sim_wall_s"), "mode": mode, "rtl": rtl_name,
+        "stimulus": args.stimulus,
+        "model": Path(args.model).name if args.model else "built-in example",
+    }
+    if bench:
+        report["bench"] = bench
+    if "waves" in result:
+        report["waves"] = result["waves"]
+    html_path = write_cosim_report(args.out, report, folded, expected, outputs, stimulus)
+    if bench:
+        print(f"bench: cocotb {bench['cocotb_cycles_per_s']:,.0f} cycles/s, fast path "
+              f"{bench['fast_cycles_per_s']:,.0f} cycles/s: fast path x{bench['ratio']:.1f}")
+    if report["first_mismatch"] is not None:
+        print(f"spikefold cosim: FAIL: {report['mismatches']} mismatch(es); first mismatch: "
+              f"{format_mismatch(report['first_mismatch'])} (seed {args.seed}); "
+              f"report: {html_path}", file=sys.stderr)
+        return 1
+    print(f"spikefold cosim: PASS: {report['compared']:,} values compared in "
+          f"{report['cycles']:,} cycles ({_rate(report['cycles_per_s'])} cycles/s), "
+          f"0 mismatches; report: {html_path}")
+    return 0
+
+
+def _rate(x):
+    return "-" if x is None else f"{x:,.0f}"
+
+
+def write_cosim_report(out, report, folded, expected, outputs, stimulus):
+    from sim.report import write_report
+    return write_report(out, report, folded=folded, expected=expected, outputs=outputs,
+                        currents=stimulus.currents,
+                        title=f"spikefold cosim ({report['mode']})")
+
+
+def _bench_other(args, build, folded, stimulus, expected, result):
+    """Run the testbench that did not run yet on the same stimulus; compare speeds."""
+    if args.fast:
+        from sim.runner import run_cocotb
+        other = run_cocotb(build, folded, stimulus, seed=args.seed, gaps=args.gaps,
+                           backpressure=args.backpressure, run_name=f"bench-{args.seed}")
+        cocotb_res, fast_res = other.result, result
+    else:
+        fast_res = _run_fast(build, expected, seed=args.seed, gaps=args.gaps,
+                             backpressure=args.backpressure, name="bench-fast").result
+        cocotb_res = result
+    for name, res in (("cocotb", cocotb_res), ("fast path", fast_res)):
+        if res["first_mismatch"] is not None:
+            raise RuntimeError(f"bench: the {name} run failed: "
+                               f"{format_mismatch(res['first_mismatch'])}")
+    return bench_numbers(cocotb_res, fast_res)
+
+
+def bench_numbers(cocotb_res, fast_res):
+    c, f = cocotb_res["cycles_per_s"], fast_res["cycles_per_s"]
+    return {"cocotb_cycles": cocotb_res["cycles"], "cocotb_sim_s": cocotb_res["sim_wall_s"],
+            "cocotb_cycles_per_s": c, "fast_cycles": fast_res["cycles"],
+            "fast_sim_s": fast_res["sim_wall_s"], "fast_cycles_per_s": f,
+            "ratio": f / c if c and f else None}
+
+
+def bench(folded, lanes, steps, seed=1, gaps=0.1, backpressure=0.2, root=None):
+    """Run cocotb and the fast path on one config and stimulus; returns the speed numbers."""
+    from sim.runner import prepare_rtl, run_cocotb
+    build = prepare_rtl(folded, lanes, root=root)
+    stimulus = random_stimulus(folded.config, steps, seed)
+    expected = expected_beats(folded, lanes, stimulus)
+    c = run_cocotb(build, folded, stimulus, seed=seed, gaps=gaps, backpressure=backpressure,
+                   run_name=f"bench-{seed}")
+    f = _run_fast(build, expected, seed=seed, gaps=gaps, backpressure=backpressure,
+                  name="bench-fast")
+    return bench_numbers(c.result, f.result)

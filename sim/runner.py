@@ -1,0 +1,211 @@
+"""Runner glue: export RTL into a per-configuration build directory and run cocotb on it.
+
+Layout under the (gitignored) build root, ``build/cosim`` unless ``SPIKEFOLD_BUILD_DIR`` says
+otherwise::
+
+    build/cosim/<key>/            one HDL parameter set (key = hash of core + lanes + variant)
+        <top>.v, <top>.json       exported RTL and its description
+        sim/                      Icarus build (sim.vvp) made by cocotb_tools.runner
+        run-<seed>/               one co-simulation: plan.json, core.npz, stimulus,
+                                  result.json, rtl_out.npz, sim.log
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sim.desc import RtlDescription
+
+__all__ = ["RtlBuild", "CosimRun", "build_root", "config_key", "export_rtl", "prepare_rtl",
+           "run_cocotb", "DEFAULT_TOP"]
+
+DEFAULT_TOP = "spikefold_lif_array"
+TIMESCALE = ("1ns", "1ps")
+
+
+def build_root():
+    return Path(os.environ.get("SPIKEFOLD_BUILD_DIR", "build")) / "cosim"
+
+
+def config_key(folded, lanes, variant=""):
+    """A short hash naming one HDL parameter set (core config, tables, lanes, variant)."""
+    h = hashlib.sha256()
+    h.update(json.dumps(folded.config.to_json(), sort_keys=True).encode())
+    h.update(np.ascontiguousarray(folded.thresholds.theta_q, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(folded.thresholds.compare, dtype=np.int8).tobytes())
+    if folded.affine is not None:
+        h.update(np.ascontiguousarray(folded.affine.a_q, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(folded.affine.b_q, dtype=np.int64).tobytes())
+    h.update(f"lanes={lanes};variant={variant}".encode())
+    return h.hexdigest()[:12]
+
+
+@dataclass
+class RtlBuild:
+    """Verilog sources + description of one DUT, and the directory its builds go to."""
+
+    directory: Path
+    sources: list
+    description: Path
+    top: str
+    gate_level: bool = False
+
+    @property
+    def desc(self):
+        return RtlDescription.load(self.description)
+
+
+def _write_if_changed(path, text):
+    path = Path(path)
+    if path.exists() and path.read_text() == text:
+        return
+    path.write_text(text)
+
+
+def export_rtl(folded, lanes, directory, name=DEFAULT_TOP):
+    """Export ``folded`` with ``lanes`` lanes into ``directory``; returns (verilog, json).
+
+    Files are only rewritten when their content changes, so the Icarus build is reused.
+    """
+    from hdl.export import export_verilog
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / "export.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    export_verilog(folded, lanes, tmp, name=name)
+    for suffix in (".v", ".json"):
+        _write_if_changed(directory / f"{name}{suffix}", (tmp / f"{name}{suffix}").read_text())
+    shutil.rmtree(tmp)
+    return directory / f"{name}.v", directory / f"{name}.json"
+
+
+def prepare_rtl(folded, lanes, *, rtl=None, rtl_json=None, extra_sources=(), top=None,
+                variant="", root=None, gate_level=False):
+    """Get the DUT of one parameter set ready: export it, or take the user's Verilog.
+
+    Parameters
+    ----------
+    rtl : path or None
+        A Verilog file to simulate instead of the exported one (e.g. a gate-level netlist).
+        Its description is ``rtl_json`` if given, else the one exported for ``folded``.
+    extra_sources : paths
+        More Verilog files (e.g. yosys's simcells.v for a netlist).
+    top : str or None
+        Top-level module (default: the description's ``top``).
+    """
+    root = build_root() if root is None else Path(root)
+    if rtl is not None:
+        rtl = Path(rtl)
+        if not rtl.is_file():
+            raise FileNotFoundError(f"--rtl: no such Verilog file: {rtl}")
+        digest = hashlib.sha256(rtl.read_bytes()).hexdigest()[:8]
+        variant = f"{variant};rtl={digest}"
+    directory = root / config_key(folded, lanes, variant)
+    directory.mkdir(parents=True, exist_ok=True)
+    if rtl_json is not None:
+        rtl_json = Path(rtl_json)
+        if not rtl_json.is_file():
+            raise FileNotFoundError(f"--rtl-json: no such file: {rtl_json}")
+        description = directory / "rtl.json"
+        _write_if_changed(description, rtl_json.read_text())
+        verilog = None
+    else:
+        verilog, description = export_rtl(folded, lanes, directory)
+    desc = RtlDescription.load(description)
+    _check_description(desc, folded, lanes)
+    sources = [rtl.resolve() if rtl is not None else verilog.resolve()]
+    sources += [Path(s).resolve() for s in extra_sources]
+    return RtlBuild(directory, sources, description, top or desc.top, gate_level=gate_level)
+
+
+def _check_description(desc, folded, lanes):
+    if desc.config != folded.config:
+        raise ValueError(f"the RTL description's config {desc.config.to_json()} is not the "
+                         f"model's {folded.config.to_json()}")
+    if desc.lanes != lanes:
+        raise ValueError(f"the RTL description has {desc.lanes} lanes, not {lanes}")
+
+
+@dataclass
+class CosimRun:
+    """What one cocotb co-simulation produced (result.json + rtl_out.npz, in memory)."""
+
+    directory: Path
+    result: dict
+    outputs: dict = field(default_factory=dict)
+    build_s: float = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def passed(self):
+        return self.result.get("first_mismatch") is None and self.result.get("mismatches") == 0
+
+
+def run_cocotb(build, folded, stimulus, *, seed, gaps=0.0, backpressure=0.0, waves=False,
+               run_name=None):
+    """Co-simulate ``build`` against golden with cocotb + Icarus; returns a :class:`CosimRun`.
+
+    A failing comparison is not an exception: look at ``result["first_mismatch"]``. A
+    simulation that produced no result raises ``RuntimeError`` with the log's tail.
+    """
+    from cocotb_tools.runner import get_runner
+
+    from sim.cocotb_lif import PLAN_ENV
+    run_dir = build.directory / (run_name or f"run-{seed}")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    folded.save(run_dir / "core.npz")
+    stimulus.save(run_dir)
+    plan = {"rtl_json": os.path.relpath(build.description, run_dir), "core": "core.npz",
+            "stimulus": ".", "seed": int(seed), "gaps": float(gaps),
+            "backpressure": float(backpressure), "result": "result.json",
+            "outputs": "rtl_out.npz"}
+    (run_dir / "plan.json").write_text(json.dumps(plan, indent=1))
+    sim_dir = build.directory / ("sim-waves" if waves else "sim")
+    runner = get_runner("icarus")
+    t0 = time.perf_counter()
+    build_log = run_dir / "build.log"
+    try:
+        runner.build(sources=build.sources, hdl_toplevel=build.top, build_dir=sim_dir,
+                     timescale=TIMESCALE, waves=waves, log_file=build_log)
+    except (RuntimeError, SystemExit) as exc:
+        raise RuntimeError(f"iverilog failed ({exc}): {_tail(build_log)}") from None
+    t1 = time.perf_counter()
+    log = run_dir / "sim.log"
+    try:
+        runner.test(test_module="sim.cocotb_lif", hdl_toplevel=build.top,
+                    build_dir=sim_dir, test_dir=run_dir, waves=waves,
+                    extra_env={PLAN_ENV: str((run_dir / "plan.json").resolve())},
+                    log_file=log, seed=seed)
+    except SystemExit:
+        pass  # under pytest the runner exits on a failed test; result.json says why
+    t2 = time.perf_counter()
+    result_path = run_dir / "result.json"
+    if not result_path.exists():
+        raise RuntimeError(f"the co-simulation produced no result: {_tail(log)}")
+    result = json.loads(result_path.read_text())
+    outputs = dict(np.load(run_dir / "rtl_out.npz"))
+    if waves:
+        fst = sim_dir / f"{build.top}.fst"
+        if fst.exists():
+            shutil.copy(fst, run_dir / "waves.fst")
+    return CosimRun(run_dir, result, outputs, build_s=t1 - t0, wall_s=t2 - t1)
+
+
+def _tail(path, lines=15):
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
