@@ -24,49 +24,18 @@ import sys
 import time
 from pathlib import Path
 
-from golden.corefile import FoldedCore
-from golden.examples import example_core
-from golden.fixed import Fixed
+from golden.examples import add_core_arguments, core_from_args
 
 from .estimate import check_fit
 from .report import parse_nextpnr_report, parse_yosys_stat, summarize
 from .targets import TARGETS, dfu_suffix, get_target
 from .toolchain import missing_tools, toolchain_env
 
-__all__ = ["add_arguments", "run", "add_core_arguments", "core_from_args", "build_board",
+__all__ = ["add_arguments", "run", "build_board",
            "DEFAULT_FREQ"]
 
 #: Timing-driven target of ``--bench`` builds, MHz (a bit above the goals: 70 / 200).
 DEFAULT_FREQ = {"ice40": 100.0, "ecp5": 250.0, "xc7": 250.0}
-
-
-def add_core_arguments(parser):
-    g = parser.add_argument_group("core (without --model: the built-in example MPBN layer)")
-    g.add_argument("--model", metavar="FILE.npz", help="folded core file (spikefold-core)")
-    g.add_argument("--neurons", type=int, default=64, help="neurons N (default 64)")
-    g.add_argument("--lanes", type=int, default=4, help="lanes P (default 4)")
-    g.add_argument("--membrane", default="16.8", help="membrane format bits.frac (16.8)")
-    g.add_argument("--current", default=None, help="current format (default: membrane)")
-    g.add_argument("--threshold", default=None, help="threshold format (default: membrane)")
-    g.add_argument("--tau", type=float, default=0.25, help="leak factor (0.25 = shift by 2)")
-    g.add_argument("--reset", choices=("zero", "subtract"), default="zero")
-    g.add_argument("--affine", action="store_true", help="include the per-timestep affine")
-    g.add_argument("-T", type=int, default=8, dest="T", help="timesteps per sample (8)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the example parameters")
-
-
-def core_from_args(args):
-    if args.model:
-        path = Path(args.model)
-        if not path.exists():
-            raise FileNotFoundError(f"--model {args.model}: no such file")
-        return FoldedCore.load(path)
-    membrane = Fixed.parse(args.membrane)
-    return example_core(
-        args.neurons, T=args.T, membrane=membrane,
-        current=Fixed.parse(args.current) if args.current else None,
-        threshold=Fixed.parse(args.threshold) if args.threshold else None,
-        tau=args.tau, reset=args.reset, affine=args.affine, seed=args.seed)
 
 
 def add_arguments(parser):

@@ -13,7 +13,8 @@ from .fixed import Fixed
 from .fold import AffineRule, fold_mpbn
 from .quantize import quantize_affine, quantize_rule
 
-__all__ = ["example_mpbn_params", "example_core", "example_currents"]
+__all__ = ["example_mpbn_params", "example_core", "example_currents", "add_core_arguments",
+           "core_from_args"]
 
 
 def example_mpbn_params(neurons, seed=0):
@@ -60,3 +61,50 @@ def example_currents(config, steps, seed=0, scale=0.6):
     rng = np.random.default_rng(seed)
     x = rng.normal(0.2, scale, (steps, config.neurons))
     return config.current.quantize(x)
+
+
+def add_core_arguments(parser, *, seed_option="--seed", lanes=True):
+    """The command-line options that pick a folded core: ``--model`` or the built-in example.
+
+    Shared by ``spikefold verilog``, ``cosim`` and ``build``; :func:`core_from_args` reads
+    them. The example's seed lands in ``args.core_seed`` (``seed_option`` names the flag).
+    """
+    from .core import RESETS
+    parser.add_argument("--model", metavar="FILE.npz",
+                        help="folded core file (golden.corefile); default: the built-in example")
+    if lanes:
+        parser.add_argument("--lanes", "-P", type=int, default=4,
+                            help="neurons updated per clock (default 4)")
+    example = parser.add_argument_group("built-in example MPBN layer (without --model)")
+    example.add_argument("--neurons", "-N", type=int, default=64, help="neurons N (default 64)")
+    example.add_argument("-T", type=int, default=8, dest="T", help="timesteps per sample (8)")
+    example.add_argument("--membrane", type=Fixed.parse, default=Fixed(16, 8),
+                         help="membrane format bits.frac (default 16.8)")
+    example.add_argument("--current", type=Fixed.parse, default=None,
+                         help="input current format (default: the membrane's)")
+    example.add_argument("--threshold", type=Fixed.parse, default=None,
+                         help="stored threshold format (default: the membrane's)")
+    example.add_argument("--tau", type=float, default=0.25,
+                         help="leak factor; a power of two is a shift (default 0.25)")
+    example.add_argument("--tau-bits", type=int, default=8,
+                         help="fractional bits of a multiply leak (default 8)")
+    example.add_argument("--reset", choices=RESETS, default="zero")
+    example.add_argument("--affine", action="store_true", help="include the affine stage")
+    example.add_argument("--channels", type=int, default=None,
+                         help="affine channels (default 4 if N is a multiple, else 1)")
+    example.add_argument(seed_option, type=int, default=0, dest="core_seed",
+                         help="seed of the example's MPBN parameters (default 0)")
+
+
+def core_from_args(args):
+    """The :class:`FoldedCore` that :func:`add_core_arguments`' options describe."""
+    from pathlib import Path
+    if args.model:
+        path = Path(args.model)
+        if not path.is_file():
+            raise FileNotFoundError(f"--model: no such file: {args.model}")
+        return FoldedCore.load(path)
+    return example_core(args.neurons, T=args.T, membrane=args.membrane, current=args.current,
+                        threshold=args.threshold, tau=args.tau, tau_bits=args.tau_bits,
+                        reset=args.reset, affine=args.affine, channels=args.channels,
+                        seed=args.core_seed)

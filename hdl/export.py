@@ -20,10 +20,8 @@ from amaranth.back import verilog
 from amaranth.hdl import Const, Value, ValueCastable
 from amaranth.lib import data, wiring
 
-from golden.core import RESETS
 from golden.corefile import FoldedCore
-from golden.examples import example_core
-from golden.fixed import Fixed
+from golden.examples import add_core_arguments, core_from_args
 
 from .lif_array import LIFArray
 
@@ -131,44 +129,15 @@ def export_verilog(folded_core, lanes, out_dir, name="spikefold_lif_array"):
 # -- spikefold verilog ----------------------------------------------------------------------
 
 def add_arguments(parser):
-    parser.add_argument("--model", metavar="FILE.npz",
-                        help="folded core file (golden.corefile); default: the built-in example")
-    parser.add_argument("--lanes", "-P", type=int, default=4,
-                        help="neurons updated per clock (default 4)")
+    add_core_arguments(parser)
     parser.add_argument("--out", "-o", default="build/verilog",
                         help="output directory (default build/verilog)")
     parser.add_argument("--name", default="spikefold_lif_array",
                         help="Verilog module name and file stem")
-    example = parser.add_argument_group("built-in example (without --model)")
-    example.add_argument("--neurons", "-N", type=int, default=64)
-    example.add_argument("-T", type=int, default=8, help="timesteps per sample")
-    example.add_argument("--membrane", type=Fixed.parse, default=Fixed(16, 8),
-                         help="membrane format bits.frac (default 16.8)")
-    example.add_argument("--current", type=Fixed.parse, default=None,
-                         help="input current format (default: the membrane's)")
-    example.add_argument("--threshold", type=Fixed.parse, default=None,
-                         help="stored threshold format (default: the membrane's)")
-    example.add_argument("--tau", type=float, default=0.25,
-                         help="leak factor; a power of two is a shift (default 0.25)")
-    example.add_argument("--tau-bits", type=int, default=8)
-    example.add_argument("--reset", choices=RESETS, default="zero")
-    example.add_argument("--affine", action="store_true", help="include the affine stage")
-    example.add_argument("--channels", type=int, default=None,
-                         help="affine channels (default 4 if N is a multiple, else 1)")
-    example.add_argument("--seed", type=int, default=0)
 
 
 def run(args):
-    if args.model:
-        path = Path(args.model)
-        if not path.is_file():
-            raise FileNotFoundError(f"--model: no such file: {args.model}")
-        folded = FoldedCore.load(path)
-    else:
-        folded = example_core(args.neurons, T=args.T, membrane=args.membrane,
-                              current=args.current, threshold=args.threshold, tau=args.tau,
-                              tau_bits=args.tau_bits, reset=args.reset, affine=args.affine,
-                              channels=args.channels, seed=args.seed)
+    folded = core_from_args(args)
     v_path, j_path = export_verilog(folded, args.lanes, args.out, name=args.name)
     desc = json.loads(j_path.read_text())
     cfg = folded.config

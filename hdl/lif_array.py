@@ -63,6 +63,30 @@ stage's registers; the youngest match wins. With ``B > L + 2 - U`` (e.g. ``B >= 
 shift leak without affine) there is nothing to forward and no forwarding hardware at all.
 With fewer beats per timestep the forwarding makes one membrane update (leak, add,
 saturate, compare, reset) a single-cycle loop, which lowers Fmax for those shapes only.
+
+Registered memory outputs (``memory_outreg=True``, default off): every memory becomes an
+:class:`hdl.bram.RegisteredMemory` (read latency 2: the RAM's read register plus an output
+register, both enabled by ``en``), and the whole datapath moves one stage later: the table
+data joins in stage 2, the affine stages are 3 and 4, ``A`` and ``U`` grow by one and so does
+``latency`` (5, 6, 7, 7). The membrane is read at the edge entering ``U - 2`` (address from
+stage ``U - 3`` or the accept stage), so a beat in ``U`` may have missed the writes of three
+edges: the write-back shadows are ``L + 1 .. L + 3`` and the forwarding stages
+``U < j <= L + 3`` with ``j - U >= B`` (nothing to forward once ``B >= 6`` for a shift leak).
+The values and the cycle of every output stay exactly those of the golden model and
+:class:`golden.timing.StallPipeline` with the larger ``latency``. On an ECP5 platform (or
+with ``bram="ecp5"``) the memories are ``DP16KD`` primitives with ``REGMODE_B="OUTREG"``: a
+block RAM's clock-to-output without its output register (~5.8 ns, what yosys's inference
+gives) caps ECP5 near 135 MHz, with it (~1 ns) the fabric paths decide. Elsewhere the output
+register is a fabric register after an inferred Memory (same cycles).
+
+Without an affine stage the registered-output pipeline also moves the comparator out of
+stage ``A + 1`` (where it followed the adder: the ECP5 critical path once the block RAMs are
+registered). Stage 2, which has the thresholds and the current but not yet the membrane,
+forms ``y`` and ``theta - y``; stage ``A`` takes the signs of ``theta - y - leak`` and
+``leak - (theta - y)`` (exactly ``sum > theta`` and ``sum < theta``) in parallel with
+``sum = leak + y`` and the rail flags ``theta < max``, ``theta > min``; stage ``A + 1`` keeps
+only the saturation and the rail corrections (LUT logic). Without forwarding the membrane's
+``t == 0`` zeroing moves before stage ``U``'s register (a synchronous reset).
 """
 
 from __future__ import annotations
@@ -75,6 +99,8 @@ from amaranth.utils import ceil_log2
 from golden.core import CoreConfig, CoreModel
 from golden.fold import Compare
 from golden.quantize import AffineTable, ThresholdTable
+
+from .bram import IMPLEMENTATIONS, RegisteredMemory
 
 __all__ = ["LIFArray", "output_layout", "threshold_load_layout", "affine_load_layout"]
 
@@ -157,6 +183,13 @@ class LIFArray(wiring.Component):
         Initial comparator contents (the folded thresholds), ``N`` entries.
     affine : golden.quantize.AffineTable or None
         Initial per-timestep affine table ``(T, channels)``; required iff ``config.affine``.
+    memory_outreg : bool
+        Register every memory's read data once more (one more pipeline stage; see the module
+        docstring). Default ``False``: the original pipeline, unchanged.
+    bram : str
+        With ``memory_outreg`` only: ``"auto"`` (DP16KD primitives when elaborated for a
+        platform whose ``family`` is ``"ecp5"``, else inferred memories), ``"ecp5"`` (always
+        primitives, e.g. for a Verilog export aimed at ECP5) or ``"memory"`` (never).
 
     Attributes
     ----------
@@ -186,22 +219,33 @@ class LIFArray(wiring.Component):
         that do not fit their formats; an affine table missing or given without the stage.
     """
 
-    def __new__(cls, config=None, lanes=None, *, thresholds=None, affine=None):
+    def __new__(cls, config=None, lanes=None, *, thresholds=None, affine=None,
+                memory_outreg=False, bram="auto"):
         # Refuse bad arguments before the object exists: an elaboratable whose __init__
         # raises would later also warn that it was "created but never used".
         cls._check_arguments(config, lanes, thresholds, affine)
+        cls._check_memory_options(memory_outreg, bram)
         return super().__new__(cls, src_loc_at=1)
 
-    def __init__(self, config, lanes, *, thresholds, affine=None):
+    def __init__(self, config, lanes, *, thresholds, affine=None, memory_outreg=False,
+                 bram="auto"):
         checked = self._check_arguments(config, lanes, thresholds, affine)
         self._config = config
         self._lanes = lanes
         self._thresholds = checked.thresholds
         self._affine = checked.affine
         self._beats = -(-config.neurons // lanes)
+        self._outreg = bool(memory_outreg)
+        self._bram = bram
+        # With registered memory outputs every memory's data arrives one stage later.
+        off = self._off = 1 if self._outreg else 0
+        # With the extra stage and no affine stage, y and theta - y are formed in stage 2
+        # (before the membrane is needed), so that the comparator runs in stage A, in
+        # parallel with the sum, instead of after it (see the module docstring).
+        self._early = self._outreg and not config.affine
 
         mult_leak = config.leak_shift is None
-        self._stage_add = 4 if config.affine else (3 if mult_leak else 2)
+        self._stage_add = (4 if config.affine else (3 if mult_leak else 2)) + off
         self._stage_use = self._stage_add - 1 if mult_leak else self._stage_add
         self._latency = self._stage_add + 2
 
@@ -242,11 +286,22 @@ class LIFArray(wiring.Component):
         # The golden model performs every size/format check once (and copies the tables).
         return CoreModel(config, thresholds, affine)
 
+    @staticmethod
+    def _check_memory_options(memory_outreg, bram):
+        if not isinstance(memory_outreg, bool):
+            raise TypeError(f"memory_outreg must be a bool, not {memory_outreg!r}")
+        if bram not in IMPLEMENTATIONS:
+            raise ValueError(f"bram must be one of {IMPLEMENTATIONS}, not {bram!r}")
+        if bram != "auto" and not memory_outreg:
+            raise ValueError(f"bram={bram!r} needs memory_outreg=True (without it the "
+                             "memories are always inferred)")
+
     @classmethod
-    def from_folded(cls, folded_core, lanes):
-        """The array for a :class:`golden.corefile.FoldedCore`."""
+    def from_folded(cls, folded_core, lanes, **options):
+        """The array for a :class:`golden.corefile.FoldedCore` (``options``:
+        ``memory_outreg``, ``bram``)."""
         return cls(folded_core.config, lanes, thresholds=folded_core.thresholds,
-                   affine=folded_core.affine)
+                   affine=folded_core.affine, **options)
 
     # -- read-only parameters --------------------------------------------------------------
 
@@ -262,6 +317,11 @@ class LIFArray(wiring.Component):
     def latency(self):
         """Pipeline stages: a beat accepted at edge ``e`` transfers out at ``e + latency``."""
         return self._latency
+
+    @property
+    def memory_outreg(self):
+        """Whether every memory read has an output register (one more pipeline stage)."""
+        return self._outreg
 
     @property
     def beats_per_step(self):
@@ -280,12 +340,19 @@ class LIFArray(wiring.Component):
         cfg = self._config
         A = self._stage_add
         out = dict(lane)
-        if cfg.affine and j == 2:
+        off = self._off
+        if cfg.affine and j == 2 + off:
             x = out.pop("c") << cfg.align_shift
             out["prod"] = x * out.pop("a")
-        if cfg.affine and j == 3:
+        if cfg.affine and j == 3 + off:
             out["y"] = _saturate((out.pop("prod") >> cfg.scale.frac) + out.pop("b"), cfg.membrane)
-        if not cfg.affine and j == self._stage_use:
+        early = self._early
+        if early and j == 1 + off:
+            y = _saturate(out.pop("c") << cfg.align_shift, cfg.membrane)
+            theta = out["theta"]
+            out["y"] = y
+            out["ty"] = theta - y
+        if not cfg.affine and not early and j == self._stage_use:
             out["y"] = _saturate(out.pop("c") << cfg.align_shift, cfg.membrane)
         if cfg.leak_shift is None and j == self._stage_use:
             out["pv"] = out.pop("v") * cfg.tau_q
@@ -295,6 +362,16 @@ class LIFArray(wiring.Component):
             else:
                 leak = out.pop("v") >> cfg.leak_shift
             out["sum"] = leak + out.pop("y")
+            if early:
+                # leak + y > theta  <=>  theta - y - leak < 0 (exact integers): the sign
+                # bits of two subtractions, each a bare carry chain into a flip-flop.
+                ty = out.pop("ty")
+                out["gt"], out["lt"] = (ty - leak)[-1], (leak - ty)[-1]
+                # The rail flags from the registered theta (not from the block RAM's
+                # output: that path is the RAM's routing plus a comparator).
+                theta = out["theta"]
+                out["th_below_max"] = theta < cfg.membrane.max_int
+                out["th_above_min"] = theta > cfg.membrane.min_int
         if j == A + 1:
             total = out.pop("sum")
             code, theta = out["compare"], out["theta"]
@@ -302,12 +379,18 @@ class LIFArray(wiring.Component):
             # Compare the unsaturated sum in parallel with the saturation. theta lies inside
             # the membrane range, so sat(total) > theta equals total > theta except when
             # total is above the range (then: max > theta); likewise for < below the range.
-            gt, lt = total > theta, total < theta
+            if early:
+                gt, lt = out.pop("gt"), out.pop("lt")
+                below_max, above_min = out.pop("th_below_max"), out.pop("th_above_min")
+            else:
+                gt, lt = total > theta, total < theta
+                below_max = theta < cfg.membrane.max_int
+                above_min = theta > cfg.membrane.min_int
             flags = _overflow(total, cfg.membrane)
             if flags is not None:
                 above, below = flags
-                gt = Mux(above, theta < cfg.membrane.max_int, gt)
-                lt = Mux(below, theta > cfg.membrane.min_int, lt)
+                gt = Mux(above, below_max, gt)
+                lt = Mux(below, above_min, lt)
             out["spike"] = Mux(code[1], code[0], Mux(code[0], lt, gt))
             del out["compare"]
             if cfg.reset == "zero":
@@ -390,10 +473,14 @@ class LIFArray(wiring.Component):
                                  "compare": int(self._thresholds.compare[i])})
                 else:
                     init.append({"theta": 0, "compare": int(Compare.NEVER)})
-            mem = memory.Memory(shape=thr_layout, depth=_depth(B), init=init)
+            if self._outreg:
+                mem = self._registered(thr_layout, _depth(B), init)
+                rd, wr = mem.read[0], mem.write
+            else:
+                mem = memory.Memory(shape=thr_layout, depth=_depth(B), init=init)
+                rd = mem.read_port(domain="sync")
+                wr = mem.write_port()
             m.submodules[f"threshold_{p}"] = mem
-            rd = mem.read_port(domain="sync")
-            wr = mem.write_port()
             m.d.comb += [
                 rd.addr.eq(k), rd.en.eq(en),
                 wr.addr.eq(load_addr),
@@ -408,38 +495,57 @@ class LIFArray(wiring.Component):
         if cfg.affine:
             aff_data = self._elaborate_affine(m, en, take, last, t)
 
-        # Stage 1 registers (the accept stage's values) plus the memory data of stage 1.
+        # Stage 1 registers (the accept stage's values); the table memories' data joins
+        # in stage 1 (stage 2 with registered memory outputs).
+        off = self._off
         meta0 = {"valid": take, "k": k, "t": t, "first": t == 0, "last": last}
         lanes0 = [{"c": self.i_current.payload[p]} for p in range(P)]
         metas = {1: self._register(m, en, meta0, "s1")}
         lanes = {1: [self._register(m, en, lanes0[p], f"s1_l{p}") for p in range(P)]}
-        for p in range(P):
-            lanes[1][p].update({"theta": thr_data[p].theta, "compare": thr_data[p].compare})
-            if cfg.affine:
-                lanes[1][p].update({"a": aff_data[p].a, "b": aff_data[p].b})
 
-        # Membrane memories: read at the edge entering stage U - 1, the data registered at
-        # the edge entering stage U, written from stage L.
+        def join_tables(j):
+            for p in range(P):
+                lanes[j][p].update({"theta": thr_data[p].theta, "compare": thr_data[p].compare})
+                if cfg.affine:
+                    lanes[j][p].update({"a": aff_data[p].a, "b": aff_data[p].b})
+
+        # Membrane memories: read at the edge entering stage U - 1 - off, the data
+        # registered at the edge entering stage U, written from stage L.
         mem_rd, mem_wr = [], []
         for p in range(P):
-            mem = memory.Memory(shape=signed(Bm), depth=_depth(B), init=[])
-            m.submodules[f"membrane_{p}"] = mem
-            mem_rd.append(mem.read_port(domain="sync"))
-            mem_wr.append(mem.write_port())
+            if self._outreg:
+                mem = self._registered(signed(Bm), _depth(B), [])
+                m.submodules[f"membrane_{p}"] = mem
+                mem_rd.append(mem.read[0])
+                mem_wr.append(mem.write)
+            else:
+                mem = memory.Memory(shape=signed(Bm), depth=_depth(B), init=[])
+                m.submodules[f"membrane_{p}"] = mem
+                mem_rd.append(mem.read_port(domain="sync"))
+                mem_wr.append(mem.write_port())
 
-        # Forwarding sources: stage j (U < j <= L + 2; L + 1 and L + 2 are write-back
-        # shadows) can hold the producer of the membrane a beat in stage U needs only if
-        # j - U >= B (see the module docstring).
-        fwd_stages = [j for j in range(U + 1, L + 3) if j - U >= B] if T > 1 else []
+        # Forwarding sources: stage j (U < j <= L + 2 + off; L + 1 .. L + 2 + off are
+        # write-back shadows) can hold the producer of the membrane a beat in stage U needs
+        # only if j - U >= B (see the module docstring).
+        fwd_stages = [j for j in range(U + 1, L + 3 + off) if j - U >= B] if T > 1 else []
 
+        zero_early = self._outreg and not fwd_stages
         v_mem = [None] * P
         for j in range(1, L + 1):
+            if j == 1 + off:
+                join_tables(j)
             if j == U - 1:
-                addr = k if U == 2 else metas[U - 2]["k"]
+                src = U - 2 - off       # the stage presenting the read address
+                addr = k if src == 0 else metas[src]["k"]
                 m.d.comb += [rd.addr.eq(addr) for rd in mem_rd]
                 m.d.comb += [rd.en.eq(en) for rd in mem_rd]
                 for p in range(P):
-                    lanes[j][p]["v_mem"] = mem_rd[p].data
+                    if zero_early:
+                        # No forwarding: zero the membrane at t == 0 before its register
+                        # (a synchronous reset of that flip-flop) instead of after it.
+                        lanes[j][p]["v_mem"] = Mux(metas[j]["first"], 0, mem_rd[p].data)
+                    else:
+                        lanes[j][p]["v_mem"] = mem_rd[p].data
             if j == U:
                 for p in range(P):
                     v_mem[p] = lanes[U][p].pop("v_mem")
@@ -465,13 +571,13 @@ class LIFArray(wiring.Component):
         # beat now in stage U read too early to see in the memory.
         shadow = {"valid": write, "k": last_meta["k"]}
         shadow_lanes = [{"v_new": v_new[p]} for p in range(P)]
-        for j in (L + 1, L + 2):
+        for j in range(L + 1, L + 3 + off):
             if any(s >= j for s in fwd_stages):
                 metas[j] = self._register(m, en, shadow, f"wb{j - L}")
                 lanes[j] = [self._register(m, en, shadow_lanes[p], f"wb{j - L}_l{p}")
                             for p in range(P)]
                 shadow, shadow_lanes = metas[j], lanes[j]
-        self._drive_forwarding(m, metas, lanes, v_mem, fwd_stages)
+        self._drive_forwarding(m, metas, lanes, v_mem, fwd_stages, zeroed=zero_early)
 
         # Output: straight from the last stage's registers; lanes past N read as zero.
         valid_last = N - (B - 1) * P
@@ -491,7 +597,13 @@ class LIFArray(wiring.Component):
             m.d.comb += [payload.spikes[p].eq(spike), payload.membrane[p].eq(v_pre)]
         return m
 
-    def _drive_forwarding(self, m, metas, lanes, v_mem, fwd_stages):
+    def _registered(self, shape, depth, init, read_ports=1):
+        """With ``memory_outreg``: a :class:`hdl.bram.RegisteredMemory` (read latency 2;
+        its ports have the ``addr``/``en``/``data`` of a Memory's ports)."""
+        return RegisteredMemory(shape=shape, depth=depth, init=init, read_ports=read_ports,
+                                implementation=self._bram)
+
+    def _drive_forwarding(self, m, metas, lanes, v_mem, fwd_stages, zeroed=False):
         """Drive stage U's membrane: zero at ``t == 0``, else the youngest pending write,
         else the (registered) memory data."""
         U = self._stage_use
@@ -506,7 +618,7 @@ class LIFArray(wiring.Component):
                 else:
                     value = self._v_new_from(s, dict(lanes[s][p]))
                 v = Mux(match, value, v)
-            m.d.comb += lanes[U][p]["v"].eq(Mux(metas[U]["first"], 0, v))
+            m.d.comb += lanes[U][p]["v"].eq(v if zeroed else Mux(metas[U]["first"], 0, v))
 
     def _elaborate_affine(self, m, en, take, last, t):
         """Affine memory and per-group channel counters; returns each lane's read data."""
@@ -520,10 +632,21 @@ class LIFArray(wiring.Component):
             for c in range(C):
                 init[(tt << cbits) | c] = {"a": int(self._affine.a_q[tt, c]),
                                             "b": int(self._affine.b_q[tt, c])}
-        mem = memory.Memory(shape=layout, depth=_depth(T << cbits), init=init)
+        # Lanes with the same channel in every beat share one read port.
+        groups = {}
+        for p in range(P):
+            seq = tuple((kk * P + p) // cs for kk in range(B))
+            groups.setdefault(seq, []).append(p)
+        if self._outreg:
+            mem = self._registered(layout, _depth(T << cbits), init, read_ports=len(groups))
+        else:
+            mem = memory.Memory(shape=layout, depth=_depth(T << cbits), init=init)
         m.submodules.affine = mem
 
-        wr = mem.write_port()
+        if self._outreg:
+            wr = mem.write
+        else:
+            wr = mem.write_port()
         load = self.load_affine
         m.d.comb += [
             wr.addr.eq(Cat(load.payload.channel[:cbits], load.payload.t)),
@@ -532,11 +655,6 @@ class LIFArray(wiring.Component):
             wr.en.eq(load.valid & (load.payload.channel < C) & (load.payload.t < T)),
         ]
 
-        # Lanes with the same channel in every beat share one read port.
-        groups = {}
-        for p in range(P):
-            seq = tuple((kk * P + p) // cs for kk in range(B))
-            groups.setdefault(seq, []).append(p)
         lane_data = [None] * P
         q, r = divmod(P, cs)
         ch_max = (B * P - 1) // cs
@@ -554,7 +672,10 @@ class LIFArray(wiring.Component):
                     pos.eq(Mux(carry, nxt - cs, nxt)),
                     ch.eq(ch + q + carry),
                 ]
-            rd = mem.read_port(domain="sync")
+            if self._outreg:
+                rd = mem.read[g]
+            else:
+                rd = mem.read_port(domain="sync")
             m.d.comb += [rd.addr.eq(Cat(ch[:cbits], t)), rd.en.eq(en)]
             for p in members:
                 lane_data[p] = rd.data

@@ -19,10 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from golden.core import RESETS
-from golden.corefile import FoldedCore
-from golden.examples import example_core
-from golden.fixed import Fixed
+from golden.examples import add_core_arguments, core_from_args
 
 from sim.desc import RtlDescription
 from sim.stimulus import expected_beats, random_stimulus, regression_stimulus
@@ -32,10 +29,7 @@ __all__ = ["add_arguments", "run", "load_core", "bench"]
 
 
 def add_arguments(parser):
-    parser.add_argument("--model", metavar="FILE.npz",
-                        help="folded core file (golden.corefile); default: the built-in example")
-    parser.add_argument("--lanes", "-P", type=int, default=4,
-                        help="neurons updated per clock (default 4)")
+    add_core_arguments(parser, seed_option="--core-seed")
     parser.add_argument("--samples", type=int, default=4,
                         help="samples of T timesteps to simulate (default 4)")
     parser.add_argument("--steps", type=int, default=None,
@@ -67,37 +61,9 @@ def add_arguments(parser):
                              "both speeds (cycles/s) and their ratio")
     parser.add_argument("--build-dir", default=None,
                         help="build root (default build/, or $SPIKEFOLD_BUILD_DIR)")
-    example = parser.add_argument_group("built-in example (without --model)")
-    example.add_argument("--neurons", "-N", type=int, default=64)
-    example.add_argument("-T", type=int, default=8, help="timesteps per sample")
-    example.add_argument("--membrane", type=Fixed.parse, default=Fixed(16, 8),
-                         help="membrane format bits.frac (default 16.8)")
-    example.add_argument("--current", type=Fixed.parse, default=None,
-                         help="input current format (default: the membrane's)")
-    example.add_argument("--threshold", type=Fixed.parse, default=None,
-                         help="stored threshold format (default: the membrane's)")
-    example.add_argument("--tau", type=float, default=0.25,
-                         help="leak factor; a power of two is a shift (default 0.25)")
-    example.add_argument("--tau-bits", type=int, default=8)
-    example.add_argument("--reset", choices=RESETS, default="zero")
-    example.add_argument("--affine", action="store_true", help="include the affine stage")
-    example.add_argument("--channels", type=int, default=None,
-                         help="affine channels (default 4 if N is a multiple, else 1)")
-    example.add_argument("--core-seed", type=int, default=0,
-                         help="seed of the example's MPBN parameters (as `spikefold verilog "
-                              "--seed`)")
 
 
-def load_core(args):
-    if args.model:
-        path = Path(args.model)
-        if not path.is_file():
-            raise FileNotFoundError(f"--model: no such file: {args.model}")
-        return FoldedCore.load(path)
-    return example_core(args.neurons, T=args.T, membrane=args.membrane, current=args.current,
-                        threshold=args.threshold, tau=args.tau, tau_bits=args.tau_bits,
-                        reset=args.reset, affine=args.affine, channels=args.channels,
-                        seed=args.core_seed)
+load_core = core_from_args
 
 
 def _check_args(args):

@@ -304,3 +304,74 @@ def test_ice40_infers_bram(tmp_path):
     # 2 lanes x (membrane 128x16 + thresholds 128x18): 1 + 2 BRAMs per lane.
     assert cells.get("SB_RAM40_4K", 0) == 6
     assert cells.get("SB_LUT4", 0) < 600
+
+
+# -- registered memory outputs (memory_outreg=True: one more stage, hdl/bram.py) -----------
+
+OUTREG_GRID = ["N1P1-shift-zero", "N1P1-mul-sub-affine", "N2P2-12bit-sub", "N3P1-align-mul",
+               "N5P2-8bit-mul", "N7P4-affine-sub", "N9P8-shift-zero", "N24P8-affine-groups",
+               "N6P3-T1", "N4P2-tau1-zero", "N11P5-affine"]
+
+
+@pytest.mark.parametrize("N, P, kw", [g[1:] for g in GRID if g[0] in OUTREG_GRID],
+                         ids=[g[0] for g in GRID if g[0] in OUTREG_GRID])
+def test_outreg_matches_golden_model(N, P, kw):
+    """The deeper pipeline (inferred memories + output registers) against golden, with the
+    forwarding windows of small N/P, clears, loads, gaps and backpressure."""
+    seed = 1000 + N * 10 + P
+    rng = np.random.default_rng(seed)
+    fc = _core(N, seed=seed % 7, **kw)
+    dut = LIFArray.from_folded(fc, P, memory_outreg=True)
+    assert dut.memory_outreg
+    steps = scenario(fc.config, P, rng)
+    plan = make_plan(fc.model(), P, steps)
+    run_plan(dut, plan, seed=seed, gap=0.3, backpressure=0.3)
+
+
+@pytest.mark.parametrize("N, P, kw", [
+    (1, 1, dict()), (2, 1, dict(tau=0.3, affine=True)), (3, 1, dict(reset="subtract")),
+    (5, 1, dict()), (6, 1, dict(tau=0.3)),
+])
+def test_outreg_one_beat_per_clock(N, P, kw):
+    fc = _core(N, T=3, **kw)
+    dut = LIFArray.from_folded(fc, P, memory_outreg=True)
+    rng = np.random.default_rng(6)
+    plan = make_plan(fc.model(), P, [Step(_currents(rng)) for _ in range(12)])
+    cycles = run_plan(dut, plan, seed=6)
+    assert cycles == len(plan.beats) + dut.latency
+
+
+@pytest.mark.parametrize("kw, latency", [
+    (dict(), 5), (dict(tau=0.3), 6), (dict(affine=True), 7), (dict(affine=True, tau=0.3), 7),
+])
+def test_outreg_latency_and_memories(kw, latency, tmp_path):
+    """One more stage; without an ECP5 platform the memories stay inferred (same names)."""
+    from amaranth.back import verilog
+    from hdl.export import verilog_ports
+    fc = _core(10, T=5, **kw)
+    dut = LIFArray.from_folded(fc, 3, memory_outreg=True)
+    assert dut.latency == latency
+    ports = [(port, value, None) for port, (value, _) in verilog_ports(dut).items()]
+    text = verilog.convert(dut, name="lif", ports=ports, emit_src=False)
+    assert "DP16KD" not in text
+    mems = re.findall(r"^\s*reg \[\d+:0\] (\w+) \[\d+:0\];", text, re.M)
+    assert len(mems) == 3 + 3 + int(fc.config.affine)
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_outreg_thresholds_at_the_rails(reset):
+    """The early comparator (theta - y against the leak) with saturated sums and thresholds
+    at the rails: the rail corrections must match golden's compare-after-saturation."""
+    fmt = Fixed(8, 4)
+    cfg = CoreConfig(neurons=8, T=6, current=fmt, membrane=fmt, tau=1.0, reset=reset)
+    lo, hi = fmt.min_int, fmt.max_int
+    theta = np.array([hi, lo, hi - 1, lo + 1, hi, lo, 0, 0])
+    compare = np.array([Compare.GT, Compare.LT, Compare.GT, Compare.LT,
+                        Compare.LT, Compare.GT, Compare.ALWAYS, Compare.NEVER])
+    table = ThresholdTable(theta, compare)
+    model = CoreModel(cfg, table)
+    currents = [np.full(8, c) for c in (hi, hi, hi, lo, lo, lo, hi, 0, lo, lo, hi, hi)]
+    plan = make_plan(model, 2, [Step(c) for c in currents])
+    assert model.saturations.membrane > 0
+    run_plan(LIFArray(cfg, 2, thresholds=table, memory_outreg=True), plan, seed=12, gap=0.2,
+             backpressure=0.2)
