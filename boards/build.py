@@ -54,9 +54,13 @@ def add_arguments(parser):
                         help="--bench clock target in MHz (iCE40 100, ECP5 250)")
     parser.add_argument("--plan-only", action="store_true",
                         help="write the Verilog and build scripts, run no tool")
+    parser.add_argument("--no-outreg", action="store_true",
+                        help="read block RAM without its output register (one stage less "
+                             "latency, much lower Fmax)")
 
 
 def build_board(folded, lanes, target, out, *, bench=False, freq=None, baudrate=115200,
+                memory_outreg=True,
                 buffer_bytes=512, readback=True, plan_only=False, log=print):
     """Build (or with ``plan_only`` only prepare) one board; returns the build.json dict."""
     from .top import BenchBoardTop, BoardTop, bench_platform
@@ -67,11 +71,12 @@ def build_board(folded, lanes, target, out, *, bench=False, freq=None, baudrate=
     if bench:
         freq = freq or DEFAULT_FREQ[target.family]
         platform = bench_platform(target, freq * 1e6)
-        top = BenchBoardTop(folded, lanes)
+        top = BenchBoardTop(folded, lanes, memory_outreg=memory_outreg)
     else:
         platform = target.make_platform()
         top = BoardTop(folded, lanes, baudrate=baudrate, buffer_bytes=buffer_bytes,
-                       readback=readback, uart_resource=target.uart)
+                       readback=readback, uart_resource=target.uart,
+                       memory_outreg=memory_outreg)
     kwargs = dict(target.build_kwargs, emit_src=False)
     if target.open_toolchain:
         opts = "--report top.report.json"
@@ -80,12 +85,13 @@ def build_board(folded, lanes, target, out, *, bench=False, freq=None, baudrate=
         kwargs["nextpnr_opts"] = opts
     plan = platform.build(top, name="top", do_build=False, **kwargs)
     from hdl.lif_array import LIFArray
-    array = LIFArray.from_folded(folded, lanes)
+    array = LIFArray.from_folded(folded, lanes, memory_outreg=memory_outreg)
     array._MustUse__silence = True            # only asked for its latency
     info = {
         "format": "spikefold-build", "version": 1, "board": target.name,
         "board_name": target.board, "device": target.device, "family": target.family,
         "top": "bench" if bench else "uart", "lanes": lanes, "latency": array.latency,
+        "memory_outreg": memory_outreg,
         "beats_per_step": array.beats_per_step, "config": folded.config.to_json(),
         "estimate": est.to_json(), "note": target.note,
         "command": "spikefold build " + " ".join(shlex.quote(a) for a in sys.argv[2:])
@@ -161,5 +167,6 @@ def run(args):
     out = Path(args.out or Path("build") / target.name)
     build_board(folded, args.lanes, target, out, bench=args.bench, freq=args.freq,
                 baudrate=args.baudrate, buffer_bytes=args.buffer_bytes,
-                readback=not args.no_readback, plan_only=args.plan_only)
+                readback=not args.no_readback, plan_only=args.plan_only,
+                memory_outreg=not args.no_outreg)
     return 0

@@ -74,7 +74,7 @@ def sweep(target, points, out, *, tau=0.25, T=8, freq=None, log=print):
         done = d / "build.json"
         info = json.loads(done.read_text()) if done.exists() else None
         if not info or not info.get("built") or info.get("config") != folded.config.to_json() \
-                or info.get("lanes") != p:
+                or info.get("lanes") != p or info.get("memory_outreg") is not True:
             try:
                 info = build_board(folded, p, target, d, bench=True, freq=freq, log=log)
             except ValueError as exc:          # does not fit: a row saying so

@@ -35,10 +35,10 @@ class LinkTop(wiring.Component):
     """
 
     def __init__(self, folded, lanes, *, divisor, buffer_bytes=512, readback=True,
-                 timeout_bytes=None):
+                 timeout_bytes=None, memory_outreg=False):
         if not isinstance(folded, FoldedCore):
             raise TypeError(f"folded must be a FoldedCore, not {type(folded).__name__}")
-        self.array = LIFArray.from_folded(folded, lanes)
+        self.array = LIFArray.from_folded(folded, lanes, memory_outreg=memory_outreg)
         kw = {} if timeout_bytes is None else {"timeout_bytes": timeout_bytes}
         self.link = HostLink(folded.config, lanes, divisor=divisor, buffer_bytes=buffer_bytes,
                              readback=readback, latency=self.array.latency, **kw)
@@ -77,8 +77,9 @@ class BoardTop(wiring.Component):
     """
 
     def __init__(self, folded, lanes, *, baudrate=DEFAULT_BAUDRATE, buffer_bytes=512,
-                 readback=True, uart_resource=("uart", 0)):
+                 readback=True, uart_resource=("uart", 0), memory_outreg=True):
         self.folded, self.lanes = folded, lanes
+        self.memory_outreg = memory_outreg
         self.baudrate = baudrate
         self.buffer_bytes, self.readback = buffer_bytes, readback
         self.uart_resource = uart_resource
@@ -90,7 +91,8 @@ class BoardTop(wiring.Component):
         divisor = divisor_for(platform.default_clk_frequency, self.baudrate)
         m.submodules.core = core = LinkTop(self.folded, self.lanes, divisor=divisor,
                                            buffer_bytes=self.buffer_bytes,
-                                           readback=self.readback)
+                                           readback=self.readback,
+                                           memory_outreg=self.memory_outreg)
         uart = platform.request(*self.uart_resource, dir="-")
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
@@ -121,8 +123,8 @@ class BenchTop(wiring.Component):
     lanes : int
     """
 
-    def __init__(self, folded, lanes):
-        self.array = LIFArray.from_folded(folded, lanes)
+    def __init__(self, folded, lanes, *, memory_outreg=True):
+        self.array = LIFArray.from_folded(folded, lanes, memory_outreg=memory_outreg)
         super().__init__({"ctl": In(6), "out": Out(1)})
 
     def elaborate(self, platform):
@@ -179,13 +181,15 @@ def bench_platform(target, frequency):
 class BenchBoardTop(wiring.Component):
     """:class:`BenchTop` on a :func:`bench_platform`."""
 
-    def __init__(self, folded, lanes):
+    def __init__(self, folded, lanes, *, memory_outreg=True):
         self.folded, self.lanes = folded, lanes
+        self.memory_outreg = memory_outreg
         super().__init__({})
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.bench = bench = BenchTop(self.folded, self.lanes)
+        m.submodules.bench = bench = BenchTop(self.folded, self.lanes,
+                                              memory_outreg=self.memory_outreg)
         pins = platform.request("bench", 0, dir={"ctl": "-", "out": "-"})
         m.submodules.ctl_buf = ctl_buf = io.Buffer("i", pins.ctl)
         m.submodules.out_buf = out_buf = io.Buffer("o", pins.out)
