@@ -25,7 +25,7 @@ from golden.examples import add_core_arguments, core_from_args
 
 from .lif_array import LIFArray
 
-__all__ = ["FORMAT", "VERSION", "export_verilog", "describe", "verilog_ports",
+__all__ = ["FORMAT", "VERSION", "export_verilog", "describe", "verilog_ports", "payload_fields",
            "add_arguments", "run"]
 
 FORMAT = "spikefold-rtl"
@@ -47,7 +47,7 @@ def verilog_ports(dut):
     return ports
 
 
-def _fields(shape, port):
+def payload_fields(shape, port):
     """JSON field table of a payload of ``shape`` (a struct or an array layout)."""
     if isinstance(shape, data.ArrayLayout):
         elem = Shape.cast(shape.elem_shape)
@@ -78,7 +78,7 @@ def describe(dut, name):
         if stream_if is None:
             continue
         port = f"{stream_name}__payload"
-        fields[port] = _fields(stream_if.payload.shape(), port)
+        fields[port] = payload_fields(stream_if.payload.shape(), port)
     return {
         "format": FORMAT, "version": VERSION, "top": name, "lanes": dut.lanes,
         "latency": dut.latency, "beats_per_step": dut.beats_per_step,

@@ -1,0 +1,499 @@
+"""A dense synapse stage: weights in BRAM, accumulation driven by the active inputs only.
+
+The arithmetic is exactly the "synapse" and "current" rows of the integer-model table in
+``golden/network.py`` (:class:`golden.network.IntegerLayer`): ``acc[i] = bias_q[i] +
+sum_j W_q[i, j] * s[j]`` over the inputs ``j`` with ``s[j] != 0`` (spikes: ``W_q[i, j]``
+is added, no multiplier; the analog first layer: ``W_q[i, j] * x_q[j]``), in
+``layer.acc_bits`` bits (which no sum can overflow), then ``c_q = sat_c(acc >> shift)``.
+Skipping the zero inputs is exact: they add nothing.
+
+Dataflow (``P`` = ``lanes`` output neurons per beat, ``Q`` = ``in_lanes`` inputs per input
+beat, ``B = ceil(n_out / P)`` output beats per vector):
+
+1. **Ingest.** Input beats (``Q`` spikes, or ``Q`` pixels ``x_q``) are turned into a list
+   of the active inputs -- ``j`` (spikes) or ``(j, x_q[j])`` (pixels) -- one entry per
+   cycle by a priority encoder (a beat with at most one active input takes one cycle). The
+   list memory has two banks: while the engine reads the list of one input vector, the
+   next vector fills the other bank. A bank is handed to the engine after the vector's
+   last input beat (counted: ``ceil(n_in / Q)`` beats per vector).
+2. **Engine** (output-stationary): for each output beat ``k`` and each list entry ``j``
+   it reads the memory word ``W[k, j]`` holding the ``P`` weights ``W_q[k*P + p, j]`` and
+   adds them (times ``x_q[j]`` for pixels) into ``P`` accumulators, which start from the
+   beat's biases (a second, small memory). One list entry per cycle, no bubble between
+   beats: a vector with ``a`` active inputs takes ``B * max(1, a)`` cycles.
+3. **Replay** (analog input only, ``T > 1``). With direct encoding the input is the same
+   at every timestep, so the first layer's currents are computed once per sample and the
+   ``B`` beats are emitted ``T`` times from a two-bank buffer (the next sample is computed
+   into the other bank meanwhile).
+
+Engine pipeline (stall-all: every register and memory read port moves on
+``en = ~out_valid | out_ready`` of the engine's output register):
+
+=======  ==================================================================  ===========
+stage    work                                                                present
+=======  ==================================================================  ===========
+S0       issue ``(k, e)``: list memory address                              always
+S1       list entry -> weight address ``k * n_in + j`` (the zero word for    always
+         an empty list); bias address ``k``
+S2       weight word (``P`` weights) arrives; ``x_q`` registered alongside   always
+S3       product ``W * x_q`` registered (maps to DSP blocks)                 analog
+A        ``acc = (first ? bias : acc) + addend``                              always
+O        ``c_q = sat_c(acc >> shift)``: the output register                   always
+=======  ==================================================================  ===========
+
+Memories (``amaranth.lib.memory.Memory``): weights ``B * n_in + 1`` words of ``P * Bw``
+bits (word ``k * n_in + j``, lane ``p`` at bits ``[p*Bw, (p+1)*Bw)``, lanes past ``n_out``
+zero; the last word all zero), initialised from ``W_q``; biases ``B`` words of ``P * Bb`` bits; the active list
+``2 * 2**ceil(log2 n_in)`` entries; the replay buffer ``2 * 2**ceil(log2 B)`` words of
+``P * Bc`` bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from golden.network import IntegerLayer
+
+__all__ = ["DenseStage", "current_layout", "weight_words"]
+
+
+def _width(count):
+    """Bits of a counter/index over ``count`` values (at least one bit)."""
+    return max(1, ceil_log2(count))
+
+
+def _clamp(value, fmt):
+    """``value`` clamped to the signed format ``fmt`` (combinational, never wraps).
+
+    It fits exactly when the bits from ``fmt.bits - 1`` up are all copies of the sign: a
+    reduction instead of two magnitude comparators (cheaper in LUTs, same result)."""
+    width = value.shape().width
+    if width <= fmt.bits:
+        return value
+    top = value[fmt.bits - 1:]
+    fits = (top == 0) | (top == (1 << (width - fmt.bits + 1)) - 1)
+    rail = Mux(value[-1], fmt.min_int, fmt.max_int)
+    return Mux(fits, value[:fmt.bits], rail)[:fmt.bits].as_signed()
+
+
+def _pack(words, bits):
+    """Pack rows of signed integers into unsigned words, element ``p`` at ``p * bits``."""
+    words = np.asarray(words, dtype=np.int64)
+    mask = (1 << bits) - 1
+    out = []
+    for row in words:
+        value = 0
+        for p, v in enumerate(row.tolist()):
+            value |= (int(v) & mask) << (p * bits)
+        out.append(value)
+    return out
+
+
+def weight_words(layer, lanes):
+    """Weight memory contents ``(B * n_in, P)``: word ``k * n_in + j`` holds
+    ``W_q[k*P + p, j]`` in lane ``p`` (0 past ``n_out``)."""
+    n_out, n_in = layer.W_q.shape
+    B = -(-n_out // lanes)
+    W = np.zeros((B * lanes, n_in), dtype=np.int64)
+    W[:n_out] = np.asarray(layer.W_q, dtype=np.int64)
+    return W.reshape(B, lanes, n_in).transpose(0, 2, 1).reshape(B * n_in, lanes)
+
+
+def current_layout(layer, lanes):
+    """Payload layout of the output stream: ``P`` currents (``LIFArray.i_current``'s)."""
+    return data.ArrayLayout(signed(layer.formats.current.bits), lanes)
+
+
+def _positive(name, value, maximum=None, what=""):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} {value} exceeds {what} {maximum}; use at most {maximum}")
+    return int(value)
+
+
+class DenseStage(wiring.Component):
+    """Compute one dense layer's currents from a stream of inputs, bit-exactly.
+
+    Parameters
+    ----------
+    layer : golden.network.IntegerLayer
+        Integer weights, biases and formats. ``layer.input_bits`` set means the analog
+        first layer (multiply-accumulate), ``None`` spiking inputs (add only).
+    lanes : int
+        ``P``: output neurons per beat (weights read per cycle), ``1 <= P <= n_out``.
+    in_lanes : int
+        ``Q``: inputs per input beat, ``1 <= Q <= n_in``; for spiking inputs the previous
+        LIF array's lane count.
+    T : int
+        Timesteps per sample: the analog layer emits each computed vector ``T`` times.
+        Ignored for spiking inputs (one output vector per input vector).
+
+    Attributes
+    ----------
+    i_spikes : In(stream.Signature(unsigned(Q)))
+        Spiking input only: bit ``q`` of beat ``b`` is input ``b * Q + q`` (bits past
+        ``n_in`` are ignored); ``ceil(n_in / Q)`` beats per timestep.
+    i_pixels : In(stream.Signature(ArrayLayout(signed(Bx), Q)))
+        Analog input only: ``x_q`` of inputs ``b * Q .. b * Q + Q - 1`` (format ``Fx``);
+        ``ceil(n_in / Q)`` beats per sample.
+    o_current : Out(stream.Signature(ArrayLayout(signed(Bc), P)))
+        ``c_q`` of neurons ``k * P .. k * P + P - 1`` (lanes past ``n_out`` are 0), beats
+        ``k = 0 .. B - 1`` per timestep: ``LIFArray.i_current``'s layout. Registered.
+
+    Combinational paths: none from input to output. ``i_*.ready`` comes from internal
+    state only (it does not depend on ``i_*.valid``); ``o_current.valid``/``payload`` are
+    registers (or the replay buffer's read register); ``o_current.ready`` reaches every
+    pipeline enable (stall-all).
+
+    Raises
+    ------
+    TypeError
+        ``layer`` is not an ``IntegerLayer``.
+    ValueError
+        ``lanes``, ``in_lanes`` or ``T`` not positive integers in range; weights that do
+        not fit the weight format.
+    """
+
+    def __init__(self, layer, lanes, *, in_lanes=1, T=1):
+        if not isinstance(layer, IntegerLayer):
+            raise TypeError(f"layer must be a golden.network.IntegerLayer, not {layer!r}")
+        W_q = np.asarray(layer.W_q)
+        if W_q.ndim != 2 or W_q.size == 0:
+            raise ValueError(f"layer.W_q must be a non-empty (n_out, n_in) array, not shape "
+                             f"{W_q.shape}")
+        if not np.issubdtype(W_q.dtype, np.integer):
+            raise ValueError(f"layer.W_q must hold integers, not {W_q.dtype}")
+        fw = layer.formats.weight
+        if np.any(fw.overflows(W_q)):
+            i, j = (int(v) for v in np.argwhere(fw.overflows(W_q))[0])
+            raise ValueError(f"layer.W_q[{i}, {j}] = {int(W_q[i, j])} does not fit the weight "
+                             f"format {fw}")
+        bias_q = np.asarray(layer.bias_q)
+        if bias_q.shape != (layer.n_out,):
+            raise ValueError(f"layer.bias_q must have shape ({layer.n_out},), not {bias_q.shape}")
+        self._layer = layer
+        self._lanes = _positive("lanes", lanes, layer.n_out, "the layer's neuron count")
+        self._in_lanes = _positive("in_lanes", in_lanes, layer.n_in, "the layer's input count")
+        self._T = _positive("T", T)
+        self._analog = layer.input_bits is not None
+        self._beats = -(-layer.n_out // self._lanes)
+        self._in_beats = -(-layer.n_in // self._in_lanes)
+
+        Q = self._in_lanes
+        if self._analog:
+            members = {"i_pixels": In(stream.Signature(
+                data.ArrayLayout(signed(layer.input_bits), Q)))}
+        else:
+            members = {"i_spikes": In(stream.Signature(unsigned(Q)))}
+        members["o_current"] = Out(stream.Signature(current_layout(layer, self._lanes)))
+        super().__init__(members)
+
+    # -- read-only parameters --------------------------------------------------------------
+
+    @property
+    def layer(self):
+        return self._layer
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def in_lanes(self):
+        return self._in_lanes
+
+    @property
+    def T(self):
+        return self._T
+
+    @property
+    def analog(self):
+        """Whether the inputs are analog pixels (multiply-accumulate) rather than spikes."""
+        return self._analog
+
+    @property
+    def beats(self):
+        """Output beats per vector, ``ceil(n_out / P)``."""
+        return self._beats
+
+    @property
+    def in_beats(self):
+        """Input beats per vector, ``ceil(n_in / Q)``."""
+        return self._in_beats
+
+    @property
+    def input(self):
+        """The input stream port (``i_pixels`` or ``i_spikes``)."""
+        return self.i_pixels if self._analog else self.i_spikes
+
+    def engine_cycles(self, active):
+        """Engine cycles for one input vector with ``active`` non-zero inputs."""
+        return self._beats * max(1, int(active))
+
+    # -- elaboration ---------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        m = Module()
+        layer = self._layer
+        n_in, P = layer.n_in, self._lanes
+        jw = _width(n_in)
+
+        if self._analog:
+            entry = data.StructLayout({"j": unsigned(jw), "x": signed(layer.input_bits)})
+        else:
+            entry = data.StructLayout({"j": unsigned(jw)})
+        lmem = memory.Memory(shape=entry, depth=2 << jw, init=[])
+        m.submodules.active_list = lmem
+
+        full = Signal(2)                      # bank b holds a complete list
+        count = [Signal(range(n_in + 1), name=f"count{b}") for b in range(2)]
+        self._elaborate_ingest(m, lmem, full, count)
+
+        if self._analog and self._T > 1:
+            engine_out = stream.Signature(current_layout(layer, P)).create(path=("engine",))
+            self._elaborate_engine(m, lmem, full, count, engine_out)
+            self._elaborate_replay(m, engine_out)
+        else:
+            self._elaborate_engine(m, lmem, full, count, self.o_current)
+        return m
+
+    def _elaborate_ingest(self, m, lmem, full, count):
+        """Input beats -> list entries of the active inputs, one per cycle, bank ``wb``."""
+        layer = self._layer
+        n_in, Q, IB = layer.n_in, self._in_lanes, self._in_beats
+        jw = _width(n_in)
+        port = self.input
+        wr = lmem.write_port()
+
+        ib = Signal(range(IB))                # index of the next input beat
+        ib_base = Signal(range(max(2, IB * Q)))
+        pvalid = Signal()                     # a beat is pending
+        pmask = Signal(Q)                     # its active inputs not yet written
+        pbase = Signal(range(max(2, IB * Q)))
+        plast = Signal()
+        wb = Signal()
+        wcount = Signal(range(n_in + 1))
+        if self._analog:
+            pvals = Signal(data.ArrayLayout(signed(layer.input_bits), Q))
+
+        # Active inputs of the incoming beat (lanes past n_in in the last beat ignored).
+        valid_last = n_in - (IB - 1) * Q
+        lane_ok = Cat(*[(ib != IB - 1) | Const(p < valid_last, 1) for p in range(Q)])
+        if self._analog:
+            nonzero = Cat(*[port.payload[p] != 0 for p in range(Q)])
+        else:
+            nonzero = port.payload
+        in_mask = nonzero & lane_ok
+
+        # Lowest pending input (priority encoder), and what is left after writing it.
+        low = Const(0, range(max(2, Q)))
+        for p in reversed(range(Q)):
+            low = Mux(pmask[p], p, low)
+        low_sig = Signal(range(max(2, Q)), name="ingest_low")
+        m.d.comb += low_sig.eq(low)
+        rest = pmask & (pmask - 1)
+        writable = ~Mux(wb, full[1], full[0])
+        act = pvalid & writable
+        done = rest == 0                      # this cycle finishes the pending beat
+        write = act & (pmask != 0)
+        wcount_next = wcount + write
+
+        m.d.comb += [
+            port.ready.eq(~pvalid | (writable & done)),
+            wr.addr.eq(Cat(wcount[:jw], wb)),
+            wr.data.j.eq(pbase + low_sig),
+            wr.en.eq(write),
+        ]
+        if self._analog:
+            m.d.comb += wr.data.x.eq(pvals[low_sig])
+
+        with m.If(write):
+            m.d.sync += [pmask.eq(rest), wcount.eq(wcount_next)]
+        with m.If(act & done):
+            m.d.sync += pvalid.eq(0)
+            with m.If(plast):
+                m.d.sync += [wb.eq(~wb), wcount.eq(0)]
+                for b in range(2):
+                    with m.If(wb == b):
+                        m.d.sync += [full[b].eq(1), count[b].eq(wcount_next)]
+        with m.If(port.valid & port.ready):
+            m.d.sync += [pvalid.eq(1), pmask.eq(in_mask), pbase.eq(ib_base),
+                         plast.eq(ib == IB - 1)]
+            if self._analog:
+                m.d.sync += pvals.eq(port.payload)
+            with m.If(ib == IB - 1):
+                m.d.sync += [ib.eq(0), ib_base.eq(0)]
+            with m.Else():
+                m.d.sync += [ib.eq(ib + 1), ib_base.eq(ib_base + Q)]
+
+    def _elaborate_engine(self, m, lmem, full, count, out):
+        """Loop over output beats and list entries; accumulate; requantize into ``out``."""
+        layer = self._layer
+        n_in, n_out = layer.n_in, layer.n_out
+        P, B = self._lanes, self._beats
+        Bw, Bb, Bacc = layer.formats.weight.bits, layer.bias_bits, layer.acc_bits
+        jw = _width(n_in)
+        analog = self._analog
+
+        # One extra all-zero word at B * n_in: an empty list reads it (adds nothing).
+        zero_word = B * n_in
+        wmem = memory.Memory(shape=unsigned(P * Bw), depth=B * n_in + 1,
+                             init=_pack(weight_words(layer, P), Bw) + [0])
+        m.submodules.weights = wmem
+        bias = np.zeros(B * P, dtype=np.int64)
+        bias[:n_out] = np.asarray(layer.bias_q, dtype=np.int64)
+        bmem = memory.Memory(shape=unsigned(P * Bb), depth=max(2, B),
+                             init=_pack(bias.reshape(B, P), Bb))
+        m.submodules.biases = bmem
+
+        out_valid = Signal()
+        en = Signal()
+        m.d.comb += en.eq(~out_valid | out.ready)
+
+        # S0: issue.
+        rb = Signal()
+        e = Signal(range(max(2, n_in)))
+        k = Signal(range(max(2, B)))
+        base = Signal(range(max(2, B * n_in)))
+        busy = Mux(rb, full[1], full[0])
+        n = Signal(range(n_in + 1))
+        m.d.comb += n.eq(Mux(rb, count[1], count[0]))
+        issue = Signal()
+        last_e = Signal()
+        m.d.comb += [issue.eq(en & busy), last_e.eq(e + 1 >= n)]
+        with m.If(issue):
+            with m.If(last_e):
+                m.d.sync += e.eq(0)
+                with m.If(k == B - 1):
+                    m.d.sync += [k.eq(0), base.eq(0), rb.eq(~rb)]
+                    for b in range(2):
+                        with m.If(rb == b):
+                            m.d.sync += full[b].eq(0)
+                with m.Else():
+                    m.d.sync += [k.eq(k + 1), base.eq(base + n_in)]
+            with m.Else():
+                m.d.sync += e.eq(e + 1)
+
+        lrd = lmem.read_port(domain="sync")
+        m.d.comb += [lrd.addr.eq(Cat(e[:jw], rb)), lrd.en.eq(en)]
+
+        def stage(values, name):
+            regs = {}
+            for key, value in values.items():
+                reg = Signal(Value.cast(value).shape(), name=f"{name}_{key}")
+                with m.If(en):
+                    m.d.sync += reg.eq(value)
+                regs[key] = reg
+            return regs
+
+        s1 = stage({"valid": issue, "first": e == 0, "last": last_e, "empty": n == 0,
+                    "k": k, "base": base}, "s1")
+
+        # S1: weight and bias addresses.
+        wrd = wmem.read_port(domain="sync")
+        brd = bmem.read_port(domain="sync")
+        m.d.comb += [wrd.addr.eq(Mux(s1["empty"], zero_word, s1["base"] + lrd.data.j)),
+                     wrd.en.eq(en)]
+        ctl2 = {key: s1[key] for key in ("valid", "first", "last")}
+        if analog:
+            ctl2["x"] = lrd.data.x
+            ctl2["k"] = s1["k"]             # the bias is needed one stage later
+        s2 = stage(ctl2, "s2")
+        m.d.comb += [brd.addr.eq(s2["k"] if analog else s1["k"]), brd.en.eq(en)]
+        weights = data.ArrayLayout(signed(Bw), P)(wrd.data)
+
+        # S2 (analog: S3): addends.
+        if analog:
+            prods = [weights[p] * s2["x"] for p in range(P)]
+            s3 = stage({**{key: s2[key] for key in ("valid", "first", "last")},
+                        **{f"prod{p}": prods[p] for p in range(P)}}, "s3")
+            ctl, addends = s3, [s3[f"prod{p}"] for p in range(P)]
+        else:
+            ctl = s2
+            addends = [weights[p] for p in range(P)]
+        biases = data.ArrayLayout(signed(Bb), P)(brd.data)
+
+        # A: accumulate.
+        acc = [Signal(signed(Bacc), name=f"acc{p}") for p in range(P)]
+        done = Signal()
+        with m.If(en):
+            m.d.sync += done.eq(ctl["valid"] & ctl["last"])
+            with m.If(ctl["valid"]):
+                for p in range(P):
+                    m.d.sync += acc[p].eq(Mux(ctl["first"], biases[p], acc[p]) + addends[p])
+
+        # O: requantize into the output register.
+        shift = layer.shift
+        fmt = layer.formats.current
+        with m.If(en):
+            m.d.sync += out_valid.eq(done)
+            for p in range(P):
+                # Lanes past n_out have zero weights and biases: they come out as 0.
+                value = acc[p] >> shift if shift >= 0 else acc[p] << -shift
+                m.d.sync += out.payload[p].eq(_clamp(value, fmt))
+        m.d.comb += out.valid.eq(out_valid)
+
+    def _elaborate_replay(self, m, src):
+        """Store each computed vector (``B`` beats from ``src``) and emit it ``T`` times."""
+        layer = self._layer
+        P, B, T = self._lanes, self._beats, self._T
+        kw = _width(B)
+        buf = memory.Memory(shape=unsigned(P * layer.formats.current.bits), depth=2 << kw,
+                            init=[])
+        m.submodules.replay = buf
+        full = Signal(2)
+
+        # Writer: the engine's beats into bank wb.
+        wr = buf.write_port()
+        wb = Signal()
+        wk = Signal(range(max(2, B)))
+        writable = ~Mux(wb, full[1], full[0])
+        m.d.comb += [
+            src.ready.eq(writable),
+            wr.addr.eq(Cat(wk[:kw], wb)),
+            wr.data.eq(src.payload.as_value()),
+            wr.en.eq(src.valid & writable),
+        ]
+        with m.If(src.valid & writable):
+            with m.If(wk == B - 1):
+                m.d.sync += [wk.eq(0), wb.eq(~wb)]
+                for b in range(2):
+                    with m.If(wb == b):
+                        m.d.sync += full[b].eq(1)
+            with m.Else():
+                m.d.sync += wk.eq(wk + 1)
+
+        # Reader: bank rb, beats 0 .. B-1, T times; the read port's data is the output.
+        rd = buf.read_port(domain="sync")
+        rb = Signal()
+        rk = Signal(range(max(2, B)))
+        rt = Signal(range(max(2, T)))
+        out_valid = Signal()
+        adv = Signal()
+        m.d.comb += adv.eq(~out_valid | self.o_current.ready)
+        issue = adv & Mux(rb, full[1], full[0])
+        m.d.comb += [
+            rd.addr.eq(Cat(rk[:kw], rb)),
+            rd.en.eq(adv),
+            self.o_current.valid.eq(out_valid),
+            self.o_current.payload.eq(rd.data),
+        ]
+        with m.If(adv):
+            m.d.sync += out_valid.eq(issue)
+        with m.If(issue):
+            with m.If(rk == B - 1):
+                m.d.sync += rk.eq(0)
+                with m.If(rt == T - 1):
+                    m.d.sync += [rt.eq(0), rb.eq(~rb)]
+                    for b in range(2):
+                        with m.If(rb == b):
+                            m.d.sync += full[b].eq(0)
+                with m.Else():
+                    m.d.sync += rt.eq(rt + 1)
+            with m.Else():
+                m.d.sync += rk.eq(rk + 1)

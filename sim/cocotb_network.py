@@ -1,0 +1,184 @@
+"""cocotb test module: co-simulate a whole exported network against golden (run by
+:func:`sim.network_cosim.run_network_cocotb`).
+
+The plan is a JSON file whose path is in ``SPIKEFOLD_NETWORK_PLAN`` (paths in it relative to
+its directory): the RTL description (``spikefold-network-rtl`` JSON), ``samples.npz`` with
+the quantized inputs ``x_q`` (S, n_in) and golden's ``logits`` (S, classes) and ``label``
+(S,), the seed, input gap and output backpressure probabilities. The test streams every
+sample's pixel beats back to back, takes every result, compares class and logits in order
+(scoreboard: the first mismatch is reported as sample, field, expected, got), and writes
+``result.json`` (labels, logits, mismatches per sample, cycle of each sample's first
+accepted beat and of its result) next to the plan. It fails on any mismatch.
+
+Without backpressure the monitor sleeps until ``o_result.valid`` rises instead of polling
+every cycle (Icarus runs the network at a few hundred cycles per second here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
+
+PLAN_ENV = "SPIKEFOLD_NETWORK_PLAN"
+PERIOD_NS = 10
+
+
+def _signed(value, bits):
+    return value - (1 << bits) if value >> (bits - 1) & 1 else value
+
+
+class NetworkTB:
+    """Clock, reset, pixel driver, result monitor and scoreboard around one network."""
+
+    def __init__(self, dut, desc, x_q, want_logits, want_label, *, seed, gaps, backpressure):
+        self.dut = dut
+        self.desc = desc
+        self.rng = random.Random(seed)
+        self.gaps, self.backpressure = float(gaps), float(backpressure)
+        self.want_logits, self.want_label = want_logits, want_label
+        Q, Bx = desc["in_lanes"], desc["input"]["bits"]
+        per = desc["in_beats"]
+        mask = (1 << Bx) - 1
+        self.words = []
+        for x in x_q:
+            padded = np.zeros(per * Q, dtype=np.int64)
+            padded[:len(x)] = x
+            for beat in padded.reshape(per, Q):
+                self.words.append(sum((int(v) & mask) << (q * Bx) for q, v in enumerate(beat)))
+        fields = {f["name"]: f for f in desc["fields"]["o_result__payload"]}
+        self.label_field, self.logit_field = fields["label"], fields["logits"]
+        self.per = per
+
+    def unpack(self, word):
+        lf, gf = self.label_field, self.logit_field
+        label = (word >> lf["offset"]) & ((1 << lf["width"]) - 1)
+        w = gf["width"]
+        logits = [_signed((word >> (gf["offset"] + i * w)) & ((1 << w) - 1), w)
+                  for i in range(gf["count"])]
+        return label, logits
+
+    async def reset(self):
+        dut = self.dut
+        Clock(dut.clk, PERIOD_NS, unit="ns").start()
+        dut.i_pixels__valid.value = 0
+        dut.i_pixels__payload.value = 0
+        dut.o_result__ready.value = 0
+        dut.rst.value = 1
+        for _ in range(3):
+            await RisingEdge(dut.clk)
+        dut.rst.value = 0
+        self.t0 = get_sim_time("ns")
+
+    def cycle(self):
+        """Index of the clock cycle now under way (0 = first cycle after reset)."""
+        return int(round((get_sim_time("ns") - self.t0) / PERIOD_NS))
+
+    async def drive(self):
+        """Offer every pixel beat, samples back to back (random gaps)."""
+        dut = self.dut
+        for i, word in enumerate(self.words):
+            while True:
+                offer = not (self.gaps and self.rng.random() < self.gaps)
+                dut.i_pixels__valid.value = int(offer)
+                dut.i_pixels__payload.value = word
+                await ReadOnly()
+                accepted = offer and int(dut.i_pixels__ready.value)
+                cycle = self.cycle()
+                await RisingEdge(dut.clk)
+                if accepted:
+                    if i % self.per == 0:
+                        self.first_in.append(cycle)
+                    break
+        dut.i_pixels__valid.value = 0
+
+    def take(self, word, cycle):
+        s = len(self.labels)
+        label, values = self.unpack(word)
+        self.labels.append(label)
+        self.logits.append(values)
+        self.result_cycle.append(cycle)
+        want = [int(v) for v in self.want_logits[s]]
+        bad = [k for k, (g, w) in enumerate(zip(values, want)) if g != w]
+        self.mismatches[s] = len(bad) + int(label != int(self.want_label[s]))
+        if self.mismatches[s] and self.first is None:
+            if label != int(self.want_label[s]):
+                self.first = {"sample": s, "field": "class", "expected": int(self.want_label[s]),
+                              "got": label, "cycle": cycle}
+            else:
+                k = bad[0]
+                self.first = {"sample": s, "field": f"logit[{k}]", "expected": want[k],
+                              "got": values[k], "cycle": cycle}
+
+    async def monitor(self):
+        """Take every result; without backpressure wake only on ``o_result.valid``."""
+        dut = self.dut
+        S = len(self.want_label)
+        if not self.backpressure:
+            dut.o_result__ready.value = 1
+            while len(self.labels) < S:
+                await ReadOnly()
+                if int(dut.o_result__valid.value):
+                    self.take(int(dut.o_result__payload.value), self.cycle())
+                    await RisingEdge(dut.clk)          # the transfer
+                else:
+                    await RisingEdge(dut.o_result__valid)
+            return
+        while len(self.labels) < S:
+            await RisingEdge(dut.clk)
+            ready = self.rng.random() >= self.backpressure
+            dut.o_result__ready.value = int(ready)
+            await ReadOnly()
+            if ready and int(dut.o_result__valid.value):
+                self.take(int(dut.o_result__payload.value), self.cycle())
+
+    async def run(self, max_cycles):
+        S = len(self.want_label)
+        self.labels, self.logits, self.first_in, self.result_cycle = [], [], [], []
+        self.mismatches = [0] * S
+        self.first = None
+        start = time.perf_counter()
+        cocotb.start_soon(self.drive())
+        monitor = cocotb.start_soon(self.monitor())
+        await First(monitor, Timer(max_cycles * PERIOD_NS, unit="ns"))
+        cycles = self.cycle()
+        wall = time.perf_counter() - start
+        return {"labels": self.labels, "logits": self.logits, "first_in": self.first_in,
+                "result_cycle": self.result_cycle, "mismatches": self.mismatches,
+                "total_mismatches": int(sum(self.mismatches)) + (S - len(self.labels)),
+                "first_mismatch": self.first, "results": len(self.labels),
+                "expected_results": S, "cycles": cycles,
+                "sim_wall_s": wall, "cycles_per_s": cycles / wall if wall else None}
+
+
+@cocotb.test()
+async def network_cosim(dut):
+    """Stream the plan's samples with gaps and backpressure; compare every result."""
+    path = Path(os.environ[PLAN_ENV])
+    root = path.parent
+    plan = json.loads(path.read_text())
+    desc = json.loads((root / plan["rtl_json"]).read_text())
+    data = np.load(root / plan["samples"])
+    tb = NetworkTB(dut, desc, data["x_q"], data["logits"], data["label"],
+                   seed=int(plan["seed"]), gaps=plan.get("gaps", 0.0),
+                   backpressure=plan.get("backpressure", 0.0))
+    dut._log.info("spikefold network cosim: seed %d, %d samples, sizes %s, lanes %s",
+                  plan["seed"], len(data["label"]), desc["sizes"], desc["lanes"])
+    await tb.reset()
+    summary = await tb.run(int(plan["max_cycles"]))
+    summary["seed"] = int(plan["seed"])
+    (root / plan["result"]).write_text(json.dumps(summary, indent=1))
+    if summary["total_mismatches"]:
+        raise AssertionError(f"{summary['total_mismatches']} mismatch(es); first: "
+                             f"{summary['first_mismatch']} ({summary['results']}/"
+                             f"{summary['expected_results']} results; seed {plan['seed']})")
+    dut._log.info("spikefold network cosim: %d samples in %d cycles, 0 mismatches",
+                  summary["results"], summary["cycles"])

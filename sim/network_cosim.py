@@ -1,0 +1,230 @@
+"""Co-simulate a whole network (``hdl.network.SpikingNetwork``) with cocotb + Icarus.
+
+:func:`cosim_network` is the one call ``spikefold demo`` needs: a model file and N test
+samples in, accuracies (float, golden integer, RTL), RTL-vs-golden mismatches per sample
+and cycles per image out. :func:`run_network_cocotb` is the lower level: any
+:class:`golden.network.IntegerNetwork` and quantized inputs.
+
+Layout under the (gitignored) build root, ``build/cosim-network`` by default::
+
+    <root>/<key>/                 one exported network (key = hash of its Verilog + JSON)
+        spikefold_network.v/.json
+        sim/                      Icarus build made by cocotb_tools.runner
+        run-<seed>-<n>/           plan.json, samples.npz, result.json, sim.log
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["cosim_network", "run_network_cocotb", "prepare_network_rtl", "DEFAULT_ROOT"]
+
+DEFAULT_ROOT = Path("build") / "cosim-network"
+TOP = "spikefold_network"
+TIMESCALE = ("1ns", "1ps")
+
+
+def prepare_network_rtl(inet, lanes, *, in_lanes=1, root=None):
+    """Export ``inet`` into ``<root>/<key>/`` (reused when identical); returns the dir."""
+    from hdl.network import export_network_verilog
+    root = Path(root) if root is not None else DEFAULT_ROOT
+    with tempfile.TemporaryDirectory() as tmp:
+        v, j = export_network_verilog(inet, lanes, tmp, name=TOP, in_lanes=in_lanes)
+        text, desc = v.read_text(), j.read_text()
+    key = hashlib.sha256((text + desc).encode()).hexdigest()[:12]
+    directory = root / key
+    directory.mkdir(parents=True, exist_ok=True)
+    for suffix, content in ((".v", text), (".json", desc)):
+        path = directory / f"{TOP}{suffix}"
+        if not path.exists() or path.read_text() != content:
+            path.write_text(content)
+    return directory
+
+
+def run_network_cocotb(inet, x, *, lanes=16, in_lanes=1, seed=0, gaps=0.0, backpressure=0.0,
+                       root=None, run_name=None, golden=None):
+    """Run float inputs ``x`` (S, n_in) through the RTL of ``inet``; returns a dict.
+
+    The expected results come from ``golden`` (default ``inet`` itself; another network
+    only to check that the comparison catches a difference).
+
+    The dict is the cocotb test's ``result.json`` (labels, logits, mismatches per sample,
+    cycles) plus golden's ``want_label``/``want_logits``, ``directory``, ``build_s``,
+    ``sim_s``. A run that produced no result raises ``RuntimeError`` with the log's tail.
+    """
+    from cocotb_tools.runner import get_runner
+
+    from sim.cocotb_network import PLAN_ENV
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    directory = prepare_network_rtl(inet, lanes, in_lanes=in_lanes, root=root)
+    desc = json.loads((directory / f"{TOP}.json").read_text())
+    x_q, _ = inet.quantize_input(x)
+    res = (inet if golden is None else golden).run(x, per_sample=True)
+    run_dir = directory / (run_name or f"run-{seed}-{len(x)}")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    np.savez(run_dir / "samples.npz", x_q=x_q, logits=res.logits_q, label=res.predict())
+    slow = max(1e-3, (1 - gaps) * (1 - backpressure))
+    sizes = desc["sizes"]
+    per_sample = (sum(a * -(-b // p) for a, b, p in zip(sizes[:-1], sizes[1:], desc["lanes"]))
+                  * inet.T + 4 * sum(sizes) + 100)
+    plan = {"rtl_json": os.path.relpath(directory / f"{TOP}.json", run_dir),
+            "samples": "samples.npz", "seed": int(seed), "gaps": float(gaps),
+            "backpressure": float(backpressure), "result": "result.json",
+            "max_cycles": int(per_sample * (len(x) + 2) / slow)}
+    (run_dir / "plan.json").write_text(json.dumps(plan, indent=1))
+    runner = get_runner("icarus")
+    t0 = time.perf_counter()
+    sim_dir = directory / "sim"
+    build_log = run_dir / "build.log"
+    try:
+        runner.build(sources=[(directory / f"{TOP}.v").resolve()], hdl_toplevel=TOP,
+                     build_dir=sim_dir, timescale=TIMESCALE, log_file=build_log)
+    except (RuntimeError, SystemExit) as exc:
+        raise RuntimeError(f"iverilog failed ({exc}): {_tail(build_log)}") from None
+    t1 = time.perf_counter()
+    log = run_dir / "sim.log"
+    try:
+        runner.test(test_module="sim.cocotb_network", hdl_toplevel=TOP, build_dir=sim_dir,
+                    test_dir=run_dir, extra_env={PLAN_ENV: str((run_dir / "plan.json").resolve())},
+                    log_file=log, seed=seed)
+    except SystemExit:
+        pass  # a failed test under pytest; result.json says why
+    t2 = time.perf_counter()
+    result_path = run_dir / "result.json"
+    if not result_path.exists():
+        raise RuntimeError(f"the network co-simulation produced no result: {_tail(log)}")
+    result = json.loads(result_path.read_text())
+    result.update(want_label=[int(v) for v in res.predict()],
+                  want_logits=res.logits_q.tolist(), directory=str(run_dir),
+                  build_s=t1 - t0, sim_s=t2 - t1, lanes=desc["lanes"], in_lanes=in_lanes)
+    return result
+
+
+def cycle_figures(result):
+    """Latency per image (first pixel accepted -> result; samples stream back to back, so
+    later samples also wait for earlier ones: ``latency_cycles_first`` is the latency of an
+    idle pipeline) and the steady-state interval between results, in cycles."""
+    first, done = result["first_in"], result["result_cycle"]
+    latency = [d - f + 1 for f, d in zip(first, done)]
+    interval = (float(np.mean(np.diff(done))) if len(done) > 1 else None)
+    return {"latency_cycles": latency,
+            "latency_cycles_first": latency[0] if latency else None,
+            "cycles_per_image": interval}
+
+
+def cosim_network(model_path=None, samples=8, out_dir=None, *, lanes=16, in_lanes=8, seed=0,
+                  gaps=0.0, backpressure=0.0):
+    """Run a model file's test samples on the RTL and compare with golden.
+
+    Parameters
+    ----------
+    model_path : path or None
+        A ``spikefold-network`` model file with formats and test data (default: the
+        embedded digits model).
+    samples : int or sequence of int
+        The first ``samples`` test samples, or these test-sample indices.
+    out_dir : path or None
+        Build root (default ``build/cosim-network``).
+    lanes, in_lanes : as :class:`hdl.network.SpikingNetwork`.
+
+    Returns
+    -------
+    dict
+        ``samples``, ``float_accuracy``, ``fixed_accuracy`` (golden integer),
+        ``rtl_accuracy``, ``mismatches`` (per sample: differing logits + class),
+        ``total_mismatches``, ``first_mismatch``, ``cycles_per_image`` (steady state,
+        samples back to back), ``latency_cycles`` (per sample, first pixel accepted to
+        result, queueing included), ``latency_cycles_first`` (idle pipeline) and
+        ``latency_us`` (of the first sample) at 50 and 100 MHz, ``sim_s``, ``directory``.
+    """
+    from golden.modelfile import ModelFile, load_default
+    model = load_default() if model_path is None else ModelFile.load(model_path)
+    if model.test_x is None:
+        raise ValueError("the model file has no test data (data.test_x)")
+    n_test = len(model.test_x)
+    if isinstance(samples, (int, np.integer)) and not isinstance(samples, bool):
+        if not 1 <= samples <= n_test:
+            raise ValueError(f"samples must be in 1..{n_test}, not {samples!r}")
+        index = np.arange(int(samples))
+    else:
+        index = np.asarray(list(samples), dtype=np.int64)
+        if index.size == 0 or np.any((index < 0) | (index >= n_test)):
+            raise ValueError(f"sample indices must be in 0..{n_test - 1}, not {samples!r}")
+    x = model.inputs(model.test_x[index])
+    y = model.test_y[index]
+    inet = model.integer()
+    float_pred = model.network.forward(x).predict()
+    result = run_network_cocotb(inet, x, lanes=lanes, in_lanes=in_lanes, seed=seed, gaps=gaps,
+                                backpressure=backpressure, root=out_dir)
+    rtl = np.array(result["labels"] + [-1] * (len(index) - len(result["labels"])))
+    fixed = np.array(result["want_label"])
+    figures = cycle_figures(result)
+    lat = figures["latency_cycles_first"]
+    report = {
+        "samples": int(len(index)),
+        "float_accuracy": float(np.mean(float_pred == y)),
+        "fixed_accuracy": float(np.mean(fixed == y)),
+        "rtl_accuracy": float(np.mean(rtl == y)),
+        "mismatches": result["mismatches"],
+        "total_mismatches": result["total_mismatches"],
+        "first_mismatch": result["first_mismatch"],
+        **figures,
+        "latency_us": None if lat is None else {"50MHz": lat / 50.0, "100MHz": lat / 100.0},
+        "lanes": result["lanes"], "in_lanes": in_lanes, "T": inet.T,
+        "sim_s": result["sim_s"], "build_s": result["build_s"],
+        "directory": result["directory"],
+    }
+    return report
+
+
+def _tail(path, lines=15):
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+def random_network(sizes=(784, 128, 10), *, T=4, weight_bits=8, bits=16, input_bits=8, seed=0):
+    """A random MPBN network of the given shape, calibrated on random pixel inputs: the
+    stand-in for Spiker+'s MNIST 784-128-10 design (cycle counts and synthesis only)."""
+    from golden.calibrate import calibrate
+    from golden.network import IntegerNetwork, Layer, Network
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = rng.normal(0, 2.0 / np.sqrt(n_in), (n_out, n_in))
+        b = rng.normal(0, 0.1, n_out)
+        if i == len(sizes) - 2:
+            layers.append(Layer(w, b, readout=True))
+            continue
+        norm = {"gamma": rng.uniform(0.5, 1.5, n_out), "beta": rng.normal(0, 0.3, n_out),
+                "running_mean": rng.normal(0, 0.3, n_out),
+                "running_var": rng.uniform(0.2, 2.0, n_out)}
+        mpbn = {"gamma": rng.normal(1.0, 0.3, n_out), "beta": rng.normal(0, 0.3, n_out),
+                "running_mean": rng.normal(0.2, 0.3, n_out),
+                "running_var": rng.uniform(0.1, 1.0, n_out)}
+        layers.append(Layer(w, b, norm="tdbn", norm_params=norm, mpbn=mpbn))
+    net = Network(layers, T=T)
+    calib = random_pixels(sizes[0], 64, seed=seed + 1)
+    formats = calibrate(net, calib, bits=bits, weight_bits=weight_bits, input_bits=input_bits)
+    return IntegerNetwork.from_folded(net.fold(), formats)
+
+
+def random_pixels(n_in, count, *, nonzero=1.0, seed=0):
+    """``count`` analog inputs in ``[0, 1]``; a fraction ``1 - nonzero`` of pixels is 0
+    (MNIST: about 0.19 non-zero)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, 256, (count, n_in)) / 255.0
+    x[rng.random(x.shape) >= nonzero] = 0.0
+    return x

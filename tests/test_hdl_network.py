@@ -1,0 +1,274 @@
+# amaranth: UnusedElaboratable=no
+# (test_bad_arguments builds components whose __init__ raises: nothing to elaborate.)
+"""hdl.network: every layer's currents and spikes and the final logits/class equal
+golden.network.IntegerNetwork, bit for bit, under random gaps and backpressure."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from golden.calibrate import calibrate
+from golden.core import from_beats
+from golden.modelfile import DEFAULT_MODEL, load_default
+from golden.network import NORM_PARAMS, IntegerNetwork, Layer, Network, shape_of
+from hdl.network import SpikingNetwork, export_network_verilog
+
+
+# -- networks --------------------------------------------------------------------------------
+
+def random_network(sizes, *, T=4, norm="tdbn", mpbn=True, seed=0, bits=12, weight_bits=8,
+                   tau=0.25, calib_scale=1.0):
+    """A random trained-looking network, calibrated to ``bits``-bit formats."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = rng.normal(0, 2.0 / math.sqrt(n_in), (n_out, n_in))
+        b = rng.normal(0, 0.2, n_out)
+        if i == len(sizes) - 2:
+            layers.append(Layer(w, b, readout=True))
+            continue
+        params = {}
+        for name, code in NORM_PARAMS[norm].items():
+            shape = shape_of(code, T, n_out)
+            if name == "running_var":
+                params[name] = rng.uniform(0.2, 2.0, shape)
+            elif name in ("gamma", "p", "g"):
+                params[name] = rng.uniform(0.5, 1.5, shape)
+            else:
+                params[name] = rng.normal(0.0, 0.3, shape)
+        m = None
+        if mpbn:
+            gamma = rng.normal(1.0, 0.5, n_out)
+            gamma[: max(1, n_out // 5)] *= -1                 # comparison flips (LT)
+            m = {"gamma": gamma, "beta": rng.normal(0.0, 0.3, n_out),
+                 "running_mean": rng.normal(0.2, 0.3, n_out),
+                 "running_var": rng.uniform(0.1, 1.0, n_out)}
+        layers.append(Layer(w, b, norm=norm, norm_params=params, mpbn=m,
+                            norm_eps=1e-4 if norm == "bntt" else 1e-5))
+    net = Network(layers, T=T, tau=tau)
+    # ``calib_scale`` < 1 calibrates on weaker inputs than the tests use: saturation.
+    calib = rng.integers(0, 17, (32, sizes[0])) / 16.0 * calib_scale
+    formats = calibrate(net, calib, bits=bits, weight_bits=weight_bits, headroom=1.0)
+    return IntegerNetwork.from_folded(net.fold(), formats)
+
+
+def random_samples(inet, n, seed=1, zeros=0.4):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 17, (n, inet.layers[0].n_in)) / 16.0
+    x[rng.random(x.shape) < zeros] = 0.0
+    return x
+
+
+# -- simulation harness ----------------------------------------------------------------------
+
+def simulate(dut, x_q, *, seed=0, gap=0.0, backpressure=0.0, monitor=True, limit=None):
+    """Stream the quantized samples ``x_q`` (S, n_in) through ``dut``.
+
+    Returns a dict: ``label`` (S,), ``logits`` (S, classes), ``currents[l]`` (every
+    transferred current beat of DenseStage l), ``spikes[l]``/``membrane[l]`` (every beat out
+    of LIFArray l), ``first_in``/``result`` (cycle of each sample's first accepted pixel
+    beat / of its result transfer), ``cycles``.
+    """
+    rng = np.random.default_rng(seed)
+    Q = dut.in_lanes
+    beats = []
+    for x in x_q:
+        padded = np.zeros(dut.in_beats * Q, dtype=np.int64)
+        padded[:len(x)] = x
+        beats.extend(padded.reshape(-1, Q).tolist())
+    S = len(x_q)
+    out = {"label": [], "logits": [], "first_in": [], "result": [],
+           "currents": [[] for _ in dut.dense], "spikes": [[] for _ in dut.lif],
+           "membrane": [[] for _ in dut.lif]}
+    limit = limit or 400_000
+
+    async def testbench(ctx):
+        i = cycle = 0
+        while len(out["label"]) < S:
+            if cycle > limit:
+                raise AssertionError(f"no progress after {cycle} cycles (beat {i}/{len(beats)}, "
+                                     f"{len(out['label'])}/{S} results)")
+            valid = i < len(beats) and rng.random() >= gap
+            ctx.set(dut.i_pixels.valid, valid)
+            if i < len(beats):
+                ctx.set(dut.i_pixels.payload, beats[i])
+            ready = bool(rng.random() >= backpressure)
+            ctx.set(dut.o_result.ready, ready)
+            if valid and ctx.get(dut.i_pixels.ready):
+                if i % dut.in_beats == 0:
+                    out["first_in"].append(cycle)
+                i += 1
+            if ready and ctx.get(dut.o_result.valid):
+                r = ctx.get(dut.o_result.payload)
+                out["label"].append(int(r.label))
+                out["logits"].append([int(v) for v in r.logits])
+                out["result"].append(cycle)
+            if monitor:
+                for l, stage in enumerate(dut.dense):
+                    s = stage.o_current
+                    if ctx.get(s.valid) and ctx.get(s.ready):
+                        out["currents"][l].append([int(v) for v in ctx.get(s.payload)])
+                for l, array in enumerate(dut.lif):
+                    s = array.o_spikes
+                    if ctx.get(s.valid) and ctx.get(s.ready):
+                        p = ctx.get(s.payload)
+                        out["spikes"][l].append([(int(p.spikes) >> q) & 1
+                                                 for q in range(array.lanes)])
+                        out["membrane"][l].append([int(v) for v in p.membrane])
+            cycle += 1
+            await ctx.tick()
+        out["cycles"] = cycle
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return out
+
+
+def golden_trace(inet, x):
+    """Golden per-sample, per-timestep currents (S*T, n), spikes and v_pre of every layer,
+    and the logits and classes."""
+    res = inet.run(x, per_sample=True)
+    T, S = inet.T, len(x)
+    currents = [c.transpose(1, 0, 2).reshape(S * T, -1) for c in res.currents_q]
+    spikes = [s.transpose(1, 0, 2).reshape(S * T, -1).astype(np.int64) for s in res.spikes]
+    v_pre = []
+    for l, layer in enumerate(inet.layers[:-1]):
+        core = layer.core()
+        v_pre.append(np.stack([core.step(c).v_pre for c in currents[l]]))
+    return {"currents": currents, "spikes": spikes, "v_pre": v_pre,
+            "logits": res.logits_q, "label": res.predict()}
+
+
+def compare(dut, got, want):
+    """Assert every observed beat equals golden; first mismatch named by layer/sample/t."""
+    T = dut.T
+    for l, layer in enumerate(dut.network.layers):
+        c = from_beats(np.array(got["currents"][l]), layer.n_out)
+        w = want["currents"][l]
+        assert c.shape == w.shape, f"layer{l} currents: {c.shape} beats-as-steps, want {w.shape}"
+        bad = np.argwhere(c != w)
+        if len(bad):
+            st, n = (int(v) for v in bad[0])
+            raise AssertionError(f"layer{l} current: sample {st // T} t {st % T} neuron {n}: "
+                                 f"expected {int(w[st, n])}, got {int(c[st, n])}")
+    for l in range(len(dut.lif)):
+        n = dut.network.layers[l].n_out
+        for key, wkey in (("spikes", "spikes"), ("membrane", "v_pre")):
+            g = from_beats(np.array(got[key][l]), n)
+            w = want[wkey][l]
+            assert g.shape == w.shape, f"layer{l} {key}: {g.shape}, want {w.shape}"
+            bad = np.argwhere(g != w)
+            if len(bad):
+                st, i = (int(v) for v in bad[0])
+                raise AssertionError(f"layer{l} {key}: sample {st // T} t {st % T} neuron {i}: "
+                                     f"expected {int(w[st, i])}, got {int(g[st, i])}")
+    np.testing.assert_array_equal(np.array(got["logits"]), want["logits"], err_msg="logits")
+    np.testing.assert_array_equal(np.array(got["label"]), want["label"], err_msg="class")
+
+
+def run_and_compare(inet, lanes, x, *, in_lanes=1, seed=0, gap=0.3, backpressure=0.3):
+    dut = SpikingNetwork(inet, lanes, in_lanes=in_lanes)
+    x_q, _ = inet.quantize_input(x)
+    got = simulate(dut, x_q, seed=seed, gap=gap, backpressure=backpressure)
+    want = golden_trace(inet, x)
+    compare(dut, got, want)
+    return dut, got, want
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+NETWORKS = [
+    # sizes, T, norm, mpbn, lanes, in_lanes, tau
+    ((6, 5, 3), 3, "tdbn", True, 1, 1, 0.25),
+    ((10, 8, 7, 4), 4, "bntt", True, [3, 7, 2], 4, 0.5),
+    ((9, 12, 5), 2, "tebn", False, [5, 2], 3, 0.3),           # multiply leak + affine
+    ((16, 6, 6, 6, 3), 5, "tdbn", True, [2, 6, 1, 3], 16, 0.25),
+    ((4, 3, 2), 1, "bn", False, [3, 1], 2, 0.25),              # T = 1
+    ((5, 3), 3, "none", False, [2], 5, 0.25),                  # readout only
+]
+
+
+@pytest.mark.parametrize("case", range(len(NETWORKS)))
+def test_random_network_matches_golden(case):
+    sizes, T, norm, mpbn, lanes, in_lanes, tau = NETWORKS[case]
+    seed = 100 + case
+    inet = random_network(sizes, T=T, norm=norm, mpbn=mpbn, seed=seed, tau=tau)
+    x = random_samples(inet, 4, seed=seed)
+    x[1] = 0.0                                     # an all-zero sample: biases only
+    dut, got, want = run_and_compare(inet, lanes, x, in_lanes=in_lanes, seed=seed)
+    # The tests must exercise spikes and silence.
+    if want["spikes"]:
+        spikes = np.concatenate([s.ravel() for s in want["spikes"]])
+        assert 0 < spikes.mean() < 1
+
+
+def test_random_network_saturates_and_ties():
+    """Narrow formats: saturated currents and membranes; logits with a tie for the max."""
+    inet = random_network((8, 10, 4), T=3, seed=7, bits=8, weight_bits=6, calib_scale=0.3)
+    x = random_samples(inet, 3, seed=7, zeros=0.1)
+    r = inet.run(x, per_sample=True)
+    assert r.saturations[0]["current"] > 0 and r.saturations[0]["membrane"] > 0
+    run_and_compare(inet, [4, 2], x, in_lanes=2, seed=7)
+    # Force a tie: the readout's two rows identical -> equal logits, class 0 must win.
+    last = inet.layers[-1]
+    last.W_q[1] = last.W_q[0]
+    last.bias_q[1] = last.bias_q[0]
+    r = inet.run(x, per_sample=True)
+    assert np.all(r.logits_q[:, 0] == r.logits_q[:, 1])
+    dut, got, want = run_and_compare(inet, [4, 2], x, in_lanes=2, seed=8)
+    assert all(label != 1 for label in got["label"])
+
+
+@pytest.fixture(scope="module")
+def digits():
+    if not DEFAULT_MODEL.exists():
+        pytest.skip("the embedded digits model is not there yet")
+    return load_default()
+
+
+def test_digits_model_matches_golden(digits):
+    """Three digits test samples through the embedded model, every layer compared."""
+    inet = digits.integer()
+    x = digits.inputs(digits.test_x[:3])
+    dut, got, want = run_and_compare(inet, [16, 16, 10], x, in_lanes=8, seed=11, gap=0.2,
+                                     backpressure=0.2)
+    assert list(got["label"]) == list(want["label"])
+
+
+def test_export_network_verilog(tmp_path):
+    inet = random_network((6, 5, 3), T=2, seed=3)
+    v1, j1 = export_network_verilog(inet, 2, tmp_path / "a", name="net")
+    v2, _ = export_network_verilog(inet, 2, tmp_path / "b", name="net")
+    text = v1.read_text()
+    assert text == v2.read_text(), "the Verilog is not reproducible"
+    assert "module net(" in text and str(tmp_path) not in text
+    desc = json.loads(j1.read_text())
+    assert desc["format"] == "spikefold-network-rtl" and desc["sizes"] == [6, 5, 3]
+    assert desc["lanes"] == [2, 2] and desc["T"] == 2
+    assert desc["ports"]["i_pixels__payload"] == {"dir": "in", "width": 8}
+    lb = desc["logit_bits"]
+    assert desc["ports"]["o_result__payload"]["width"] == 2 + 3 * lb
+    fields = {f["name"]: f for f in desc["fields"]["o_result__payload"]}
+    assert fields["logits"] == {"name": "logits", "offset": 2, "width": lb, "count": 3,
+                                "signed": True}
+
+
+def test_bad_arguments():
+    inet = random_network((6, 5, 3), T=2, seed=3)
+    with pytest.raises(TypeError, match="IntegerNetwork"):
+        SpikingNetwork("net", 1)
+    with pytest.raises(ValueError, match="lanes must be a positive integer, not 0"):
+        SpikingNetwork(inet, 0)
+    with pytest.raises(ValueError, match="lanes lists 3 values, the network has 2 layers"):
+        SpikingNetwork(inet, [1, 1, 1])
+    with pytest.raises(ValueError, match="layer1: lanes 4 exceeds"):
+        SpikingNetwork(inet, [1, 4])
+    with pytest.raises(ValueError, match="layer0: in_lanes 7 exceeds"):
+        SpikingNetwork(inet, 1, in_lanes=7)
