@@ -9,7 +9,7 @@ import numpy as np
 
 from .core import CoreConfig
 from .corefile import FoldedCore
-from .fixed import Fixed
+from .fixed import Fixed, fixed_format
 from .fold import AffineRule, fold_mpbn
 from .quantize import quantize_affine, quantize_rule
 
@@ -78,11 +78,11 @@ def add_core_arguments(parser, *, seed_option="--seed", lanes=True):
     example = parser.add_argument_group("built-in example MPBN layer (without --model)")
     example.add_argument("--neurons", "-N", type=int, default=64, help="neurons N (default 64)")
     example.add_argument("-T", type=int, default=8, dest="T", help="timesteps per sample (8)")
-    example.add_argument("--membrane", type=Fixed.parse, default=Fixed(16, 8),
+    example.add_argument("--membrane", type=fixed_format, default=Fixed(16, 8),
                          help="membrane format bits.frac (default 16.8)")
-    example.add_argument("--current", type=Fixed.parse, default=None,
+    example.add_argument("--current", type=fixed_format, default=None,
                          help="input current format (default: the membrane's)")
-    example.add_argument("--threshold", type=Fixed.parse, default=None,
+    example.add_argument("--threshold", type=fixed_format, default=None,
                          help="stored threshold format (default: the membrane's)")
     example.add_argument("--tau", type=float, default=0.25,
                          help="leak factor; a power of two is a shift (default 0.25)")

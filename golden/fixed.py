@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Fixed", "ROUNDINGS", "floor_shift", "check_finite", "round_half_up"]
+__all__ = ["Fixed", "ROUNDINGS", "floor_shift", "check_finite", "round_half_up", "fixed_format"]
 
 
 def round_half_up(s):
@@ -184,3 +184,12 @@ class Fixed:
     @classmethod
     def from_json(cls, obj):
         return cls(int(obj["bits"]), int(obj["frac"]))
+
+
+def fixed_format(text):
+    """``argparse`` type for a format option: ``"16.8"`` -> ``Fixed(16, 8)``."""
+    import argparse
+    try:
+        return Fixed.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

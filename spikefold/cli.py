@@ -24,8 +24,15 @@ COMMANDS = {
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, RuntimeError)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Report bad arguments in one line (the usage is one ``--help`` away)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="spikefold",
         description="Put trained spiking neural networks with SNN batch norm on FPGAs, bit-exactly.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

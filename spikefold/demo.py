@@ -1,19 +1,28 @@
 """``spikefold demo``: the main job on the embedded default, with a short summary.
 
-Stages (each printed as it runs): fold a built-in element-wise MPBN layer with gamma of
-every sign -> check the fixed-point fold exhaustively on the membrane grid -> run the
-bit-exact core model against the float LIF with MPBN before the comparator.
+Stages (each printed as it runs):
+
+1. fold a built-in element-wise MPBN layer with gamma of every sign and check the
+   fixed-point fold exhaustively on the membrane grid;
+2. run the bit-exact core model against the float LIF with MPBN before the comparator;
+3. the embedded trained digits network (``golden/models/digits_mpbn.npz``): fold ->
+   quantize -> float vs fixed-point accuracy on the whole test split;
+4. Verilog of the whole network -> cocotb + Icarus co-simulation on digits test samples,
+   every logit and class compared with the bit-exact golden model;
+5. a report (``report.json`` + ``report.md``) in ``--out``.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
 from golden.core import CoreModel
 from golden.examples import example_core, example_currents, example_mpbn_params
-from golden.fixed import Fixed
+from golden.fixed import Fixed, fixed_format
 from golden.fold import Compare, fold_mpbn
 from golden.lif import lif
 from golden.quantize import ThresholdTable, quantize_rule
@@ -22,9 +31,15 @@ from golden.quantize import ThresholdTable, quantize_rule
 def add_arguments(parser):
     parser.add_argument("--neurons", type=int, default=256, help="neurons of the example layer")
     parser.add_argument("--steps", type=int, default=64, help="timesteps to simulate")
-    parser.add_argument("--membrane", type=Fixed.parse, default=Fixed(16, 8),
+    parser.add_argument("--membrane", type=fixed_format, default=Fixed(16, 8),
                         help="membrane format bits.frac (default 16.8)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=20,
+                        help="digits test samples to co-simulate on the RTL (default 20; "
+                             "0 skips the RTL stage)")
+    parser.add_argument("--model", metavar="FILE.npz", default=None,
+                        help="spikefold network model file (default: the embedded digits model)")
+    parser.add_argument("--out", default="reports/demo", help="report directory")
 
 
 def _stage(text):
@@ -73,9 +88,76 @@ def run(args):
     print(f"    {spikes_q.size:,} spike decisions, fixed vs float agreement {agree:.4%}, "
           f"firing rate {spikes_q.mean():.3f}")
 
+    _stage("trained network: fold -> quantize -> float vs fixed point on the test split")
+    from golden.calibrate import evaluate_model
+    from golden.modelfile import ModelFile, load_default
+    model = load_default() if args.model is None else ModelFile.load(args.model)
+    evaluation = evaluate_model(model)
+    print("    " + evaluation.markdown().replace("\n", "\n    "))
+
+    rtl = None
+    if args.samples:
+        _stage(f"network RTL: Verilog -> cocotb + Icarus on {args.samples} test samples "
+               f"(about 5-10 s each)")
+        from sim.network_cosim import cosim_network
+        rtl = cosim_network(args.model, args.samples, Path("build") / "cosim-network")
+        print(f"    RTL accuracy {rtl['rtl_accuracy']:.2%}, golden {rtl['fixed_accuracy']:.2%}, "
+              f"float {rtl['float_accuracy']:.2%}; RTL-vs-golden mismatches "
+              f"{rtl['total_mismatches']}; {rtl['cycles_per_image']} cycles per image")
+
+    report = {
+        "fold": {"format": str(args.membrane), "checked": checked, "mismatches": mismatches},
+        "core_vs_float_agreement": agree,
+        "network": {"test_samples": evaluation.n, "float_accuracy": evaluation.float_accuracy,
+                    "fixed_accuracy": evaluation.fixed_accuracy,
+                    "prediction_agreement": evaluation.prediction_agreement},
+        "rtl": None if rtl is None else {
+            k: rtl[k] for k in ("samples", "float_accuracy", "fixed_accuracy", "rtl_accuracy",
+                                "total_mismatches", "first_mismatch", "mismatches",
+                                "cycles_per_image", "latency_cycles_first", "latency_us",
+                                "lanes", "T")},
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=_plain) + "\n")
+    lines = ["# spikefold demo", "",
+             f"* fold on the {args.membrane} grid: {mismatches} mismatches of {checked:,} decisions",
+             f"* bit-exact core vs float LIF with MPBN: {agree:.4%} spike agreement", "",
+             "## Trained digits network", "", evaluation.markdown(), ""]
+    if rtl is not None:
+        lines += ["## RTL co-simulation", "",
+                  "| samples | float | fixed (golden) | RTL | RTL-vs-golden mismatches | cycles/image | latency @100 MHz |",
+                  "|---|---|---|---|---|---|---|",
+                  f"| {rtl['samples']} | {rtl['float_accuracy']:.2%} | {rtl['fixed_accuracy']:.2%} "
+                  f"| {rtl['rtl_accuracy']:.2%} | {rtl['total_mismatches']} | "
+                  f"{rtl['cycles_per_image']} | {_us(rtl)} |", ""]
+    (out / "report.md").write_text("\n".join(lines))
+
     print()
     print("summary")
-    print(f"  fold mismatches on the {args.membrane} grid : {mismatches} of {checked:,}")
+    print(f"  {'fold mismatches on the ' + str(args.membrane) + ' grid':<37}: {mismatches} of {checked:,}")
     print(f"  fixed-point vs float spikes          : {agree:.4%} agree")
+    print(f"  digits test accuracy, float / fixed  : {evaluation.float_accuracy:.2%} / "
+          f"{evaluation.fixed_accuracy:.2%} ({evaluation.n} samples)")
+    failed = bool(mismatches)
+    if rtl is not None:
+        print(f"  {'RTL on ' + str(rtl['samples']) + ' test samples':<37}: {rtl['rtl_accuracy']:.2%} "
+              f"accuracy, {rtl['total_mismatches']} mismatches vs golden, "
+              f"{rtl['cycles_per_image']} cycles/image ({_us(rtl)} at 100 MHz)")
+        failed |= bool(rtl["total_mismatches"])
+    print(f"  report                               : {out / 'report.md'}")
     print(f"  time                                 : {time.perf_counter() - t0:.1f} s")
-    return 1 if mismatches else 0
+    return 1 if failed else 0
+
+
+def _us(rtl):
+    lat = rtl.get("latency_us") or {}
+    return f"{lat['100MHz']:.1f} µs" if "100MHz" in lat else "-"
+
+
+def _plain(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot serialize {type(obj).__name__}")
