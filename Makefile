@@ -24,6 +24,7 @@ demo: setup
 	$(VENV)/bin/spikefold demo
 
 test: setup
+	rm -rf build/cosim/tally
 	$(PY) -m pytest -n 2 -q -rs --durations=15
 
 test-fast: setup

@@ -80,6 +80,9 @@ def sweep(target, points, out, *, tau=0.25, T=8, freq=None, log=print):
             except ValueError as exc:          # does not fit: a row saying so
                 log(f"skip N={n} P={p} w={w}: {exc}")
                 continue
+            except RuntimeError as exc:        # a tool crashed on this point: say so, go on
+                log(f"FAILED N={n} P={p} w={w}: {exc}")
+                continue
         else:
             # Figures always come from the saved toolchain reports, never a stale summary.
             info["results"] = summarize(target.family, parse_nextpnr_report(d / "top.report.json"),
