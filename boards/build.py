@@ -14,6 +14,12 @@ amaranth-boards, and writes into ``--out`` (default ``build/<board>/``):
 ``--bench`` builds the bare array in a registered shell instead (:class:`boards.top.BenchTop`)
 with the clock constrained to ``--freq`` MHz, to measure the array's own Fmax. The Arty A7
 (Xilinx) gets Verilog and a Vivado build plan only.
+
+:func:`build_network` (used by ``spikefold demo --board``) does the same for the whole
+:class:`hdl.network.SpikingNetwork` in its registered shell
+(:class:`boards.top.NetworkBenchTop`): utilization, Fmax and, given the cycles per image,
+the time per image at Fmax. :func:`network_memory` refuses a network whose weights cannot
+fit the board's block RAM before any tool runs.
 """
 
 from __future__ import annotations
@@ -26,12 +32,12 @@ from pathlib import Path
 
 from golden.examples import add_core_arguments, core_from_args
 
-from .estimate import check_fit
+from .estimate import check_fit, estimate, memory_blocks
 from .report import parse_nextpnr_report, parse_yosys_stat, summarize
 from .targets import TARGETS, dfu_suffix, get_target
 from .toolchain import missing_tools, toolchain_env
 
-__all__ = ["add_arguments", "run", "build_board",
+__all__ = ["add_arguments", "run", "build_board", "build_network", "network_memory",
            "DEFAULT_FREQ"]
 
 #: Timing-driven target of ``--bench`` builds, MHz (a bit above the goals: 70 / 200).
@@ -77,31 +83,47 @@ def build_board(folded, lanes, target, out, *, bench=False, freq=None, baudrate=
         top = BoardTop(folded, lanes, baudrate=baudrate, buffer_bytes=buffer_bytes,
                        readback=readback, uart_resource=target.uart,
                        memory_outreg=memory_outreg)
-    kwargs = dict(target.build_kwargs, emit_src=False)
-    if target.open_toolchain:
-        opts = "--report top.report.json"
-        if bench:
-            opts += " --timing-allow-fail"     # we measure Fmax; missing the target is data
-        kwargs["nextpnr_opts"] = opts
-    plan = platform.build(top, name="top", do_build=False, **kwargs)
     from hdl.lif_array import LIFArray
     array = LIFArray.from_folded(folded, lanes, memory_outreg=memory_outreg)
     array._MustUse__silence = True            # only asked for its latency
-    info = {
-        "format": "spikefold-build", "version": 1, "board": target.name,
-        "board_name": target.board, "device": target.device, "family": target.family,
-        "top": "bench" if bench else "uart", "lanes": lanes, "latency": array.latency,
-        "memory_outreg": memory_outreg,
-        "beats_per_step": array.beats_per_step, "config": folded.config.to_json(),
-        "estimate": est.to_json(), "note": target.note,
-        "command": "spikefold build " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-        if Path(sys.argv[0]).name == "spikefold" else None,
-    }
+    info = _base_info(target)
+    info["top"] = "bench" if bench else "uart"
+    info.update(lanes=lanes, latency=array.latency, memory_outreg=memory_outreg,
+                beats_per_step=array.beats_per_step, config=folded.config.to_json(),
+                estimate=est.to_json())
     if bench:
         info["freq_target_mhz"] = freq
     else:
         info["baudrate"] = baudrate
         info["clock_mhz"] = platform.default_clk_frequency / 1e6
+    return _build(platform, top, target, out, info, timing_allow_fail=bench,
+                  plan_only=plan_only, lanes=lanes, log=log,
+                  what=f"N={folded.config.neurons} P={lanes} "
+                       f"({'bench' if bench else 'UART top'})")
+
+
+def _base_info(target, command="build"):
+    return {
+        "format": "spikefold-build", "version": 1, "board": target.name,
+        "board_name": target.board, "device": target.device, "family": target.family,
+        "note": target.note,
+        "command": f"spikefold {command} " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        if Path(sys.argv[0]).name == "spikefold" else None,
+    }
+
+
+def _build(platform, top, target, out, info, *, timing_allow_fail, plan_only, lanes=None,
+           derive=None, what="", log=print):
+    """Prepare (``plan_only`` or a closed toolchain) or run one build of ``top`` on
+    ``platform``; writes and returns ``info`` as build.json, with the measured figures in
+    ``info["results"]`` (plus ``derive(results)``'s)."""
+    kwargs = dict(target.build_kwargs, emit_src=False)
+    if target.open_toolchain:
+        opts = "--report top.report.json"
+        if timing_allow_fail:
+            opts += " --timing-allow-fail"     # we measure Fmax; missing the target is data
+        kwargs["nextpnr_opts"] = opts
+    plan = platform.build(top, name="top", do_build=False, **kwargs)
     if not target.open_toolchain or plan_only:
         plan.extract(out)
         info["built"] = False
@@ -117,13 +139,23 @@ def build_board(folded, lanes, target, out, *, bench=False, freq=None, baudrate=
         raise RuntimeError(f"YoWASP tools missing: {', '.join(missing)}; "
                            f"pip install -e '.[boards]'")
     t0 = time.monotonic()
-    log(f"{target.name}: building N={folded.config.neurons} P={lanes} "
-        f"({'bench' if bench else 'UART top'}) in {out} ...")
+    log(f"{target.name}: building {what} in {out} ...")
     try:
         plan.execute_local(out, env=toolchain_env(tools=target.tools))
     except Exception as exc:
         import subprocess
         if isinstance(exc, subprocess.CalledProcessError):
+            # yosys logs to top.rpt, nextpnr to top.tim (a stale one may survive a yosys
+            # failure): name the log that holds the error.
+            for log_name in ("top.rpt", "top.tim"):
+                try:
+                    lines = (out / log_name).read_text(errors="replace").splitlines()
+                except OSError:
+                    continue
+                errors = [line.strip() for line in lines if line.startswith("ERROR")]
+                if errors:
+                    raise RuntimeError(
+                        f"the toolchain failed (see {out}/{log_name}): {errors[-1]}") from None
             tail = _tail(out / "top.tim") or _tail(out / "top.rpt")
             raise RuntimeError(f"the toolchain failed (see {out}/top.tim): {tail}") from None
         raise
@@ -131,6 +163,8 @@ def build_board(folded, lanes, target, out, *, bench=False, freq=None, baudrate=
     report = parse_nextpnr_report(out / "top.report.json")
     cells = parse_yosys_stat(out / "top.rpt")
     fig = summarize(target.family, report, cells, lanes=lanes)
+    if derive is not None:
+        fig.update(derive(fig))
     info.update(built=True, results=fig, yosys_cells=cells)
     bitfile = out / f"top.{target.bitstream}"
     info["bitstream"] = bitfile.name
@@ -142,15 +176,144 @@ def build_board(folded, lanes, target, out, *, bench=False, freq=None, baudrate=
     return info
 
 
+#: Memories shallower than this are left to LUT RAM / flip-flops by Yosys's memory mapper
+#: (counted as bits, not blocks).
+_BRAM_MIN_DEPTH = 32
+
+
+def _geometry(inet, lanes, in_lanes):
+    """A ``SpikingNetwork`` asked only for its stages' parameters (never elaborated)."""
+    from hdl.network import SpikingNetwork
+    net = SpikingNetwork(inet, lanes, in_lanes=in_lanes)      # checks the lane counts
+    for part in (net, *net.dense, *net.lif, net.readout):
+        part._MustUse__silence = True
+    return net
+
+
+def network_memory(inet, lanes, target, *, in_lanes=8):
+    """The memories of ``SpikingNetwork(inet, lanes, in_lanes=in_lanes)`` on ``target``.
+
+    Counted from the layouts documented in :mod:`hdl.dense` (weights ``B * n_in + 1`` x
+    ``P * Bw``, biases ``B`` x ``P * Bb``, the two-bank active list, the replay buffer) and
+    :mod:`boards.estimate` (each LIF array). Memories at least ``_BRAM_MIN_DEPTH`` deep are
+    mapped to the fewest blocks of the device's shapes.
+
+    Returns
+    -------
+    dict
+        ``memories`` (name, depth, width, blocks), ``weight_bits``, ``memory_bits``,
+        ``bram_blocks`` (estimate), ``bram_blocks_available``, ``bram_bits_available``.
+
+    Raises
+    ------
+    ValueError
+        The weights alone hold more bits than the device's block RAM, or the block
+        estimate exceeds the device's blocks (the message names both figures).
+    """
+    net = _geometry(inet, lanes, in_lanes)
+    shapes = target.bram_shapes
+    mems = []
+
+    def add(name, depth, width):
+        blocks = memory_blocks(depth, width, shapes) if depth >= _BRAM_MIN_DEPTH else 0
+        mems.append((name, int(depth), int(width), blocks))
+
+    for i, (layer, stage) in enumerate(zip(inet.layers, net.dense)):
+        P, B, n_in = stage.lanes, stage.beats, layer.n_in
+        jw = max(1, (n_in - 1).bit_length())
+        add(f"dense{i}.weights", B * n_in + 1, P * layer.formats.weight.bits)
+        add(f"dense{i}.biases", max(2, B), P * layer.bias_bits)
+        add(f"dense{i}.list", 2 << jw, jw + (layer.input_bits or 0))
+        if stage.analog:
+            kw = max(1, (B - 1).bit_length())
+            add(f"dense{i}.replay", 2 << kw, P * layer.formats.current.bits)
+    for i, array in enumerate(net.lif):
+        for name, depth, width, _ in estimate(array.config, array.lanes, target,
+                                              host_link=False).memories:
+            add(f"lif{i}.{name}", depth, width)
+    weight_bits = sum(layer.W_q.size * layer.formats.weight.bits for layer in inet.layers)
+    blocks = sum(b for *_, b in mems)
+    info = {"memories": [{"name": n, "depth": d, "width": w, "blocks": b}
+                         for n, d, w, b in mems],
+            "weight_bits": int(weight_bits), "memory_bits": sum(d * w for _, d, w, _ in mems),
+            "bram_blocks": blocks, "bram_blocks_available": target.bram_blocks,
+            "bram_bits_available": target.bram_bits, "lanes": list(net.lanes)}
+    sizes = "-".join(str(n) for n in [inet.layers[0].n_in] + [l.n_out for l in inet.layers])
+    if weight_bits > target.bram_bits or blocks > target.bram_blocks:
+        raise ValueError(
+            f"the {sizes} network does not fit the {target.device} of {target.board}: its "
+            f"weights need {weight_bits / 1e3:.0f} kbit ({blocks} blocks estimated with the "
+            f"other memories), the block RAM holds {target.bram_bits / 1e3:.0f} kbit "
+            f"({target.bram_blocks} blocks); choose a bigger board")
+    return info
+
+
+def build_network(inet, lanes, target, out, *, in_lanes=8, freq=None, plan_only=False,
+                  cycles_per_image=None, latency_cycles=None, log=print):
+    """Build (or with ``plan_only`` only prepare) the whole network in its registered
+    shell (:class:`boards.top.NetworkBenchTop`) on ``target``, the clock constrained to
+    ``freq`` MHz (default :data:`DEFAULT_FREQ` of the family, with
+    ``--timing-allow-fail``: the achieved Fmax is the figure).
+
+    ``cycles_per_image`` (steady state) and ``latency_cycles`` (first pixel to result),
+    when given, are stored and turned into ``us_per_image`` / ``latency_us`` /
+    ``images_per_s`` at the measured Fmax. Returns the build.json dict.
+    """
+    from golden.network import IntegerNetwork
+
+    from .top import NetworkBenchBoardTop, bench_platform
+    if not isinstance(inet, IntegerNetwork):
+        raise TypeError(f"inet must be a golden.network.IntegerNetwork, not "
+                        f"{type(inet).__name__}")
+    for name, value in (("cycles_per_image", cycles_per_image),
+                        ("latency_cycles", latency_cycles)):
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                  or value <= 0):
+            raise ValueError(f"{name} must be a positive number or None, not {value!r}")
+    mem = network_memory(inet, lanes, target, in_lanes=in_lanes)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    freq = freq or DEFAULT_FREQ[target.family]
+    platform = bench_platform(target, freq * 1e6)
+    top = NetworkBenchBoardTop(inet, lanes, in_lanes)
+    sizes = [inet.layers[0].n_in] + [layer.n_out for layer in inet.layers]
+    info = _base_info(target, "demo")
+    info.update(top="network-bench", sizes=sizes, T=inet.T, lanes=mem["lanes"],
+                in_lanes=in_lanes, freq_target_mhz=freq, memory=mem,
+                cycles_per_image=cycles_per_image, latency_cycles=latency_cycles)
+
+    def derive(fig):
+        fmax = fig.get("fmax_main_mhz")
+        if not fmax:
+            return {}
+        extra = {}
+        if cycles_per_image:
+            extra["us_per_image"] = round(cycles_per_image / fmax, 3)
+            extra["images_per_s"] = round(fmax * 1e6 / cycles_per_image, 1)
+        if latency_cycles:
+            extra["latency_us"] = round(latency_cycles / fmax, 3)
+        return extra
+
+    return _build(platform, top, target, out, info, timing_allow_fail=True,
+                  plan_only=plan_only, derive=derive, log=log,
+                  what="the " + "-".join(map(str, sizes)) + f" network (lanes {mem['lanes']}, "
+                       f"in_lanes {in_lanes}, bench)")
+
+
 def _summary_line(info):
     r = info["results"]
     logic = (f"{r['logic_cells']} LCs" if r.get("logic_cells") is not None
              else f"{r.get('luts')} LUTs")
-    fmax = r.get("fmax_main_mhz")
+    line = (f"{info['board']}: {logic}, {r.get('ffs')} FFs, {r['bram_blocks']} BRAM, "
+            f"{r['dsp']} DSP; Fmax {r.get('fmax_main_mhz')} MHz")
     thr = r.get("throughput_updates_per_s")
-    return (f"{info['board']}: {logic}, {r.get('ffs')} FFs, {r['bram_blocks']} BRAM, "
-            f"{r['dsp']} DSP; Fmax {fmax} MHz; {thr / 1e6:.0f} M neuron updates/s"
-            if thr else f"{info['board']}: {logic}")
+    if thr:
+        line += f"; {thr / 1e6:.0f} M neuron updates/s"
+    if r.get("us_per_image"):
+        line += f"; {r['us_per_image']:.2f} µs/image ({info['cycles_per_image']} cycles)"
+    if r.get("latency_us"):
+        line += f"; latency {r['latency_us']:.2f} µs"
+    return line
 
 
 def _tail(path, lines=6):

@@ -4,11 +4,15 @@
   with two pins, ``rx`` and ``tx``; simulated under cocotb through a simulated UART.
 * :class:`BoardTop` -- ``LinkTop`` on an amaranth-boards platform: its UART resource, the
   default clock, and an LED that lights while a request is being handled.
+* :class:`BenchTop` / :class:`NetworkBenchTop` -- the bare LIF array / the whole
+  :class:`hdl.network.SpikingNetwork` in a minimal registered shell (6 input pins, one
+  output pin), for honest size and Fmax figures; :class:`BenchBoardTop` /
+  :class:`NetworkBenchBoardTop` put them on a :func:`bench_platform`.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -16,7 +20,8 @@ from golden.corefile import FoldedCore
 from hdl.host_link import HostLink
 from hdl.lif_array import LIFArray
 
-__all__ = ["LinkTop", "BoardTop", "DEFAULT_BAUDRATE"]
+__all__ = ["LinkTop", "BoardTop", "BenchTop", "BenchBoardTop", "NetworkBenchTop",
+           "NetworkBenchBoardTop", "bench_platform", "DEFAULT_BAUDRATE"]
 
 DEFAULT_BAUDRATE = 115200
 
@@ -128,21 +133,18 @@ class BenchTop(wiring.Component):
         super().__init__({"ctl": In(6), "out": Out(1)})
 
     def elaborate(self, platform):
-        from amaranth.hdl import Cat, Signal
         m = Module()
         m.submodules.array = array = self.array
         cfg, P = array.config, array.lanes
         bc, bm = cfg.current.bits, cfg.membrane.bits
 
-        ctl = Signal(6)
-        m.d.sync += ctl.eq(self.ctl)
+        ctl = _registered(m, self.ctl)
         valid, ready, clear, load_thr, load_aff, serial = (ctl[i] for i in range(6))
         loads = [array.load_threshold]
         if cfg.affine:
             loads.append(array.load_affine)
         widths = [len(x.payload.as_value()) for x in loads]
-        shreg = Signal(sum(widths))
-        m.d.sync += shreg.eq(Cat(serial, shreg[:-1]))
+        shreg = _shift_register(m, serial, sum(widths))
         pos = 0
         for port, w, v in zip(loads, widths, (load_thr, load_aff)):
             m.d.comb += [port.payload.as_value().eq(shreg[pos:pos + w]), port.valid.eq(v)]
@@ -155,9 +157,69 @@ class BenchTop(wiring.Component):
                 mem[:bc] if bc <= bm else mem.as_signed())
         m.d.comb += [array.i_current.valid.eq(valid), array.o_spikes.ready.eq(ready),
                      array.clear.eq(clear)]
-        seen = Cat(out.spikes, out.t, out.beat, out.last, array.o_spikes.valid,
-                   array.i_current.ready, array.t)
-        m.d.sync += self.out.eq(seen.xor())
+        _xor_out(m, self.out, [out.spikes, out.t, out.beat, out.last, array.o_spikes.valid,
+                               array.i_current.ready, array.t])
+        return m
+
+
+def _registered(m, value):
+    """``value`` (pins) through one flip-flop per bit."""
+    reg = Signal(len(value))
+    m.d.sync += reg.eq(value)
+    return reg
+
+
+def _shift_register(m, serial, width):
+    """A ``width``-bit shift register fed from ``serial`` (one bit per cycle): payloads
+    that depend on a pin, one flip-flop per bit."""
+    shreg = Signal(max(1, width))
+    m.d.sync += shreg.eq(Cat(serial, shreg[:-1]) if width > 1 else serial)
+    return shreg
+
+
+def _xor_out(m, out, values):
+    """Every bit of ``values`` XOR-reduced into the register driving ``out``: nothing the
+    shell observes can be optimized away."""
+    m.d.sync += out.eq(Cat(*(Value.cast(v) for v in values)).xor())
+
+
+class NetworkBenchTop(wiring.Component):
+    """The whole :class:`hdl.network.SpikingNetwork` in the registered shell of
+    :class:`BenchTop`, for honest Fmax and size figures.
+
+    * ``i_pixels.payload`` (``in_lanes`` x ``Bx`` bits) comes from a shift register fed
+      from one pin, so every pixel depends on real data;
+    * ``i_pixels.valid`` and ``o_result.ready`` come from pins through a flip-flop
+      (``ctl[0]``, ``ctl[1]``; the serial payload bit is ``ctl[5]``, ``ctl[2:5]`` are
+      unused: the same :func:`bench_platform` as :class:`BenchTop`);
+    * ``o_result.valid``, its whole payload (label and logits) and ``i_pixels.ready`` are
+      XOR-reduced into one registered pin.
+
+    Every path of the network is register to register; the shell costs one flip-flop per
+    pixel-payload bit plus a small XOR tree.
+
+    Parameters
+    ----------
+    inet : golden.network.IntegerNetwork
+    lanes : int or sequence of int
+    in_lanes : int
+        As :class:`hdl.network.SpikingNetwork`.
+    """
+
+    def __init__(self, inet, lanes, in_lanes=1):
+        from hdl.network import SpikingNetwork
+        self.network = SpikingNetwork(inet, lanes, in_lanes=in_lanes)
+        super().__init__({"ctl": In(6), "out": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.network = net = self.network
+        ctl = _registered(m, self.ctl)
+        valid, ready, serial = ctl[0], ctl[1], ctl[5]
+        pixels = net.i_pixels.payload.as_value()
+        m.d.comb += [pixels.eq(_shift_register(m, serial, len(pixels))),
+                     net.i_pixels.valid.eq(valid), net.o_result.ready.eq(ready)]
+        _xor_out(m, self.out, [net.o_result.payload, net.o_result.valid, net.i_pixels.ready])
         return m
 
 
@@ -178,20 +240,44 @@ def bench_platform(target, frequency):
     return platform
 
 
-class BenchBoardTop(wiring.Component):
-    """:class:`BenchTop` on a :func:`bench_platform`."""
+class _PinnedBench(wiring.Component):
+    """A bench shell (``ctl`` In(6), ``out`` Out(1)) wired to a :func:`bench_platform`'s
+    ``bench`` resource."""
 
-    def __init__(self, folded, lanes, *, memory_outreg=True):
-        self.folded, self.lanes = folded, lanes
-        self.memory_outreg = memory_outreg
+    def __init__(self):
         super().__init__({})
+
+    def bench(self):
+        raise NotImplementedError
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.bench = bench = BenchTop(self.folded, self.lanes,
-                                              memory_outreg=self.memory_outreg)
+        m.submodules.bench = bench = self.bench()
         pins = platform.request("bench", 0, dir={"ctl": "-", "out": "-"})
         m.submodules.ctl_buf = ctl_buf = io.Buffer("i", pins.ctl)
         m.submodules.out_buf = out_buf = io.Buffer("o", pins.out)
         m.d.comb += [bench.ctl.eq(ctl_buf.i), out_buf.o.eq(bench.out)]
         return m
+
+
+class BenchBoardTop(_PinnedBench):
+    """:class:`BenchTop` on a :func:`bench_platform`."""
+
+    def __init__(self, folded, lanes, *, memory_outreg=True):
+        self.folded, self.lanes = folded, lanes
+        self.memory_outreg = memory_outreg
+        super().__init__()
+
+    def bench(self):
+        return BenchTop(self.folded, self.lanes, memory_outreg=self.memory_outreg)
+
+
+class NetworkBenchBoardTop(_PinnedBench):
+    """:class:`NetworkBenchTop` on a :func:`bench_platform`."""
+
+    def __init__(self, inet, lanes, in_lanes=1):
+        self.inet, self.lanes, self.in_lanes = inet, lanes, in_lanes
+        super().__init__()
+
+    def bench(self):
+        return NetworkBenchTop(self.inet, self.lanes, self.in_lanes)

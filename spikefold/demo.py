@@ -9,7 +9,10 @@ Stages (each printed as it runs):
    quantize -> float vs fixed-point accuracy on the whole test split;
 4. Verilog of the whole network -> cocotb + Icarus co-simulation on digits test samples,
    every logit and class compared with the bit-exact golden model;
-5. a report (``report.json`` + ``report.md``) in ``--out``.
+5. with ``--board NAME`` only: the whole network (the RTL stage's lanes) in a registered
+   shell through the board's open toolchain (:func:`boards.build.build_network`, in
+   ``build/demo-<board>/``): LUTs/LCs, FFs, BRAM, DSP, Fmax and the time per image at Fmax;
+6. a report (``report.json`` + ``report.md``) in ``--out``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ def add_arguments(parser):
     parser.add_argument("--model", metavar="FILE.npz", default=None,
                         help="spikefold network model file (default: the embedded digits model)")
     parser.add_argument("--out", default="reports/demo", help="report directory")
+    from boards.targets import TARGETS
+    parser.add_argument("--board", choices=sorted(n for n, t in TARGETS.items()
+                                                  if t.open_toolchain), default=None,
+                        help="also build the whole network on this board (yosys + nextpnr, "
+                             "minutes) and report its size, Fmax and time per image")
 
 
 def _stage(text):
@@ -62,8 +70,21 @@ def fold_check(params, v_th, membrane):
     return table, checked, mismatches
 
 
+#: Lanes of the RTL stage (``sim.network_cosim.cosim_network``'s defaults).
+RTL_LANES, RTL_IN_LANES = 16, 8
+
+
 def run(args):
     t0 = time.perf_counter()
+    model = None
+    if args.board:
+        # Refuse a board the network cannot fit before the long stages run.
+        from boards.build import network_memory
+        from boards.targets import get_target
+        from golden.modelfile import ModelFile, load_default
+        model = load_default() if args.model is None else ModelFile.load(args.model)
+        network_memory(model.integer(), RTL_LANES, get_target(args.board),
+                       in_lanes=RTL_IN_LANES)
     v_th = 0.5
     _stage(f"fold: element-wise MPBN, {args.neurons} neurons, v_th = {v_th}")
     params = example_mpbn_params(args.neurons, args.seed)
@@ -91,7 +112,8 @@ def run(args):
     _stage("trained network: fold -> quantize -> float vs fixed point on the test split")
     from golden.calibrate import evaluate_model
     from golden.modelfile import ModelFile, load_default
-    model = load_default() if args.model is None else ModelFile.load(args.model)
+    if model is None:
+        model = load_default() if args.model is None else ModelFile.load(args.model)
     evaluation = evaluate_model(model)
     print("    " + evaluation.markdown().replace("\n", "\n    "))
 
@@ -100,10 +122,15 @@ def run(args):
         _stage(f"network RTL: Verilog -> cocotb + Icarus on {args.samples} test samples "
                f"(about 5-10 s each)")
         from sim.network_cosim import cosim_network
-        rtl = cosim_network(args.model, args.samples, Path("build") / "cosim-network")
+        rtl = cosim_network(args.model, args.samples, Path("build") / "cosim-network",
+                            lanes=RTL_LANES, in_lanes=RTL_IN_LANES)
         print(f"    RTL accuracy {rtl['rtl_accuracy']:.2%}, golden {rtl['fixed_accuracy']:.2%}, "
               f"float {rtl['float_accuracy']:.2%}; RTL-vs-golden mismatches "
               f"{rtl['total_mismatches']}; {rtl['cycles_per_image']} cycles per image")
+
+    board = None
+    if args.board:
+        board = _board_stage(args.board, model, rtl)
 
     report = {
         "fold": {"format": str(args.membrane), "checked": checked, "mismatches": mismatches},
@@ -117,6 +144,8 @@ def run(args):
                                 "cycles_per_image", "latency_cycles_first", "latency_us",
                                 "lanes", "T")},
     }
+    if board is not None:
+        report["board"] = board
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=_plain) + "\n")
@@ -131,6 +160,8 @@ def run(args):
                   f"| {rtl['samples']} | {rtl['float_accuracy']:.2%} | {rtl['fixed_accuracy']:.2%} "
                   f"| {rtl['rtl_accuracy']:.2%} | {rtl['total_mismatches']} | "
                   f"{rtl['cycles_per_image']} | {_us(rtl)} |", ""]
+    if board is not None:
+        lines += ["## Board build", "", _board_table(board), ""]
     (out / "report.md").write_text("\n".join(lines))
 
     print()
@@ -145,9 +176,66 @@ def run(args):
               f"accuracy, {rtl['total_mismatches']} mismatches vs golden, "
               f"{rtl['cycles_per_image']} cycles/image ({_us(rtl)} at 100 MHz)")
         failed |= bool(rtl["total_mismatches"])
+    if board is not None:
+        print(f"  {'board ' + board['board']:<37}: {_board_text(board)}")
     print(f"  report                               : {out / 'report.md'}")
     print(f"  time                                 : {time.perf_counter() - t0:.1f} s")
     return 1 if failed else 0
+
+
+def _board_stage(name, model, rtl):
+    """Build the network bench on board ``name``; the figures for the report."""
+    from boards.build import build_network
+    from boards.targets import get_target
+    target = get_target(name)
+    cycles = None if rtl is None else rtl.get("cycles_per_image")
+    latency = None if rtl is None else rtl.get("latency_cycles_first")
+    out = Path("build") / f"demo-{name}"
+    _stage(f"board: the whole network on the {target.board} ({target.device}), yosys + "
+           f"nextpnr in {out} (minutes)")
+    info = build_network(model.integer(), RTL_LANES, target, out, in_lanes=RTL_IN_LANES,
+                         cycles_per_image=cycles, latency_cycles=latency,
+                         log=lambda text: print("    " + text, flush=True))
+    r = info["results"]
+    board = {"board": name, "device": target.device, "lanes": info["lanes"],
+             "in_lanes": info["in_lanes"], "freq_target_mhz": info["freq_target_mhz"],
+             "luts": r.get("luts"), "logic_cells": r.get("logic_cells"), "ffs": r.get("ffs"),
+             "bram_blocks": r.get("bram_blocks"), "dsp": r.get("dsp"),
+             "fmax_mhz": r.get("fmax_main_mhz"), "cycles_per_image": cycles,
+             "latency_cycles": latency, "us_per_image": r.get("us_per_image"),
+             "latency_us": r.get("latency_us"), "build_seconds": info.get("build_seconds"),
+             "build_dir": out.as_posix()}
+    print(f"    {_board_text(board)}")
+    return board
+
+
+def _board_logic(board):
+    return (f"{board['logic_cells']} LCs" if board.get("logic_cells") is not None
+            else f"{board['luts']} LUTs")
+
+
+def _board_text(board):
+    text = (f"{_board_logic(board)}, {board['ffs']} FFs, {board['bram_blocks']} BRAM, "
+            f"{board['dsp']} DSP, Fmax {board['fmax_mhz']} MHz")
+    if board.get("us_per_image"):
+        text += f", {board['us_per_image']:.2f} µs/image at Fmax"
+    return text
+
+
+def _board_table(board):
+    def fmt(v, spec=""):
+        return "-" if v is None else format(v, spec)
+    return "\n".join([
+        "| board | device | logic | FFs | BRAM | DSP | Fmax | cycles/image | µs/image at Fmax "
+        "| first-image latency at Fmax |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| {board['board']} | {board['device']} | {_board_logic(board)} | {board['ffs']} | "
+        f"{board['bram_blocks']} | {board['dsp']} | {fmt(board['fmax_mhz'])} MHz | "
+        f"{fmt(board['cycles_per_image'])} | {fmt(board['us_per_image'], '.2f')} | "
+        f"{fmt(board['latency_us'], '.2f')} µs |",
+        "", f"Lanes {board['lanes']}, {board['in_lanes']} pixels per input beat; the network "
+        f"in a registered shell (boards.top.NetworkBenchTop), clock constrained to "
+        f"{board['freq_target_mhz']:g} MHz; build in `{board['build_dir']}`."])
 
 
 def _us(rtl):

@@ -139,3 +139,52 @@ def test_real_ice40_build(tmp_path):
     saved = json.loads((tmp_path / "build.json").read_text())
     assert saved["results"]["fmax_main_mhz"] == r["fmax_main_mhz"]
     _no_machine_paths(tmp_path)
+
+
+def _digits():
+    from golden.modelfile import load_default
+    return load_default().integer()
+
+
+def test_network_plan_ulx3s(tmp_path):
+    """The whole digits network in its registered shell: a complete ECP5 build plan (no
+    tool run), the memory estimate and the cycle figures in build.json."""
+    from boards.build import build_network
+    info = build_network(_digits(), 16, get_target("ulx3s-85f"), tmp_path, in_lanes=8,
+                         plan_only=True, cycles_per_image=1234, latency_cycles=2345,
+                         log=lambda *_: None)
+    saved = json.loads((tmp_path / "build.json").read_text())
+    assert saved == json.loads(json.dumps(info))
+    assert saved["built"] is False and saved["top"] == "network-bench"
+    assert saved["sizes"] == [64, 128, 128, 10] and saved["lanes"] == [16, 16, 10]
+    assert saved["in_lanes"] == 8 and saved["freq_target_mhz"] == 250.0
+    assert saved["cycles_per_image"] == 1234 and saved["latency_cycles"] == 2345
+    mem = saved["memory"]
+    # Weights: (64*128 + 128*128 + 128*10) x 16 bits, all in the weight memories.
+    assert mem["weight_bits"] == (64 * 128 + 128 * 128 + 128 * 10) * 16
+    weights = {m["name"]: m for m in mem["memories"] if m["name"].endswith(".weights")}
+    assert weights["dense1.weights"] == {"name": "dense1.weights", "depth": 8 * 128 + 1,
+                                         "width": 16 * 16, "blocks": 24}
+    assert 0 < mem["bram_blocks"] <= 208
+    lpf = (tmp_path / "top.lpf").read_text()
+    assert "FREQUENCY PORT" in lpf and "250000000" in lpf and "bench_0__ctl" in lpf
+    assert "--timing-allow-fail" in (tmp_path / "build_top.sh").read_text()
+    rtlil = (tmp_path / "top.il").read_text()
+    for part in ("dense0", "dense2", "lif1", "readout"):     # the whole network is there
+        assert f"network.{part}" in rtlil, part
+    _no_machine_paths(tmp_path)
+
+
+def test_network_refused_on_icebreaker(tmp_path):
+    """~414 kbit of weights cannot fit the UP5K's 120 kbit of block RAM: refused before
+    any file is written; the 25F (1 Mbit) is accepted."""
+    from boards.build import build_network, network_memory
+    inet = _digits()
+    with pytest.raises(ValueError, match=r"does not fit the iCE40UP5K.*414 kbit.*123 kbit"):
+        build_network(inet, 16, get_target("icebreaker"), tmp_path / "ice", plan_only=True,
+                      log=lambda *_: None)
+    assert not (tmp_path / "ice").exists()
+    assert network_memory(inet, 16, get_target("orangecrab-25f"))["bram_blocks"] <= 56
+    with pytest.raises(ValueError, match="cycles_per_image"):
+        build_network(inet, 16, get_target("ulx3s-85f"), tmp_path / "u", plan_only=True,
+                      cycles_per_image=-3, log=lambda *_: None)

@@ -34,6 +34,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     (["verilog", "--membrane", "16.x"], "16.x"),
     (["demo", "--membrane", "4.9"], "Fixed.frac"),
     (["cosim", "--model", "no-such-file.npz"], "no-such-file.npz"),
+    (["demo", "--board", "icebreaker"], "iCE40UP5K"),     # refused before the long stages
 ])
 def test_errors_are_one_line(argv, field):
     proc = subprocess.run([sys.executable, "-m", "spikefold", *argv], capture_output=True,
