@@ -26,6 +26,7 @@ from golden.examples import add_core_arguments, core_from_args
 from .lif_array import LIFArray
 
 __all__ = ["FORMAT", "VERSION", "export_verilog", "describe", "verilog_ports", "payload_fields",
+           "write_rtl",
            "add_arguments", "run"]
 
 FORMAT = "spikefold-rtl"
@@ -113,11 +114,17 @@ def export_verilog(folded_core, lanes, out_dir, name="spikefold_lif_array"):
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"module name must be a Verilog identifier, not {name!r}")
     dut = LIFArray.from_folded(folded_core, lanes)
-    # Named ports, directions inferred (the default port list would include the constant
-    # ``ready`` of the always-ready load streams, which convert() rejects).
+    return write_rtl(dut, describe(dut, name), name, out_dir)
+
+
+def write_rtl(dut, desc, name, out_dir):
+    """Write ``dut`` as reproducible Verilog ``<name>.v`` and ``desc`` as ``<name>.json``.
+
+    Ports are named explicitly, directions inferred: the default port list would include
+    the constant ``ready`` of always-ready streams, which ``convert()`` rejects.
+    """
     ports = [(port, value, None) for port, (value, _) in verilog_ports(dut).items()]
     text = verilog.convert(dut, name=name, ports=ports, emit_src=False)
-    desc = describe(dut, name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     v_path, j_path = out_dir / f"{name}.v", out_dir / f"{name}.json"

@@ -34,13 +34,10 @@ JSON description (format ``spikefold-network-rtl``, version 1) of the ports and 
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 from amaranth import Module, Mux, Signal, signed, unsigned
-from amaranth.back import verilog
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -48,7 +45,7 @@ from amaranth.utils import ceil_log2
 from golden.network import IntegerNetwork
 
 from .dense import DenseStage
-from .export import payload_fields, verilog_ports
+from .export import payload_fields, verilog_ports, write_rtl
 from .lif_array import LIFArray
 
 __all__ = ["Readout", "SpikingNetwork", "result_layout", "export_network_verilog",
@@ -376,12 +373,4 @@ def export_network_verilog(network, lanes, out_dir, name="spikefold_network", *,
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"module name must be a Verilog identifier, not {name!r}")
     dut = SpikingNetwork(network, lanes, in_lanes=in_lanes)
-    ports = [(port, value, None) for port, (value, _) in verilog_ports(dut).items()]
-    text = verilog.convert(dut, name=name, ports=ports, emit_src=False)
-    desc = describe_network(dut, name)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    v_path, j_path = out_dir / f"{name}.v", out_dir / f"{name}.json"
-    v_path.write_text(text)
-    j_path.write_text(json.dumps(desc, indent=2) + "\n")
-    return v_path, j_path
+    return write_rtl(dut, describe_network(dut, name), name, out_dir)

@@ -26,9 +26,12 @@ def record(name, result):
          "mismatches": int(result["mismatches"])}))
 
 
-def summarize(root=None):
+def summarize(root=None, since=None):
+    """Totals over the recorded co-simulations (only those written at or after ``since``,
+    a ``time.time()`` value, when given)."""
     root = tally_dir() if root is None else Path(root)
-    rows = [json.loads(p.read_text()) for p in sorted(root.glob("*.json"))]
+    rows = [json.loads(p.read_text()) for p in sorted(root.glob("*.json"))
+            if since is None or p.stat().st_mtime >= since]
     total = {"tests": len(rows), "compared": sum(r["compared"] for r in rows),
              "cycles": sum(r["cycles"] for r in rows),
              "mismatches": sum(r["mismatches"] for r in rows)}

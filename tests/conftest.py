@@ -1,11 +1,15 @@
 """Print the co-simulation totals of this run (values compared RTL vs golden) in the summary."""
 
+import time
+
+_START = time.time()
+
 
 def pytest_terminal_summary(terminalreporter):
     from sim.tally import summarize, tally_dir
     if not tally_dir().exists():
         return
-    total = summarize()
+    total = summarize(since=_START - 1)
     if not total["tests"]:
         return
     terminalreporter.write_sep("-", "RTL vs golden co-simulation totals (sim.tally)")
