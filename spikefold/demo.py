@@ -126,7 +126,7 @@ def run(args):
                             lanes=RTL_LANES, in_lanes=RTL_IN_LANES)
         print(f"    RTL accuracy {rtl['rtl_accuracy']:.2%}, golden {rtl['fixed_accuracy']:.2%}, "
               f"float {rtl['float_accuracy']:.2%}; RTL-vs-golden mismatches "
-              f"{rtl['total_mismatches']}; {rtl['cycles_per_image']} cycles per image")
+              f"{rtl['total_mismatches']}; {rtl['cycles_per_image']:.0f} cycles per image")
 
     board = None
     if args.board:
@@ -159,7 +159,7 @@ def run(args):
                   "|---|---|---|---|---|---|---|",
                   f"| {rtl['samples']} | {rtl['float_accuracy']:.2%} | {rtl['fixed_accuracy']:.2%} "
                   f"| {rtl['rtl_accuracy']:.2%} | {rtl['total_mismatches']} | "
-                  f"{rtl['cycles_per_image']} | {_us(rtl)} |", ""]
+                  f"{rtl['cycles_per_image']:.0f} | {_us(rtl)} |", ""]
     if board is not None:
         lines += ["## Board build", "", _board_table(board), ""]
     (out / "report.md").write_text("\n".join(lines))
@@ -174,7 +174,7 @@ def run(args):
     if rtl is not None:
         print(f"  {'RTL on ' + str(rtl['samples']) + ' test samples':<37}: {rtl['rtl_accuracy']:.2%} "
               f"accuracy, {rtl['total_mismatches']} mismatches vs golden, "
-              f"{rtl['cycles_per_image']} cycles/image ({_us(rtl)} at 100 MHz)")
+              f"{rtl['cycles_per_image']:.0f} cycles/image ({_us(rtl)} at 100 MHz)")
         failed |= bool(rtl["total_mismatches"])
     if board is not None:
         print(f"  {'board ' + board['board']:<37}: {_board_text(board)}")
