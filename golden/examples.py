@@ -13,8 +13,8 @@ from .fixed import Fixed, fixed_format
 from .fold import AffineRule, fold_mpbn
 from .quantize import quantize_affine, quantize_rule
 
-__all__ = ["example_mpbn_params", "example_core", "example_currents", "add_core_arguments",
-           "core_from_args"]
+__all__ = ["example_mpbn_params", "example_core", "example_currents", "example_network",
+           "add_core_arguments", "core_from_args"]
 
 
 def example_mpbn_params(neurons, seed=0):
@@ -54,6 +54,49 @@ def example_core(neurons=64, *, T=8, membrane=Fixed(16, 8), current=None, thresh
         b = np.clip(rng.normal(0.0, 0.25, (T, channels)), membrane.min_value, membrane.max_value)
         table = quantize_affine(AffineRule(a, b), config.scale, config.membrane)
     return FoldedCore(config, thresholds, table)
+
+
+def example_network(sizes, *, norm="tdbn", mpbn=True, T=4, tau=0.25, seed=0,
+                    weight_scale=2.0):
+    """A random trained-looking :class:`golden.network.Network` (float) of layer ``sizes``.
+
+    Every hidden layer has normalizer ``norm`` after its synapses and, with ``mpbn``, MPBN
+    with gamma of every sign: the first fifth of the neurons flip their comparison, and
+    (from 5 neurons on) the last two have gamma = 0, one never and one always firing.
+    The last layer is the integrate-only readout.
+    """
+    from .network import NORM_EPS, NORM_PARAMS, Layer, Network, shape_of
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = rng.normal(0, weight_scale / np.sqrt(n_in), (n_out, n_in))
+        b = rng.normal(0, 0.2, n_out)
+        if i == len(sizes) - 2:
+            layers.append(Layer(w, b, readout=True))
+            continue
+        params = {}
+        for name, code in NORM_PARAMS[norm].items():
+            shape = shape_of(code, T, n_out)
+            if name == "running_var":
+                params[name] = rng.uniform(0.2, 2.0, shape)
+            elif name in ("gamma", "p", "g"):
+                params[name] = rng.uniform(0.5, 1.5, shape)
+            else:
+                params[name] = rng.normal(0.0, 0.3, shape)
+        m = None
+        if mpbn:
+            gamma = rng.normal(1.0, 0.5, n_out)
+            gamma[:max(1, n_out // 5)] = -np.abs(gamma[:max(1, n_out // 5)])
+            beta = rng.normal(0.0, 0.3, n_out)
+            if n_out >= 5:
+                gamma[-2:] = 0.0
+                beta[-2] = -1.0                    # never fires
+                beta[-1] = 1.0                     # always fires (beta > v_th)
+            m = {"gamma": gamma, "beta": beta, "running_mean": rng.normal(0.2, 0.3, n_out),
+                 "running_var": rng.uniform(0.1, 1.0, n_out)}
+        layers.append(Layer(w, b, norm=norm, norm_params=params, norm_eps=NORM_EPS[norm],
+                            mpbn=m))
+    return Network(layers, T=T, tau=tau)
 
 
 def example_currents(config, steps, seed=0, scale=0.6):

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cosim_network", "run_network_cocotb", "prepare_network_rtl", "DEFAULT_ROOT"]
+__all__ = ["cosim_network", "run_network_cocotb", "prepare_network_rtl", "cycle_figures",
+           "random_network", "random_pixels", "DEFAULT_ROOT"]
 
 DEFAULT_ROOT = Path("build") / "cosim-network"
 TOP = "spikefold_network"
@@ -196,26 +197,13 @@ def _tail(path, lines=15):
 
 
 def random_network(sizes=(784, 128, 10), *, T=4, weight_bits=8, bits=16, input_bits=8, seed=0):
-    """A random MPBN network of the given shape, calibrated on random pixel inputs: the
-    stand-in for Spiker+'s MNIST 784-128-10 design (cycle counts and synthesis only)."""
+    """A random MPBN network of the given shape (:func:`golden.examples.example_network`),
+    calibrated on random pixel inputs: the stand-in for Spiker+'s MNIST 784-128-10 design
+    (cycle counts and synthesis only)."""
     from golden.calibrate import calibrate
-    from golden.network import IntegerNetwork, Layer, Network
-    rng = np.random.default_rng(seed)
-    layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        w = rng.normal(0, 2.0 / np.sqrt(n_in), (n_out, n_in))
-        b = rng.normal(0, 0.1, n_out)
-        if i == len(sizes) - 2:
-            layers.append(Layer(w, b, readout=True))
-            continue
-        norm = {"gamma": rng.uniform(0.5, 1.5, n_out), "beta": rng.normal(0, 0.3, n_out),
-                "running_mean": rng.normal(0, 0.3, n_out),
-                "running_var": rng.uniform(0.2, 2.0, n_out)}
-        mpbn = {"gamma": rng.normal(1.0, 0.3, n_out), "beta": rng.normal(0, 0.3, n_out),
-                "running_mean": rng.normal(0.2, 0.3, n_out),
-                "running_var": rng.uniform(0.1, 1.0, n_out)}
-        layers.append(Layer(w, b, norm="tdbn", norm_params=norm, mpbn=mpbn))
-    net = Network(layers, T=T)
+    from golden.examples import example_network
+    from golden.network import IntegerNetwork
+    net = example_network(sizes, T=T, seed=seed)
     calib = random_pixels(sizes[0], 64, seed=seed + 1)
     formats = calibrate(net, calib, bits=bits, weight_bits=weight_bits, input_bits=input_bits)
     return IntegerNetwork.from_folded(net.fold(), formats)

@@ -14,11 +14,11 @@ import pytest
 
 from golden.calibrate import calibrate, evaluate, format_for, integer_bits
 from golden.fixed import Fixed
+from golden.examples import example_network
 from golden.fold import Compare
 from golden.modelfile import load_default
 from golden.network import (
-    NORM_PARAMS, NORMS, PER_TIMESTEP_NORMS, IntegerNetwork, Layer, LayerFormats, Network,
-    NetworkFormats, shape_of,
+    NORMS, PER_TIMESTEP_NORMS, IntegerNetwork, LayerFormats, Network, NetworkFormats,
 )
 
 
@@ -29,37 +29,7 @@ def default():
 
 def random_network(norm, *, sizes=(12, 16, 16, 5), T=4, mpbn=False, seed=0):
     """A trained-looking network with normalizer ``norm`` (MPBN gammas of every sign)."""
-    rng = np.random.default_rng(seed)
-    layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        readout = i == len(sizes) - 2
-        w = rng.normal(0, 1.5 / math.sqrt(n_in), (n_out, n_in))
-        b = rng.normal(0, 0.2, n_out)
-        if readout:
-            layers.append(Layer(w, b, readout=True))
-            continue
-        params = {}
-        for name, code in NORM_PARAMS[norm].items():
-            shape = shape_of(code, T, n_out)
-            if name == "running_var":
-                params[name] = rng.uniform(0.2, 2.0, shape)
-            elif name in ("gamma", "p", "g"):
-                params[name] = rng.uniform(0.5, 1.5, shape)
-            else:
-                params[name] = rng.normal(0.0, 0.3, shape)
-        m = None
-        if mpbn:
-            gamma = rng.normal(1.0, 0.5, n_out)
-            gamma[:3] = -np.abs(gamma[:3])          # comparison flips
-            gamma[3] = 0.0                          # never
-            gamma[4] = 0.0                          # always
-            beta = rng.normal(0.0, 0.3, n_out)
-            beta[4] = 1.0
-            m = {"gamma": gamma, "beta": beta, "running_mean": rng.normal(0.2, 0.3, n_out),
-                 "running_var": rng.uniform(0.1, 1.0, n_out)}
-        layers.append(Layer(w, b, norm=norm, norm_params=params,
-                            norm_eps=1e-4 if norm == "bntt" else 1e-5, mpbn=m))
-    return Network(layers, T=T)
+    return example_network(sizes, norm=norm, mpbn=mpbn, T=T, seed=seed, weight_scale=1.5)
 
 
 def random_inputs(n, n_in, seed=1):

@@ -6,7 +6,6 @@ golden.network.IntegerNetwork, bit for bit, under random gaps and backpressure."
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -15,7 +14,8 @@ from amaranth.sim import Simulator
 from golden.calibrate import calibrate
 from golden.core import from_beats
 from golden.modelfile import DEFAULT_MODEL, load_default
-from golden.network import NORM_PARAMS, IntegerNetwork, Layer, Network, shape_of
+from golden.examples import example_network
+from golden.network import IntegerNetwork
 from hdl.network import SpikingNetwork, export_network_verilog
 
 
@@ -24,34 +24,9 @@ from hdl.network import SpikingNetwork, export_network_verilog
 def random_network(sizes, *, T=4, norm="tdbn", mpbn=True, seed=0, bits=12, weight_bits=8,
                    tau=0.25, calib_scale=1.0):
     """A random trained-looking network, calibrated to ``bits``-bit formats."""
-    rng = np.random.default_rng(seed)
-    layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        w = rng.normal(0, 2.0 / math.sqrt(n_in), (n_out, n_in))
-        b = rng.normal(0, 0.2, n_out)
-        if i == len(sizes) - 2:
-            layers.append(Layer(w, b, readout=True))
-            continue
-        params = {}
-        for name, code in NORM_PARAMS[norm].items():
-            shape = shape_of(code, T, n_out)
-            if name == "running_var":
-                params[name] = rng.uniform(0.2, 2.0, shape)
-            elif name in ("gamma", "p", "g"):
-                params[name] = rng.uniform(0.5, 1.5, shape)
-            else:
-                params[name] = rng.normal(0.0, 0.3, shape)
-        m = None
-        if mpbn:
-            gamma = rng.normal(1.0, 0.5, n_out)
-            gamma[: max(1, n_out // 5)] *= -1                 # comparison flips (LT)
-            m = {"gamma": gamma, "beta": rng.normal(0.0, 0.3, n_out),
-                 "running_mean": rng.normal(0.2, 0.3, n_out),
-                 "running_var": rng.uniform(0.1, 1.0, n_out)}
-        layers.append(Layer(w, b, norm=norm, norm_params=params, mpbn=m,
-                            norm_eps=1e-4 if norm == "bntt" else 1e-5))
-    net = Network(layers, T=T, tau=tau)
+    net = example_network(sizes, norm=norm, mpbn=mpbn, T=T, tau=tau, seed=seed)
     # ``calib_scale`` < 1 calibrates on weaker inputs than the tests use: saturation.
+    rng = np.random.default_rng(seed + 1000)
     calib = rng.integers(0, 17, (32, sizes[0])) / 16.0 * calib_scale
     formats = calibrate(net, calib, bits=bits, weight_bits=weight_bits, headroom=1.0)
     return IntegerNetwork.from_folded(net.fold(), formats)
