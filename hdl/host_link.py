@@ -6,6 +6,8 @@ The byte protocol (frames, commands, record layouts, error codes) is defined onc
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -116,7 +118,6 @@ class HostLink(wiring.Component):
         m = Module()
         lay = self._layout
         cfg = lay.config
-        P = lay.lanes
 
         m.submodules.rxu = rxu = UARTRx(self._divisor)
         m.submodules.txu = txu = UARTTx(self._divisor)
@@ -257,6 +258,17 @@ class HostLink(wiring.Component):
             m.d.sync += timeout.eq(0)
         timed_out = timeout == self._timeout
 
+        @contextmanager
+        def frame_byte():
+            # A state inside a frame: a framing error or silence ends it, else take the byte.
+            m.d.comb += in_frame.eq(1)
+            with m.If(rxu.framing_error):
+                fail(ErrorCode.FRAMING)
+            with m.Elif(timed_out):
+                fail(ErrorCode.TIMEOUT)
+            with m.Elif(got):
+                yield
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += listening.eq(1)
@@ -275,33 +287,15 @@ class HostLink(wiring.Component):
                     m.next = "CMD"
                 with m.Elif(timed_out):
                     m.next = "IDLE"
-            with m.State("CMD"):
-                m.d.comb += in_frame.eq(1)
-                with m.If(rxu.framing_error):
-                    fail(ErrorCode.FRAMING)
-                with m.Elif(timed_out):
-                    fail(ErrorCode.TIMEOUT)
-                with m.Elif(got):
-                    m.d.sync += [cmd.eq(byte), crc.eq(_crc_update(crc, byte))]
-                    m.next = "LEN0"
-            with m.State("LEN0"):
-                m.d.comb += in_frame.eq(1)
-                with m.If(rxu.framing_error):
-                    fail(ErrorCode.FRAMING)
-                with m.Elif(timed_out):
-                    fail(ErrorCode.TIMEOUT)
-                with m.Elif(got):
-                    m.d.sync += [length[:8].eq(byte), crc.eq(_crc_update(crc, byte))]
-                    m.next = "LEN1"
-            with m.State("LEN1"):
-                m.d.comb += in_frame.eq(1)
-                with m.If(rxu.framing_error):
-                    fail(ErrorCode.FRAMING)
-                with m.Elif(timed_out):
-                    fail(ErrorCode.TIMEOUT)
-                with m.Elif(got):
-                    m.d.sync += [length[8:].eq(byte), crc.eq(_crc_update(crc, byte))]
-                    m.next = "CHECK_HDR"
+            with m.State("CMD"), frame_byte():
+                m.d.sync += [cmd.eq(byte), crc.eq(_crc_update(crc, byte))]
+                m.next = "LEN0"
+            with m.State("LEN0"), frame_byte():
+                m.d.sync += [length[:8].eq(byte), crc.eq(_crc_update(crc, byte))]
+                m.next = "LEN1"
+            with m.State("LEN1"), frame_byte():
+                m.d.sync += [length[8:].eq(byte), crc.eq(_crc_update(crc, byte))]
+                m.next = "CHECK_HDR"
             with m.State("CHECK_HDR"):
                 m.d.comb += in_frame.eq(1)
                 m.d.sync += [ptr.eq(0), rec_phase.eq(0), reply_len.eq(0), reply_len_v.eq(0),
@@ -314,44 +308,26 @@ class HostLink(wiring.Component):
                     m.next = "CRC0"
                 with m.Else():
                     m.next = "PAYLOAD"
-            with m.State("PAYLOAD"):
-                m.d.comb += in_frame.eq(1)
-                with m.If(rxu.framing_error):
-                    fail(ErrorCode.FRAMING)
-                with m.Elif(timed_out):
-                    fail(ErrorCode.TIMEOUT)
-                with m.Elif(got):
-                    m.d.comb += wr.en.eq(1)
-                    m.d.sync += [crc.eq(_crc_update(crc, byte)), ptr.eq(ptr + 1)]
-                    with m.If(rec_phase == rec_len - 1):
-                        m.d.sync += [rec_phase.eq(0), reply_len.eq(reply_len + out_bytes[0]),
-                                     reply_len_v.eq(reply_len_v + out_bytes[1])]
-                    with m.Else():
-                        m.d.sync += rec_phase.eq(rec_phase + 1)
-                    with m.If(ptr == length - 1):
-                        m.next = "CRC0"
-            with m.State("CRC0"):
-                m.d.comb += in_frame.eq(1)
-                with m.If(rxu.framing_error):
-                    fail(ErrorCode.FRAMING)
-                with m.Elif(timed_out):
-                    fail(ErrorCode.TIMEOUT)
-                with m.Elif(got):
-                    m.d.sync += crc_rx.eq(byte)
-                    m.next = "CRC1"
-            with m.State("CRC1"):
-                m.d.comb += in_frame.eq(1)
-                with m.If(rxu.framing_error):
-                    fail(ErrorCode.FRAMING)
-                with m.Elif(timed_out):
-                    fail(ErrorCode.TIMEOUT)
-                with m.Elif(got):
-                    with m.If(Cat(crc_rx, byte) != crc):
-                        fail(ErrorCode.BAD_CHECKSUM)
-                    with m.Elif(rec_phase != 0):
-                        fail(ErrorCode.BAD_LENGTH)
-                    with m.Else():
-                        m.next = "EXEC"
+            with m.State("PAYLOAD"), frame_byte():
+                m.d.comb += wr.en.eq(1)
+                m.d.sync += [crc.eq(_crc_update(crc, byte)), ptr.eq(ptr + 1)]
+                with m.If(rec_phase == rec_len - 1):
+                    m.d.sync += [rec_phase.eq(0), reply_len.eq(reply_len + out_bytes[0]),
+                                 reply_len_v.eq(reply_len_v + out_bytes[1])]
+                with m.Else():
+                    m.d.sync += rec_phase.eq(rec_phase + 1)
+                with m.If(ptr == length - 1):
+                    m.next = "CRC0"
+            with m.State("CRC0"), frame_byte():
+                m.d.sync += crc_rx.eq(byte)
+                m.next = "CRC1"
+            with m.State("CRC1"), frame_byte():
+                with m.If(Cat(crc_rx, byte) != crc):
+                    fail(ErrorCode.BAD_CHECKSUM)
+                with m.Elif(rec_phase != 0):
+                    fail(ErrorCode.BAD_LENGTH)
+                with m.Else():
+                    m.next = "EXEC"
             with m.State("EXEC"):
                 m.d.sync += [ptr.eq(0), rec_j.eq(0), validate.eq(1), bad_value.eq(0),
                              membrane_mode.eq(cmd == Command.RUN_V), tx_cmd.eq(cmd | REPLY_BIT)]
@@ -479,6 +455,17 @@ class HostLink(wiring.Component):
 
         m.d.comb += [txu.i.payload.eq(tx_byte), txu.i.valid.eq(tx_valid)]
         sent = tx_valid & txu.i.ready
+        @contextmanager
+        def frame_byte():
+            # A state inside a frame: a framing error or silence ends it, else take the byte.
+            m.d.comb += in_frame.eq(1)
+            with m.If(rxu.framing_error):
+                fail(ErrorCode.FRAMING)
+            with m.Elif(timed_out):
+                fail(ErrorCode.TIMEOUT)
+            with m.Elif(got):
+                yield
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.sync += [tx_crc.eq(0xFFFF), tx_cnt.eq(0)]
