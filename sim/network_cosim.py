@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,6 @@ __all__ = ["cosim_network", "run_network_cocotb", "prepare_network_rtl", "cycle_
 
 DEFAULT_ROOT = Path("build") / "cosim-network"
 TOP = "spikefold_network"
-TIMESCALE = ("1ns", "1ps")
 
 
 def prepare_network_rtl(inet, lanes, *, in_lanes=1, root=None):
@@ -61,9 +59,8 @@ def run_network_cocotb(inet, x, *, lanes=16, in_lanes=1, seed=0, gaps=0.0, backp
     cycles) plus golden's ``want_label``/``want_logits``, ``directory``, ``build_s``,
     ``sim_s``. A run that produced no result raises ``RuntimeError`` with the log's tail.
     """
-    from cocotb_tools.runner import get_runner
-
     from sim.cocotb_network import PLAN_ENV
+    from sim.runner import run_icarus
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     directory = prepare_network_rtl(inet, lanes, in_lanes=in_lanes, root=root)
     desc = json.loads((directory / f"{TOP}.json").read_text())
@@ -83,31 +80,12 @@ def run_network_cocotb(inet, x, *, lanes=16, in_lanes=1, seed=0, gaps=0.0, backp
             "backpressure": float(backpressure), "result": "result.json",
             "max_cycles": int(per_sample * (len(x) + 2) / slow)}
     (run_dir / "plan.json").write_text(json.dumps(plan, indent=1))
-    runner = get_runner("icarus")
-    t0 = time.perf_counter()
-    sim_dir = directory / "sim"
-    build_log = run_dir / "build.log"
-    try:
-        runner.build(sources=[(directory / f"{TOP}.v").resolve()], hdl_toplevel=TOP,
-                     build_dir=sim_dir, timescale=TIMESCALE, log_file=build_log)
-    except (RuntimeError, SystemExit) as exc:
-        raise RuntimeError(f"iverilog failed ({exc}): {_tail(build_log)}") from None
-    t1 = time.perf_counter()
-    log = run_dir / "sim.log"
-    try:
-        runner.test(test_module="sim.cocotb_network", hdl_toplevel=TOP, build_dir=sim_dir,
-                    test_dir=run_dir, extra_env={PLAN_ENV: str((run_dir / "plan.json").resolve())},
-                    log_file=log, seed=seed)
-    except SystemExit:
-        pass  # a failed test under pytest; result.json says why
-    t2 = time.perf_counter()
-    result_path = run_dir / "result.json"
-    if not result_path.exists():
-        raise RuntimeError(f"the network co-simulation produced no result: {_tail(log)}")
-    result = json.loads(result_path.read_text())
+    result, build_s, sim_s = run_icarus([(directory / f"{TOP}.v").resolve()], TOP,
+                                        directory / "sim", run_dir, "sim.cocotb_network",
+                                        PLAN_ENV, seed=seed)
     result.update(want_label=[int(v) for v in res.predict()],
                   want_logits=res.logits_q.tolist(), directory=str(run_dir),
-                  build_s=t1 - t0, sim_s=t2 - t1, lanes=desc["lanes"], in_lanes=in_lanes)
+                  build_s=build_s, sim_s=sim_s, lanes=desc["lanes"], in_lanes=in_lanes)
     return result
 
 
@@ -186,14 +164,6 @@ def cosim_network(model_path=None, samples=8, out_dir=None, *, lanes=16, in_lane
         "directory": result["directory"],
     }
     return report
-
-
-def _tail(path, lines=15):
-    try:
-        text = Path(path).read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(text[-lines:])
 
 
 def random_network(sizes=(784, 128, 10), *, T=4, weight_bits=8, bits=16, input_bits=8, seed=0):

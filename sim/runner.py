@@ -158,8 +158,6 @@ def run_cocotb(build, folded, stimulus, *, seed, gaps=0.0, backpressure=0.0, wav
     A failing comparison is not an exception: look at ``result["first_mismatch"]``. A
     simulation that produced no result raises ``RuntimeError`` with the log's tail.
     """
-    from cocotb_tools.runner import get_runner
-
     from sim.cocotb_lif import PLAN_ENV
     run_dir = build.directory / (run_name or f"run-{seed}")
     if run_dir.exists():
@@ -173,20 +171,39 @@ def run_cocotb(build, folded, stimulus, *, seed, gaps=0.0, backpressure=0.0, wav
             "outputs": "rtl_out.npz"}
     (run_dir / "plan.json").write_text(json.dumps(plan, indent=1))
     sim_dir = build.directory / ("sim-waves" if waves else "sim")
+    result, build_s, wall_s = run_icarus(build.sources, build.top, sim_dir, run_dir,
+                                         "sim.cocotb_lif", PLAN_ENV, seed=seed, waves=waves)
+    outputs = dict(np.load(run_dir / "rtl_out.npz"))
+    if waves:
+        fst = sim_dir / f"{build.top}.fst"
+        if fst.exists():
+            shutil.copy(fst, run_dir / "waves.fst")
+    return CosimRun(run_dir, result, outputs, build_s=build_s, wall_s=wall_s)
+
+
+def run_icarus(sources, top, sim_dir, run_dir, test_module, plan_env, *, seed, waves=False):
+    """Build ``sources`` with Icarus into ``sim_dir`` (reused when up to date) and run the
+    cocotb ``test_module`` with ``run_dir/plan.json`` passed in ``plan_env``.
+
+    Returns ``(result, build_s, sim_s)`` with ``result`` the test's ``run_dir/result.json``.
+    A failed comparison is in the result, not an exception; a build failure or a run that
+    wrote no result raises ``RuntimeError`` with the log's tail.
+    """
+    from cocotb_tools.runner import get_runner
     runner = get_runner("icarus")
     t0 = time.perf_counter()
     build_log = run_dir / "build.log"
     try:
-        runner.build(sources=build.sources, hdl_toplevel=build.top, build_dir=sim_dir,
+        runner.build(sources=sources, hdl_toplevel=top, build_dir=sim_dir,
                      timescale=TIMESCALE, waves=waves, log_file=build_log)
     except (RuntimeError, SystemExit) as exc:
         raise RuntimeError(f"iverilog failed ({exc}): {_tail(build_log)}") from None
     t1 = time.perf_counter()
     log = run_dir / "sim.log"
     try:
-        runner.test(test_module="sim.cocotb_lif", hdl_toplevel=build.top,
-                    build_dir=sim_dir, test_dir=run_dir, waves=waves,
-                    extra_env={PLAN_ENV: str((run_dir / "plan.json").resolve())},
+        runner.test(test_module=test_module, hdl_toplevel=top, build_dir=sim_dir,
+                    test_dir=run_dir, waves=waves,
+                    extra_env={plan_env: str((run_dir / "plan.json").resolve())},
                     log_file=log, seed=seed)
     except SystemExit:
         pass  # under pytest the runner exits on a failed test; result.json says why
@@ -194,13 +211,7 @@ def run_cocotb(build, folded, stimulus, *, seed, gaps=0.0, backpressure=0.0, wav
     result_path = run_dir / "result.json"
     if not result_path.exists():
         raise RuntimeError(f"the co-simulation produced no result: {_tail(log)}")
-    result = json.loads(result_path.read_text())
-    outputs = dict(np.load(run_dir / "rtl_out.npz"))
-    if waves:
-        fst = sim_dir / f"{build.top}.fst"
-        if fst.exists():
-            shutil.copy(fst, run_dir / "waves.fst")
-    return CosimRun(run_dir, result, outputs, build_s=t1 - t0, wall_s=t2 - t1)
+    return json.loads(result_path.read_text()), t1 - t0, t2 - t1
 
 
 def _tail(path, lines=15):
