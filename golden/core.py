@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .fixed import Fixed, floor_shift, round_half_up
-from .fold import Compare
 from .quantize import AffineTable, ThresholdTable
 
 __all__ = ["CoreConfig", "CoreModel", "StepResult", "to_beats", "from_beats", "RESETS"]

@@ -17,12 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from amaranth import signed
 from amaranth.back import verilog
 from amaranth.hdl import Fragment
-from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from golden.examples import example_core
