@@ -395,6 +395,7 @@ class IntegerNetwork:
         for i, (layer, fmt) in enumerate(zip(folded.layers, formats.layers)):
             layers.append(layer.quantize(fmt, T=folded.T, neuron=folded.neuron(i),
                                          input_format=formats.input if i == 0 else None,
+                                         prev=layers[-1] if layers else None,
                                          where=f"layer{i}"))
         return cls(layers, formats.input, folded.T, folded.tau)
 

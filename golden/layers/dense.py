@@ -318,9 +318,10 @@ class FoldedDense:
                                                          headroom=headroom, where=where)
         return LayerFormats(weight, current, membrane, scale)
 
-    def quantize(self, fmt, *, T, neuron, input_format, where):
+    def quantize(self, fmt, *, T, neuron, input_format, where, prev=None):
         """The :class:`IntegerDense` stage with formats ``fmt`` (``input_format``: the analog
-        input's format when this layer reads the network input, else ``None``: spikes)."""
+        input's format when this layer reads the network input, else ``None``: spikes;
+        ``prev``: the integer stage before this one, or ``None``)."""
         if not isinstance(fmt, LayerFormats):
             raise ValueError(f"{where} needs layer formats (weight, current, ...), not {fmt!r}")
         acc_frac = fmt.weight.frac + (input_format.frac if input_format is not None else 0)
