@@ -123,6 +123,11 @@ class Dense:
             raise TypeError(f"{where}.neuron must be a Neuron or None, not {self.neuron!r}")
         if self.readout and self.neuron is not None:
             raise ValueError(f"{where} is the readout: it has no neuron")
+        if self.mpbn is not None and self.neuron is not None and self.neuron.reset != "zero":
+            raise ValueError(
+                f"{where}: MPBN with reset {self.neuron.reset!r} is not supported: the MPBN "
+                f"neuron resets to zero (which threshold a subtract reset would remove from "
+                f"the raw membrane is not defined); use reset 'zero'")
         want = norms.NORM_PARAMS[self.norm]
         unknown = set(self.norm_params) - set(want)
         if unknown:
