@@ -460,7 +460,8 @@ class IntegerNetwork:
             f = layer.formats
             rows.append({
                 "layer": i, "kind": layer.kind, "n_in": layer.n_in, "n_out": layer.n_out,
-                "input": str(self.input_format) if i == 0 else "spikes",
+                "input": (str(self.input_format) if layer.input_bits is not None else
+                          "spikes" if layer.input_max == 1 else f"counts 0..{layer.input_max}"),
                 "weight": str(f.weight), "bias_bits": layer.bias_bits,
                 "acc_frac": layer.acc_frac, "acc_bits": layer.acc_bits,
                 "shift": layer.shift, "current": str(f.current),

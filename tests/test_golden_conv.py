@@ -21,7 +21,7 @@ from golden.fold import Compare
 from golden.layers import (
     KINDS, Conv2d, Dense, Flatten, IntegerConv2d, IntegerPool2d, LayerFormats, Pool2d, bits_for,
 )
-from golden.modelfile import load_default
+from golden.modelfile import ModelFile, load_default
 from golden.network import NORMS, PER_TIMESTEP_NORMS, IntegerNetwork, Network
 
 MPBN_MODES = [None, "channel", "element"]
@@ -282,6 +282,7 @@ def test_layer_after_sum_pool_and_flatten_widens_its_products():
     assert dense.input_max == 4
     # -2**(Bw-1) * 4 = -2**(Bw+1) needs Bw + 2 bits
     assert dense.product_bits == formats.layers[-1].weight.bits + 2
+    assert integer.spec()[-1]["input"] == "counts 0..4"
     acc = np.full((1, 64), 4) @ np.full((5, 64), dense.formats.weight.min_int).T
     assert bits_for(acc) <= dense.acc_bits
 
@@ -325,6 +326,11 @@ def test_flatten_first_passes_the_analog_input_format():
     qa = IntegerNetwork.from_folded(dense.fold(), fa).run(x.reshape(30, 64))
     qb = IntegerNetwork.from_folded(flat.fold(), fb).run(x)
     np.testing.assert_array_equal(qa.logits_q, qb.logits_q)
+    assert integer_spec_input(flat, fb) == str(fb.input)
+
+
+def integer_spec_input(net, formats):
+    return IntegerNetwork.from_folded(net.fold(), formats).spec()[1]["input"]
 
 
 def test_integer_conv_network_timing():
@@ -368,6 +374,38 @@ def test_entries_round_trip():
                             lambda n, s: np.zeros(s), (1, 8, 8), 4, "layer0")
     with pytest.raises(ValueError, match=r"layer1\.kernel must be a positive integer"):
         Pool2d.from_entries({"kernel": 0}, None, (4, 8, 8), 4, "layer1")
+
+
+@pytest.mark.parametrize("mpbn,pool", [("channel", "max"), ("element", "avg")])
+def test_model_file_round_trip(tmp_path, mpbn, pool):
+    net = conv_net("tab", mpbn, pool=pool, seed=15)
+    raw = np.random.default_rng(16).integers(0, 17, (40, 1, 8, 8)).astype(np.uint8)
+    x = raw / 16.0
+    formats = calibrate(net, x, bits=12)
+    model = ModelFile(net, formats, calib_x=raw[:20], test_x=raw[20:],
+                      test_y=np.arange(20) % 5, data_name="random", pixel_scale=1 / 16)
+    model.save(tmp_path / "conv.npz")
+    back = ModelFile.load(tmp_path / "conv.npz")
+    assert [layer.kind for layer in back.network.layers] == [layer.kind for layer in net.layers]
+    assert back.network.input_shape == (1, 8, 8) and back.formats == formats
+    assert back.network.layers[2].mpbn_elementwise == (mpbn == "element")
+    np.testing.assert_array_equal(back.calib_x, raw[:20])
+    np.testing.assert_array_equal(back.network.forward(x).logits, net.forward(x).logits)
+    np.testing.assert_array_equal(back.integer().run(x).logits_q,
+                                  IntegerNetwork.from_folded(net.fold(), formats).run(x).logits_q)
+    with np.load(tmp_path / "conv.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    arch = json.loads(str(arrays["architecture"]))
+    arch["layers"][2]["stride"] = 3
+    arrays["architecture"] = np.array(json.dumps(arch))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    one_line_error(r"bad.npz: architecture.layers\[2\]\.stride must be one of \(1, 2\), "
+                   r"not 3", lambda: ModelFile.load(tmp_path / "bad.npz"))
+    arch["layers"][2]["stride"] = 2
+    arrays["architecture"] = np.array(json.dumps(arch))
+    arrays["layer2.weight"] = arrays["layer2.weight"][:, :, :2]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    one_line_error(r"layer2.weight", lambda: ModelFile.load(tmp_path / "bad.npz"))
 
 
 # -- bad input ---------------------------------------------------------------------------------
