@@ -227,6 +227,11 @@ class Conv2d:
             raise ValueError(f"{where}.norm must be one of {norms.NORMS}, not {self.norm!r}")
         if self.neuron is not None and not isinstance(self.neuron, Neuron):
             raise TypeError(f"{where}.neuron must be a Neuron or None, not {self.neuron!r}")
+        if self.mpbn is not None and self.neuron is not None and self.neuron.reset != "zero":
+            raise ValueError(
+                f"{where}: MPBN with reset {self.neuron.reset!r} is not supported: the MPBN "
+                f"neuron resets to zero (which threshold a subtract reset would remove from "
+                f"the raw membrane is not defined); use reset 'zero'")
         want = norms.NORM_PARAMS[self.norm]
         unknown = set(self.norm_params) - set(want)
         if unknown:

@@ -22,7 +22,7 @@ mode       rule (float and integer alike: the inputs are integers 0..M)
            commute with a positive scale) and multiplied up over consecutive average
            poolings. :func:`absorb_average` does it; :class:`golden.network.FoldedNetwork`
            applies it, so an integer model never divides. With ``K`` a power of two the
-           folded float model equals the literal one bit for bit.
+           scale itself is exact in floating point.
 =========  =================================================================================
 
 There are no fixed-point formats: ``calibrate`` is absent and the formats entry is ``None``.
