@@ -125,9 +125,10 @@ class CalibrationReport:
             "| spikes agree | saturations |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
+        agreement = iter(self.spike_agreement)          # one per spiking layer
         for i, row in enumerate(self.spec):
-            agree = (f"{self.spike_agreement[i]:.3%}" if i < len(self.spike_agreement)
-                     else "readout")
+            agree = (f"{next(agreement):.3%}" if row["membrane"] is not None
+                     else "readout" if i == len(self.spec) - 1 else "-")
             sats = dict(self.saturations[i])
             if self.weight_clipped[i]:
                 sats["weight"] = self.weight_clipped[i]

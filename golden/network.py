@@ -64,6 +64,10 @@ readout    last layer: no LIF; ``logit_q[k] = sum_{t < T} c_q[t, k]`` in
 decision   ``class = argmax_k logit_q[k]``; ties go to the lowest index ``k``.
 =========  =================================================================================
 
+The ``conv2d``, ``pool2d`` and ``flatten`` kinds state their rows in their own modules
+(:mod:`golden.layers.conv2d`, ...); a layer after a sum pooling layer reads counts, not
+spikes (its product width grows accordingly).
+
 Saturation is counted at every clamp: input and current per layer and the core's own
 affine and membrane counters in :attr:`IntegerResult.saturations`; clipped weights in
 :attr:`IntegerLayer.weight_clipped`.
@@ -79,6 +83,7 @@ import numpy as np
 from .fixed import Fixed, check_finite, round_half_up
 from .layers import KINDS, LayerFormats, Neuron, Trace, bits_for
 from .layers.dense import MPBN_PARAMS, Dense, FoldedDense, IntegerDense
+from .layers.pool import absorb_average
 from .normalizers import NORM_EPS, NORM_PARAMS, NORMS, PER_TIMESTEP_NORMS, param_shape
 
 __all__ = [
@@ -320,6 +325,7 @@ class FoldedNetwork:
 
     def __post_init__(self):
         self.T = _positive_T(self.T)
+        self.layers = absorb_average(self.layers)
         if not self.layers or not getattr(self.layers[-1], "readout", False):
             raise ValueError("the last folded layer must be the readout (rule=None)")
         for i, layer in enumerate(self.layers):
@@ -394,7 +400,8 @@ class IntegerNetwork:
         layers = []
         for i, (layer, fmt) in enumerate(zip(folded.layers, formats.layers)):
             layers.append(layer.quantize(fmt, T=folded.T, neuron=folded.neuron(i),
-                                         input_format=formats.input if i == 0 else None,
+                                         input_format=formats.input if i == 0 else
+                                         getattr(layers[-1], "analog_format", None),
                                          prev=layers[-1] if layers else None,
                                          where=f"layer{i}"))
         return cls(layers, formats.input, folded.T, folded.tau)
@@ -453,7 +460,8 @@ class IntegerNetwork:
             f = layer.formats
             rows.append({
                 "layer": i, "kind": layer.kind, "n_in": layer.n_in, "n_out": layer.n_out,
-                "input": str(self.input_format) if i == 0 else "spikes",
+                "input": (str(self.input_format) if layer.input_bits is not None else
+                          "spikes" if layer.input_max == 1 else f"counts 0..{layer.input_max}"),
                 "weight": str(f.weight), "bias_bits": layer.bias_bits,
                 "acc_frac": layer.acc_frac, "acc_bits": layer.acc_bits,
                 "shift": layer.shift, "current": str(f.current),

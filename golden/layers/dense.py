@@ -23,7 +23,7 @@ from ..quantize import AffineTable, ThresholdTable, quantize_affine, quantize_ru
 from .base import LayerFormats, Neuron, Trace, bits_for, register
 
 __all__ = ["Dense", "FoldedDense", "IntegerDense", "MPBN_PARAMS", "calibrate_lif_formats",
-           "quantize_lif", "batched_core", "run_core", "core_saturations"]
+           "quantize_lif", "batched_core", "run_core", "core_saturations", "product_bits"]
 
 MPBN_PARAMS = ("gamma", "beta", "running_mean", "running_var")
 
@@ -345,7 +345,19 @@ class FoldedDense:
                                                       neuron=neuron, neurons=self.n_out,
                                                       where=where)
         return IntegerDense(W_q, bias_q, acc_frac, fmt, input_bits, weight_clipped,
-                            config, thresholds, affine)
+                            config, thresholds, affine,
+                            input_max=1 if prev is None else int(getattr(prev, "out_max", 1)))
+
+
+def product_bits(weight_bits, input_bits=None, input_max=1):
+    """Width ``P`` of one synapse product ``W_q * s``: the smallest signed width of every
+    product of a weight rail and an input rail. The input is analog (``input_bits`` signed
+    bits: ``P = Bw + Bx``) or a non-negative integer ``0..input_max`` (spikes: 1, ``P = Bw``;
+    counts after a sum pooling layer: ``K``)."""
+    w = (-(1 << (weight_bits - 1)), (1 << (weight_bits - 1)) - 1)
+    s = ((-(1 << (input_bits - 1)), (1 << (input_bits - 1)) - 1) if input_bits is not None
+         else (0, int(input_max)))
+    return bits_for([a * b for a in w for b in s])
 
 
 def calibrate_lif_formats(affine, trace, current, *, bits, headroom, where):
@@ -398,8 +410,10 @@ class IntegerDense:
     config: CoreConfig | None = None
     thresholds: ThresholdTable | None = None
     affine: AffineTable | None = None
+    input_max: int = 1              # largest spike/count input (1, or K after a sum pool)
 
     kind = "dense"
+    out_max = 1
 
     @property
     def n_in(self):
@@ -431,8 +445,7 @@ class IntegerDense:
 
     @property
     def product_bits(self):
-        Bw = self.formats.weight.bits
-        return Bw + self.input_bits if self.input_bits is not None else Bw
+        return product_bits(self.formats.weight.bits, self.input_bits, self.input_max)
 
     @property
     def acc_bits(self):
