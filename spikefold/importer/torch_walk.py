@@ -69,6 +69,8 @@ def register_handler(predicate):
 
 
 def _type_name(module):
+    if isinstance(module, str):
+        return module
     cls = type(module)
     return f"{cls.__module__.split('.')[0]}.{cls.__name__}"
 
