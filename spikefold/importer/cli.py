@@ -109,6 +109,7 @@ def run(args):
     from .torch_walk import import_module
 
     input_shape = _input_shape(args.input_shape)
+    module = None
     if args.T is not None and args.T < 1:
         raise ValueError(f"-T must be a positive integer, not {args.T}")
     if args.src.lower().endswith(".nir"):
@@ -135,6 +136,13 @@ def run(args):
                             weight_bits=args.weight_bits, input_bits=args.input_bits)
         report = evaluate(network, formats, xte * PIXEL_SCALE, yte)
         print(report.markdown())
+        if module is not None:
+            from .check import agreement
+            agree = agreement(network, module, xte * PIXEL_SCALE)
+            print(agree.summary() + f" ({len(xte)} test samples)")
+            network.meta["import"]["library_agreement"] = {
+                "spikes": agree.spikes, "predictions": agree.predictions,
+                "max_logit_error": agree.max_logit_error}
         kwargs = dict(formats=formats, calib_x=xtr, test_x=xte, test_y=yte,
                       data_name=(f"sklearn digits, stratified split test_size={TEST_FRACTION} "
                                  f"random_state={SPLIT_SEED}: calib = train split"),
@@ -142,5 +150,20 @@ def run(args):
                       meta={"float_test_accuracy": report.float_accuracy,
                             "fixed_test_accuracy": report.fixed_accuracy})
     ModelFile(network, **kwargs).save(args.out)
+    _check_saved(network, args.out)
     print(f"wrote {args.out}")
     return 0
+
+
+def _check_saved(network, path):
+    """Reload ``path``: its layers' neurons must be the imported ones (a model file version
+    that cannot store per-layer neurons would change the network silently)."""
+    from golden.modelfile import ModelFile
+
+    loaded = ModelFile.load(path).network
+    for i in range(len(network.layers) - 1):
+        want, got = network.neuron(i), loaded.neuron(i)
+        if want != got:
+            Path(path).unlink()
+            raise ValueError(f"the model file format cannot store layer{i}'s neuron {want} "
+                             f"(it reads back as {got}); {path} was not written")

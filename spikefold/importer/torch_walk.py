@@ -54,7 +54,7 @@ from golden.network import Network
 
 from .table import ImportRefused, ImportTable
 
-__all__ = ["HANDLERS", "register_handler", "import_module", "Walk"]
+__all__ = ["HANDLERS", "register_handler", "import_module", "leaves", "Walk"]
 
 #: ``(predicate(module) -> bool, handler(walk, name, module))`` pairs, tried in order.
 HANDLERS = []
@@ -98,6 +98,9 @@ def _scalar_or_array(value):
 
 
 _FIRE_PROBE = None
+
+#: eps of the MPBN that carries per-neuron thresholds (``(1 - eps) + eps == 1`` exactly).
+_MPBN_EPS = 2.0 ** -20
 
 
 def dense_honours_fire():
@@ -218,34 +221,45 @@ class Walk:
             bias = bias * input_scale
             conv.append(f"input scale {input_scale!r} folded into {syn.name!r}'s weight "
                         f"and bias")
+        if fire == ">=":
+            if dense_honours_fire():
+                conv.append("fires on u >= v_th (neuron.fire '>=')")
+            elif reset == "zero":
+                theta = np.nextafter(theta, -np.inf)
+                fire = ">"
+                conv.append("u >= theta as u > nextafter(theta, -inf) (exact in float64 and "
+                            "on the integer grid: floor(prev(theta) 2^F) = ceil(theta 2^F) - 1)")
+            else:
+                raise ImportRefused(name, kind, "fires on >= with subtract reset, and this "
+                                    "golden.layers.dense does not honour Neuron.fire yet")
+        mpbn = None
         if np.all(theta == theta[0]):
             v_th = float(theta[0])
-        else:
-            if np.any(theta <= 0):
-                i = int(np.argmax(theta <= 0))
-                raise ImportRefused(name, kind, f"per-neuron thresholds with theta[{i}] = "
-                                    f"{theta[i]!r} <= 0 (only positive per-neuron "
-                                    f"thresholds scale into the weights)")
+        elif np.all(theta > 0):
             v_th = float(theta.max())
             k = v_th / theta
             weight = weight * k[:, None]
             bias = bias * k
             conv.append(f"per-neuron thresholds {theta.min():.6g}..{theta.max():.6g}: row i "
                         f"of {syn.name!r} scaled by v_th/theta_i, v_th = {v_th!r}")
-        if fire == ">=":
-            if dense_honours_fire():
-                conv.append("fires on u >= v_th (neuron.fire '>=')")
-            elif reset == "zero":
-                v_th = float(np.nextafter(v_th, -np.inf))
-                fire = ">"
-                conv.append("u >= v_th as u > nextafter(v_th, -inf) (exact in float64 and "
-                            "on the integer grid: floor(prev(v_th) 2^F) = ceil(v_th 2^F) - 1)")
-            else:
-                raise ImportRefused(name, kind, "fires on >= with subtract reset, and this "
-                                    "golden.layers.dense does not honour Neuron.fire yet")
+        elif reset == "zero":
+            # MPBN(u) = 1 * (u - theta_i) / sqrt((1 - 2**-20) + 2**-20) + 0 compared with
+            # v_th = 0: every operation is exact, and it folds to the rule u > theta_i.
+            v_th = 0.0
+            mpbn = {"gamma": np.ones(n), "beta": np.zeros(n), "running_mean": theta.copy(),
+                    "running_var": np.full(n, 1.0 - _MPBN_EPS)}
+            conv.append(f"per-neuron thresholds {theta.min():.6g}..{theta.max():.6g} (some "
+                        f"<= 0): carried as MPBN (u - theta_i) {fire} 0, exact; folds to "
+                        f"per-neuron thresholds theta_i")
+        else:
+            i = int(np.argmax(theta <= 0))
+            raise ImportRefused(name, kind, f"per-neuron thresholds with theta[{i}] = "
+                                f"{theta[i]!r} <= 0 and {reset} reset (only positive "
+                                f"per-neuron thresholds scale into the weights)")
         neuron = Neuron(tau, v_th, reset, fire) if fire != ">" else Neuron(tau, v_th, reset)
         i = len(self.layers)
-        self.layers.append(Dense(weight, bias, neuron=neuron))
+        self.layers.append(Dense(weight, bias, neuron=neuron, mpbn=mpbn,
+                                 mpbn_eps=_MPBN_EPS))
         syn.row.target = f"layer{i} dense {weight.shape[1]}->{weight.shape[0]}"
         self.table.add(name, kind, f"layer{i} neuron tau={tau!r} v_th={v_th!r} "
                        f"reset={reset} fire={fire}", *conv)
@@ -308,13 +322,20 @@ def import_module(module, *, T, input_shape=None, dt=None):
     return network, walk.table
 
 
-def _visit_tree(walk, name, module, top=False):
+def leaves(module, name=None):
+    """``(name, module)`` of the layers the walk visits, in order (``nn.Sequential`` and
+    SpikingJelly's sequential containers are opened)."""
     import torch.nn as nn
     if isinstance(module, nn.Sequential) and not _refused_container(module):
         for child_name, child in module.named_children():
-            _visit_tree(walk, child_name if top else f"{name}.{child_name}", child)
+            yield from leaves(child, child_name if name is None else f"{name}.{child_name}")
         return
-    walk.visit(name, module)
+    yield (type(module).__name__ if name is None else name), module
+
+
+def _visit_tree(walk, name, module, top=False):
+    for leaf_name, leaf in leaves(module):
+        walk.visit(leaf_name, leaf)
 
 
 def _refused_container(module):
