@@ -13,7 +13,6 @@ as such a LIF, so the import warns: import the module itself
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +57,5 @@ def import_nir(path, *, T=None, dt=None):
     from golden.nir_io import read_nir
 
     path = Path(path)
-    folded = read_nir(path, T=T, dt=dt)
-    warnings.warn(RESET_WARNING, stacklevel=2)
+    folded = read_nir(path, T=T, dt=dt)       # warns on graphs not written by spikefold
     return network_from_folded(folded)
