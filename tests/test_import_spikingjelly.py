@@ -164,11 +164,30 @@ def test_unfolded_mpbn_lif_is_refused():
     (lambda: _mlp([(8, LIF)], readout=False), "1", "spiking readout"),
     (lambda: _mlp([(8, lambda h: neuron.ParametricLIFNode())]), "1", "not supported"),
     (lambda: _mlp([(8, LIF)], bn=False).append(layer.Linear(5, 3)), "3", "a second synapse"),
-    (lambda: nn.Sequential(layer.Linear(N_IN, 4), layer.ThresholdDependentBatchNorm1d(
-        num_features=4, alpha=1.0, v_th=1.0), LIF(4), layer.Linear(4, 2)), "1",
-     "not supported"),
+    (lambda: nn.Sequential(layer.Linear(N_IN, 4), layer.TemporalEffectiveBatchNorm1d(
+        T=T, num_features=4), LIF(4), layer.Linear(4, 2)), "1", "not supported"),
 ])
 def test_unsupported_is_refused_naming_the_module(make, module, reason):
     with pytest.raises(ImportRefused, match=reason) as info:
         import_module(make(), T=T)
     assert info.value.name == module
+
+
+def test_tdbn_folds_exactly():
+    def tdbn(h, seed):
+        bn = layer.ThresholdDependentBatchNorm1d(alpha=1.0, v_th=0.7, num_features=h)
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            bn.running_mean.copy_(torch.randn(h, generator=g) * 0.3)
+            bn.running_var.copy_((torch.rand(h, generator=g) + 0.5) * 1e-5)
+            bn.weight.mul_((torch.rand(h, generator=g) + 0.5) * 3e-3)
+            bn.bias.copy_(torch.randn(h, generator=g) * 0.2 + 0.3)
+        return bn
+    torch.manual_seed(0)
+    lin = layer.Linear(N_IN, 24)
+    with torch.no_grad():
+        lin.weight.mul_(2.5)
+    net = nn.Sequential(lin, tdbn(24, 0), LIF(24), layer.Linear(24, 5)).double().eval()
+    functional.set_step_mode(net, "m")
+    _, table = _check_exact(net)
+    assert "SpikingJelly tdBN" in table.rows[1].conversions[0]

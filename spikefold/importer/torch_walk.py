@@ -15,6 +15,7 @@ source                      spikefold
 ``nn.BatchNorm1d`` after    eval mode, folded into the Linear's weight and bias:
 a Linear                    ``a = gamma / sqrt(running_var + eps)``, ``W' = a W``,
                             ``b' = a (b - running_mean) + beta``
+SpikingJelly tdBN (1d)      the same (its weight already holds ``alpha * v_th``)
 snnTorch ``Leaky``          ``tau = clamp(beta, 0, 1)`` (one value per layer), ``v_th =
                             threshold``, fire ``u > v_th``; ``reset_mechanism="zero"``
                             (either ``reset_delay``) -> zero reset; ``"subtract"`` with
@@ -151,7 +152,7 @@ class Walk:
                                 "a custom container: the order its forward() calls its "
                                 "children in is unknown; pass its layers as an nn.Sequential")
         raise ImportRefused(name, _type_name(module), "unsupported module (supported: Linear, "
-                            "BatchNorm1d, snnTorch Leaky, SpikingJelly LIFNode/IFNode/"
+                            "BatchNorm1d, tdBN 1d, snnTorch Leaky, SpikingJelly LIFNode/IFNode/"
                             "MPBNLIFNode, Flatten, Dropout, Identity, nn.Sequential)")
 
     @property
@@ -363,8 +364,16 @@ def _is_bn1d(module):
     return isinstance(module, nn.BatchNorm1d) and type(module).__name__ == "BatchNorm1d"
 
 
+@register_handler(_exact("spikingjelly", "ThresholdDependentBatchNorm1d"))
+def _sj_tdbn1d(walk, name, module):
+    walk.libraries.add("spikingjelly")
+    _batchnorm1d(walk, name, module, note=(
+        f"SpikingJelly tdBN (alpha {module.alpha!r}, v_th {module.v_th!r}): alpha * v_th is "
+        f"inside its weight, so eval mode is a BatchNorm with that weight; "))
+
+
 @register_handler(_is_bn1d)
-def _batchnorm1d(walk, name, module):
+def _batchnorm1d(walk, name, module, note=""):
     if not module.track_running_stats or module.running_mean is None:
         raise ImportRefused(name, _type_name(module), "has no running statistics "
                             "(track_running_stats=False): eval mode uses batch statistics")
@@ -373,7 +382,7 @@ def _batchnorm1d(walk, name, module):
     beta = _array(module.bias) if module.affine else np.zeros(n)
     a, b = affine_from_bn(gamma=gamma, beta=beta, running_mean=_array(module.running_mean),
                           running_var=_array(module.running_var), eps=float(module.eps))
-    walk.fold_affine(name, module, a, b, f"eval-mode BatchNorm (running stats, eps "
+    walk.fold_affine(name, module, a, b, f"{note}eval-mode BatchNorm (running stats, eps "
                      f"{module.eps!r}) folded into the Linear: W' = a W, b' = a (b - mean) + "
                      f"beta, a = gamma / sqrt(var + eps)")
 
