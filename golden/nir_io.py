@@ -24,8 +24,8 @@ so the decay factor of the MPBN paper is ``tau_decay = 1 - dt / tau_nir``. Expor
 incoming weights and bias and ``(dt / tau) * v_leak`` into the bias; because ``dt / tau``
 carries float rounding noise (snnTorch exports float32), a decay within float32 precision
 (4 float32 ulps) of a short binary fraction ``k / 2**j`` (``j <= 12``, the shortest wins) is
-snapped to it (any other decay is kept as it is), and a gain within 4 float32 ulps of 1 becomes exactly 1: snnTorch's
-``0.2500000083`` imports as the shift leak ``0.25``.
+snapped to it (any other decay is kept as it is), and a gain within 4 float32 ulps of 1
+becomes exactly 1: snnTorch's ``0.2500000083`` imports as the shift leak ``0.25``.
 
 dt is stated on both sides: :func:`to_nir` needs it (snnTorch's ``import_from_nir`` assumes
 ``dt = 1e-4``; pass that for snnTorch) and writes it as ``spikefold_dt``; :func:`from_nir`

@@ -12,7 +12,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("spikingjelly")
 from spikingjelly.activation_based import functional, layer, neuron  # noqa: E402
 
-from golden.calibrate import calibrate  # noqa: E402
 from golden.fixed import Fixed  # noqa: E402
 from golden.network import IntegerNetwork, NetworkFormats  # noqa: E402
 from golden.layers import LayerFormats  # noqa: E402

@@ -32,7 +32,8 @@ from ..core import RESETS
 from ..fixed import Fixed
 from ..lif import FIRES
 
-__all__ = ["FIRES", "Neuron", "LayerFormats", "Trace", "KINDS", "register", "kind_class", "bits_for"]
+__all__ = ["FIRES", "Neuron", "LayerFormats", "Trace", "KINDS", "register", "kind_class",
+           "bits_for"]
 
 #: Trained layer kinds by name (``kind`` of a model-file layer entry).
 KINDS = {}
