@@ -60,8 +60,13 @@ def test_import_module_with_digits(tmp_path, capsys, library, source):
     pytest.importorskip(library)
     path = _write(tmp_path, source)
     out = tmp_path / "m.npz"
-    assert main(["import", f"{path}:make", "-T", "4", "--data", "digits", "-o", str(out)]) == 0
-    text = capsys.readouterr().out
+    code = main(["import", f"{path}:make", "-T", "4", "--data", "digits", "-o", str(out)])
+    captured = capsys.readouterr()
+    if code == 2 and "model file format cannot store" in captured.err:
+        assert not out.exists()     # refused, not written: fire '>=' needs model file v2
+        pytest.skip("this model file version cannot store Neuron.fire '>='")
+    assert code == 0, captured.err
+    text = captured.out
     assert f" | {library}." in text                     # the conversion table
     assert "predictions 100.00%" in text and "spikes 100.0000%" in text
     model = ModelFile.load(out)
@@ -90,7 +95,7 @@ def test_per_layer_neurons_are_stored_or_refused(tmp_path, capsys):
         net = ModelFile.load(out).network
         assert [net.neuron(i).tau for i in range(2)] == [0.5, 1.0]
     else:
-        assert "cannot store layer1's neuron" in capsys.readouterr().err
+        assert "model file format cannot store layer" in capsys.readouterr().err
         assert not out.exists()
 
 
