@@ -3,11 +3,14 @@
 ::
 
     u_pre[t] = tau * u[t-1] + c[t]
-    o[t]     = norm(u_pre[t]) > v_th          (strict; norm is MPBN or the identity)
+    o[t]     = norm(u_pre[t]) > v_th          (strict; norm is MPBN or the identity;
+                                               fire=">=" compares with >= instead)
     u[t]     = u_pre[t] * (1 - o[t])          hard reset of the RAW membrane
              = u_pre[t] - theta * o[t]        subtract reset (option)
 
-With a folded :class:`~golden.fold.ThresholdRule` the comparator is the rule's instead.
+With a folded :class:`~golden.fold.ThresholdRule` the comparator is the rule's instead;
+``fire=">="`` turns its ``GT`` into ``>=`` and its ``LT`` into ``<=`` (``NEVER``/``ALWAYS``
+unchanged).
 """
 
 from __future__ import annotations
@@ -15,12 +18,17 @@ from __future__ import annotations
 import numpy as np
 
 from .fixed import check_finite
-from .fold import ThresholdRule
+from .fold import Compare, ThresholdRule
 
-__all__ = ["lif", "lif_folded"]
+__all__ = ["FIRES", "lif", "lif_folded"]
+
+#: Comparators: spikefold's strict ``>`` and SpikingJelly's ``>=``.
+FIRES = (">", ">=")
 
 
-def _check(c, tau, reset):
+def _check(c, tau, reset, fire=">"):
+    if fire not in FIRES:
+        raise ValueError(f"fire must be one of {FIRES}, not {fire!r}")
     c = check_finite("c", c)
     if c.ndim < 2:
         raise ValueError(f"c must have shape (T, ...) with at least 2 axes, not {c.shape}")
@@ -32,7 +40,7 @@ def _check(c, tau, reset):
     return c, tau
 
 
-def lif(c, *, tau=0.25, v_th=0.5, reset="zero", norm=None):
+def lif(c, *, tau=0.25, v_th=0.5, reset="zero", norm=None, fire=">"):
     """Run a LIF layer over input currents ``c`` of shape ``(T, ...)``.
 
     Parameters
@@ -43,13 +51,15 @@ def lif(c, *, tau=0.25, v_th=0.5, reset="zero", norm=None):
         Applied to ``u_pre`` before the comparator only (MPBN); the raw membrane is carried.
     reset : {"zero", "subtract"}
         Subtract reset removes ``v_th`` from the raw membrane.
+    fire : {">", ">="}
+        Fire on ``drive > v_th`` (spikefold) or ``drive >= v_th`` (SpikingJelly).
 
     Returns
     -------
     spikes : bool array like ``c``
     u_pre : float array like ``c`` (membrane before reset)
     """
-    c, tau = _check(c, tau, reset)
+    c, tau = _check(c, tau, reset, fire)
     v_th = check_finite("v_th", v_th)
     u = np.zeros(c.shape[1:])
     spikes = np.zeros(c.shape, dtype=bool)
@@ -57,14 +67,14 @@ def lif(c, *, tau=0.25, v_th=0.5, reset="zero", norm=None):
     for t in range(c.shape[0]):
         u_pre = tau * u + c[t]
         drive = u_pre if norm is None else norm(u_pre)
-        o = drive > v_th
+        o = drive > v_th if fire == ">" else drive >= v_th
         u = np.where(o, 0.0, u_pre) if reset == "zero" else u_pre - np.where(o, v_th, 0.0)
         spikes[t] = o
         u_pre_all[t] = u_pre
     return spikes, u_pre_all
 
 
-def lif_folded(c, rule, *, tau=0.25, reset="zero"):
+def lif_folded(c, rule, *, tau=0.25, reset="zero", fire=">"):
     """Run a LIF layer whose comparator is a folded :class:`ThresholdRule`.
 
     The rule broadcasts against one timestep of ``c`` (e.g. rule ``(C, H, W)`` for ``c`` of
@@ -73,13 +83,16 @@ def lif_folded(c, rule, *, tau=0.25, reset="zero"):
     """
     if not isinstance(rule, ThresholdRule):
         raise TypeError(f"rule must be a ThresholdRule, not {type(rule).__name__}")
-    c, tau = _check(c, tau, reset)
+    c, tau = _check(c, tau, reset, fire)
     u = np.zeros(c.shape[1:])
     spikes = np.zeros(c.shape, dtype=bool)
     u_pre_all = np.zeros(c.shape)
+    compares = (rule.compare == Compare.GT) | (rule.compare == Compare.LT)
     for t in range(c.shape[0]):
         u_pre = tau * u + c[t]
         o = rule.fires(u_pre)
+        if fire == ">=":
+            o = o | (compares & (u_pre == rule.theta))
         u = np.where(o, 0.0, u_pre) if reset == "zero" else u_pre - np.where(o, rule.theta, 0.0)
         spikes[t] = o
         u_pre_all[t] = u_pre

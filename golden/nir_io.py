@@ -22,8 +22,19 @@ so the decay factor of the MPBN paper is ``tau_decay = 1 - dt / tau_nir``. Expor
 ``tau_nir = dt / (1 - tau_decay)``, ``r = tau_nir / dt`` (unit input gain), ``v_leak = 0``,
 ``v_reset = 0`` (hard reset to zero). Import folds the gain ``r * dt / tau`` into the
 incoming weights and bias and ``(dt / tau) * v_leak`` into the bias; because ``dt / tau``
-carries float rounding noise, a decay within 1e-12 of a multiple of 2**-24 is snapped to it
-and a gain within 1e-12 of 1 becomes exactly 1 (so ``0.25`` stays a shift leak).
+carries float rounding noise (snnTorch exports float32), a decay within float32 precision
+(4 float32 ulps) of a short binary fraction ``k / 2**j`` (``j <= 12``, the shortest wins) is
+snapped to it (any other decay is kept as it is), and a gain within 4 float32 ulps of 1
+becomes exactly 1: snnTorch's ``0.2500000083`` imports as the shift leak ``0.25``.
+
+dt is stated on both sides: :func:`to_nir` needs it (snnTorch's ``import_from_nir`` assumes
+``dt = 1e-4``; pass that for snnTorch) and writes it as ``spikefold_dt``; :func:`from_nir`
+takes the graph's ``spikefold_dt`` or an explicit ``dt`` and refuses a graph with neither, or
+with both disagreeing. Each LIF layer keeps its own decay (a per-layer neuron).
+
+Reset mode. NIR's LIF resets to ``v_reset``; it cannot say "subtract". snnTorch's NIR export
+writes its default subtract-reset ``Leaky`` as such a LIF, so :func:`from_nir` warns
+(``UserWarning``) on a graph that was not written by spikefold (no ``spikefold_reset``).
 
 Firing rules. NIR compares ``v > v_threshold`` only, so:
 
@@ -44,17 +55,24 @@ that branches is refused on import.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .fold import Compare, ThresholdRule
+from .layers import Neuron
 from .network import FoldedLayer, FoldedNetwork, Network
 
-__all__ = ["to_nir", "from_nir", "write_nir", "read_nir"]
+__all__ = ["to_nir", "from_nir", "write_nir", "read_nir", "snap_float32", "RESET_WARNING"]
 
-_SNAP = 1e-12
-_DECAY_GRID = 2.0 ** 24
+_ULPS = 4                # float32 ulps within which a value snaps
+_DECAY_BITS = 12       # short binary fractions k / 2**j, j <= 12 (0.25, 0.875, ...)
+
+RESET_WARNING = ("NIR does not record the reset mode: this graph's LIFs are imported with "
+                 "reset to v_reset. snnTorch's NIR export writes its default subtract-reset "
+                 "Leaky the same way; if the model was trained with subtract reset this is a "
+                 "different network (import the snnTorch module itself: spikefold import)")
 
 
 def _nir():
@@ -66,8 +84,11 @@ def _nir():
     return nir
 
 
-def to_nir(network, *, dt=1.0):
-    """Export a :class:`Network` (folded first) or :class:`FoldedNetwork` as a NIR graph."""
+def to_nir(network, *, dt):
+    """Export a :class:`Network` (folded first) or :class:`FoldedNetwork` as a NIR graph.
+
+    ``dt`` (required) is the Euler step the graph states; snnTorch's importer assumes 1e-4.
+    """
     nir = _nir()
     folded = network.fold() if isinstance(network, Network) else network
     if not isinstance(folded, FoldedNetwork):
@@ -76,8 +97,6 @@ def to_nir(network, *, dt=1.0):
     dt = float(dt)
     if not (math.isfinite(dt) and dt > 0):
         raise ValueError(f"dt must be a positive number, not {dt!r}")
-    if folded.tau >= 1.0:
-        raise ValueError(f"tau = {folded.tau!r} (no leak) has no finite NIR LIF time constant")
     nodes = {"input": nir.Input(input_type={"input": np.array([folded.layers[0].n_in])})}
     edges = []
     prev = "input"
@@ -91,6 +110,15 @@ def to_nir(network, *, dt=1.0):
         bias = layer.bias.copy()
         name = f"fc{i}"
         if not layer.readout:
+            neuron = folded.neuron(i)
+            if neuron.tau >= 1.0:
+                raise ValueError(f"layer{i}: tau = {neuron.tau!r} (no leak) has no finite NIR "
+                                 f"LIF time constant")
+            if neuron.reset != "zero":
+                raise ValueError(f"layer{i}: {neuron.reset} reset cannot be expressed in NIR "
+                                 f"(its LIF resets to v_reset)")
+            if getattr(neuron, "fire", ">") != ">":
+                raise ValueError(f"layer{i}: fire {neuron.fire!r}: NIR's LIF fires on >")
             rule = layer.rule
             threshold = rule.theta.copy()
             lt = rule.compare == Compare.LT
@@ -104,14 +132,14 @@ def to_nir(network, *, dt=1.0):
         prev = name
         if not layer.readout:
             n = layer.n_out
-            tau_nir = np.full(n, dt / (1.0 - folded.tau))
+            tau_nir = np.full(n, dt / (1.0 - folded.neuron(i).tau))
             nodes[f"lif{i}"] = nir.LIF(tau=tau_nir, r=tau_nir / dt, v_leak=np.zeros(n),
                                        v_threshold=threshold, v_reset=np.zeros(n))
             edges.append((prev, f"lif{i}"))
             prev = f"lif{i}"
     nodes["output"] = nir.Output(output_type={"output": np.array([folded.layers[-1].n_out])})
     edges.append((prev, "output"))
-    metadata = {"spikefold_T": int(folded.T), "spikefold_dt": dt,
+    metadata = {"spikefold_T": int(folded.T), "spikefold_dt": dt, "spikefold_reset": "zero",
                 "spikefold_readout": "mean over T of output",
                 "spikefold_encoding": "direct"}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
@@ -146,9 +174,15 @@ def _chain(graph):
     return order
 
 
-def _snap(value, grid):
-    snapped = round(value * grid) / grid
-    return snapped if abs(value - snapped) <= _SNAP else value
+def snap_float32(value, bits=_DECAY_BITS):
+    """``value`` snapped to the shortest ``k / 2**j`` (``j <= bits``) within 4 float32 ulps."""
+    value = float(value)
+    tol = _ULPS * float(np.spacing(np.float32(abs(value))))
+    for j in range(bits + 1):
+        snapped = round(value * 2.0 ** j) / 2.0 ** j
+        if abs(value - snapped) <= tol:
+            return snapped
+    return value
 
 
 def from_nir(graph, *, T=None, dt=None):
@@ -160,8 +194,8 @@ def from_nir(graph, *, T=None, dt=None):
     T : int or None
         Timesteps; default the graph's ``spikefold_T`` metadata (required otherwise).
     dt : float or None
-        Discretization step; default the graph's ``spikefold_dt`` metadata, else 1e-4 (the
-        value snnTorch's export assumes).
+        Discretization step; default the graph's ``spikefold_dt`` metadata. A graph without
+        it (snnTorch's export: 1e-4) needs ``dt``; both given must agree.
     """
     nir = _nir()
     if not isinstance(graph, nir.NIRGraph):
@@ -174,13 +208,23 @@ def from_nir(graph, *, T=None, dt=None):
     T = int(np.asarray(T))
     if T < 1:
         raise ValueError(f"T must be a positive integer, not {T!r}")
-    dt = float(np.asarray(meta.get("spikefold_dt", 1e-4) if dt is None else dt))
+    stated = meta.get("spikefold_dt")
+    if dt is None and stated is None:
+        raise ValueError("the graph does not record dt (spikefold_dt): pass dt, the step it "
+                         "was exported with (snnTorch's export_to_nir uses 1e-4)")
+    if dt is not None and stated is not None and \
+            not math.isclose(float(dt), float(np.asarray(stated)), rel_tol=1e-9):
+        raise ValueError(f"dt = {dt!r} but the graph states spikefold_dt = "
+                         f"{float(np.asarray(stated))!r}")
+    dt = float(np.asarray(stated if dt is None else dt))
     if not (math.isfinite(dt) and dt > 0):
         raise ValueError(f"dt must be a positive number, not {dt!r}")
+    if "spikefold_reset" not in meta:
+        warnings.warn(RESET_WARNING, stacklevel=2)
     order = _chain(graph)
     stages = order[1:-1]
     layers = []
-    decay = None
+    first_decay = None
     i = 0
     while i < len(stages):
         name = stages[i]
@@ -237,19 +281,18 @@ def from_nir(graph, *, T=None, dt=None):
             raise ValueError(f"LIF {lif_name!r}.v_threshold holds NaN")
         step = dt / params["tau"]
         d = 1.0 - step
-        if np.ptp(d) > _SNAP:
+        d = np.array([snap_float32(v) for v in d])
+        if np.ptp(d) > 0:
             raise ValueError(f"LIF {lif_name!r} has per-neuron decays {d.min()}..{d.max()}; the "
                              f"core has one decay per layer")
-        d0 = _snap(float(d[0]), _DECAY_GRID)
+        d0 = float(d[0])
         if not 0.0 < d0 <= 1.0:
             raise ValueError(f"LIF {lif_name!r}: decay 1 - dt/tau = {d0!r} is outside (0, 1] "
                              f"(dt = {dt!r}); pass the dt the graph was made with")
-        if decay is not None and d0 != decay:
-            raise ValueError(f"LIF {lif_name!r} decays by {d0!r}, an earlier layer by {decay!r}; "
-                             f"the network has one tau")
-        decay = d0
+        if first_decay is None:
+            first_decay = d0
         gain = params["r"] * step
-        gain = np.where(np.abs(gain - 1.0) <= _SNAP, 1.0, gain)
+        gain = np.where(np.abs(gain - 1.0) <= _ULPS * 2.0 ** -24, 1.0, gain)
         weight = weight * gain[:, None]
         bias = bias * gain + step * params["v_leak"]
         thr = params["v_threshold"]
@@ -257,7 +300,8 @@ def from_nir(graph, *, T=None, dt=None):
         compare[thr == np.inf] = Compare.NEVER
         compare[thr == -np.inf] = Compare.ALWAYS
         theta = np.where(np.isfinite(thr), thr, 0.0)
-        layers.append(FoldedLayer(weight, bias, ThresholdRule(theta, compare)))
+        layers.append(FoldedLayer(weight, bias, ThresholdRule(theta, compare),
+                                  neuron=Neuron(d0, 0.5, "zero")))
         i += 2
     if not layers:
         raise ValueError("the graph has no Affine/Linear layer between Input and Output")
@@ -266,10 +310,10 @@ def from_nir(graph, *, T=None, dt=None):
     if shape.size and int(np.prod(shape)) != layers[0].n_in:
         raise ValueError(f"the Input node has shape {shape.tolist()} but the first layer takes "
                          f"{layers[0].n_in} inputs")
-    return FoldedNetwork(layers, T=T, tau=0.25 if decay is None else decay)
+    return FoldedNetwork(layers, T=T, tau=0.25 if first_decay is None else first_decay)
 
 
-def write_nir(path, network, *, dt=1.0):
+def write_nir(path, network, *, dt):
     """Export ``network`` and write it with ``nir.write`` (HDF5)."""
     _nir().write(Path(path), to_nir(network, dt=dt))
 

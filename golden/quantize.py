@@ -5,6 +5,8 @@ the membrane grid (value ``q / 2**F``):
 
 * ``u > theta``  <=>  ``q > floor(theta * 2**F)``;
 * ``u < theta``  <=>  ``q < ceil(theta * 2**F)``;
+* ``u >= theta`` <=>  ``q > ceil(theta * 2**F) - 1`` (``fire=">="``, SpikingJelly);
+* ``u <= theta`` <=>  ``q < floor(theta * 2**F) + 1`` (an ``LT`` rule under ``fire=">="``);
 * a threshold beyond the membrane's range becomes ``NEVER``/``ALWAYS``.
 """
 
@@ -104,14 +106,18 @@ class AffineTable:
         return self
 
 
-def quantize_rule(rule, membrane, threshold=None):
+def quantize_rule(rule, membrane, threshold=None, fire=">"):
     """Quantize a :class:`ThresholdRule` for a membrane of format ``membrane``.
 
     ``threshold`` (default: ``membrane``) is the stored threshold format; it must have the
     membrane's fractional bits. A threshold inside the membrane's range that the threshold
     format cannot hold raises ``ValueError``; one beyond the membrane's range becomes
     ``NEVER`` or ``ALWAYS`` (exactly what the comparison would do on saturated membranes).
+    ``fire=">="`` quantizes the rule's ``GT`` as ``>=`` and its ``LT`` as ``<=`` (the stored
+    comparator stays ``GT``/``LT``: only ``theta_q`` moves).
     """
+    if fire not in (">", ">="):
+        raise ValueError(f"fire must be '>' or '>=', not {fire!r}")
     if not isinstance(rule, ThresholdRule):
         raise TypeError(f"rule must be a ThresholdRule, not {type(rule).__name__}")
     threshold = membrane if threshold is None else threshold
@@ -127,8 +133,12 @@ def quantize_rule(rule, membrane, threshold=None):
     # Clip before converting so that huge thresholds cannot overflow int64.
     lo, hi = membrane.min_int - 2, membrane.max_int + 2
     theta_q = np.zeros(len(s), dtype=np.int64)
-    theta_q[gt] = np.clip(np.floor(s[gt]), lo, hi).astype(np.int64)
-    theta_q[lt] = np.clip(np.ceil(s[lt]), lo, hi).astype(np.int64)
+    if fire == ">":
+        theta_q[gt] = np.clip(np.floor(s[gt]), lo, hi).astype(np.int64)
+        theta_q[lt] = np.clip(np.ceil(s[lt]), lo, hi).astype(np.int64)
+    else:
+        theta_q[gt] = np.clip(np.ceil(s[gt]) - 1, lo, hi).astype(np.int64)
+        theta_q[lt] = np.clip(np.floor(s[lt]) + 1, lo, hi).astype(np.int64)
     # q > theta_q for q in [min, max]: never when theta_q >= max, always when theta_q < min.
     compare[gt & (theta_q >= membrane.max_int)] = Compare.NEVER
     compare[gt & (theta_q < membrane.min_int)] = Compare.ALWAYS

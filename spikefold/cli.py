@@ -21,6 +21,7 @@ COMMANDS = {
     "build": ("boards.build", "build a bitstream for a board and report size and Fmax"),
     "sweep": ("boards.sweep", "sweep lanes/N/widths on a device: size, Fmax, throughput"),
     "train": ("golden.train_cli", "train a small SNN on scikit-learn digits (needs [train])"),
+    "import": ("spikefold.importer.cli", "import an snnTorch/SpikingJelly module or a NIR file"),
 }
 
 #: Errors a user can cause; reported in one line, never as a stack trace.

@@ -30,8 +30,10 @@ import numpy as np
 
 from ..core import RESETS
 from ..fixed import Fixed
+from ..lif import FIRES
 
-__all__ = ["Neuron", "LayerFormats", "Trace", "KINDS", "register", "kind_class", "bits_for"]
+__all__ = ["FIRES", "Neuron", "LayerFormats", "Trace", "KINDS", "register", "kind_class",
+           "bits_for"]
 
 #: Trained layer kinds by name (``kind`` of a model-file layer entry).
 KINDS = {}
@@ -74,11 +76,17 @@ class Neuron:
         Firing threshold of the comparator (MPBN folds into it).
     reset : {"zero", "subtract"}
         Hard reset to zero, or subtract the (folded) threshold from the raw membrane.
+    fire : {">", ">="}
+        The comparator: spikefold's own ``u > v_th`` (the default), or ``u >= v_th``
+        (SpikingJelly's heaviside). On the integer grid ``q >= ceil(v_th * 2**F)`` is
+        ``q > ceil(v_th * 2**F) - 1``, so the hardware's ``GT`` comparator serves both
+        (:func:`golden.quantize.quantize_rule`); a folded ``LT`` rule becomes ``<=``.
     """
 
     tau: float = 0.25
     v_th: float = 0.5
     reset: str = "zero"
+    fire: str = ">"
 
     def __post_init__(self):
         for name in ("tau", "v_th"):
@@ -91,6 +99,8 @@ class Neuron:
             raise ValueError(f"neuron.tau must be in (0, 1], not {self.tau!r}")
         if self.reset not in RESETS:
             raise ValueError(f"neuron.reset must be one of {RESETS}, not {self.reset!r}")
+        if self.fire not in FIRES:
+            raise ValueError(f"neuron.fire must be one of {FIRES}, not {self.fire!r}")
 
     @property
     def leaky(self):
@@ -98,13 +108,16 @@ class Neuron:
         return self.tau != 1.0
 
     def to_json(self):
-        return {"tau": self.tau, "v_th": self.v_th, "reset": self.reset}
+        obj = {"tau": self.tau, "v_th": self.v_th, "reset": self.reset}
+        if self.fire != ">":    # written only when set: files without it read as before
+            obj["fire"] = self.fire
+        return obj
 
     @classmethod
     def from_json(cls, obj, where="neuron"):
         if not isinstance(obj, dict):
             raise ValueError(f"{where} must be a JSON object, not {obj!r}")
-        unknown = set(obj) - {"tau", "v_th", "reset"}
+        unknown = set(obj) - {"tau", "v_th", "reset", "fire"}
         if unknown:
             raise ValueError(f"{where} has unknown fields {sorted(unknown)}")
         try:
