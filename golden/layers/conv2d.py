@@ -290,7 +290,7 @@ class Conv2d:
                   self.padding)
         c = norms.eval_sequence(self._norm(T, neuron.v_th, where), c)
         mpbn = self._mpbn(neuron.v_th, where)
-        o, u_pre = lif(c, tau=neuron.tau, v_th=neuron.v_th, reset=neuron.reset,
+        o, u_pre = lif(c, tau=neuron.tau, v_th=neuron.v_th, reset=neuron.reset, fire=neuron.fire,
                        norm=None if mpbn is None else (lambda u: mpbn.forward(u, training=False)))
         return Trace(out=o.astype(np.float64), current=c, u_pre=u_pre, spikes=o)
 
@@ -417,7 +417,8 @@ class FoldedConv2d:
         c = raw
         if self.affine is not None:
             c = np.stack([self.affine.apply(raw[t], t) for t in range(raw.shape[0])])
-        o, u_pre = lif_folded(c, self.rule, tau=neuron.tau, reset=neuron.reset)
+        o, u_pre = lif_folded(c, self.rule, tau=neuron.tau, reset=neuron.reset,
+                              fire=neuron.fire)
         return Trace(out=o.astype(np.float64), current=c, raw=raw, u_pre=u_pre, spikes=o)
 
     def calibrate(self, trace, *, bits, weight_bits, headroom, where):

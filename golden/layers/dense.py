@@ -183,6 +183,7 @@ class Dense:
             return Trace(out=c, current=c)
         mpbn = self._mpbn(neuron.v_th, where)
         o, u_pre = lif(c, tau=neuron.tau, v_th=neuron.v_th, reset=neuron.reset,
+                       fire=neuron.fire,
                        norm=None if mpbn is None else (lambda u: mpbn.forward(u, training=False)))
         return Trace(out=o.astype(np.float64), current=c, u_pre=u_pre, spikes=o)
 
@@ -308,7 +309,8 @@ class FoldedDense:
             c = np.stack([self.affine.apply(raw[t], t) for t in range(raw.shape[0])])
         if self.readout:
             return Trace(out=c, current=c, raw=raw)
-        o, u_pre = lif_folded(c, self.rule, tau=neuron.tau, reset=neuron.reset)
+        o, u_pre = lif_folded(c, self.rule, tau=neuron.tau, reset=neuron.reset,
+                              fire=neuron.fire)
         return Trace(out=o.astype(np.float64), current=c, raw=raw, u_pre=u_pre, spikes=o)
 
     def calibrate(self, trace, *, bits, weight_bits, headroom, where):
@@ -390,7 +392,8 @@ def quantize_lif(rule, affine_rule, fmt, *, T, neuron, neurons, where, channels=
         tau=neuron.tau, reset=neuron.reset, affine=has_affine,
         channels=channels if has_affine else 1,
         scale=fmt.scale if has_affine else CoreConfig.scale)
-    thresholds = quantize_rule(rule.flat() if rule.theta.ndim != 1 else rule, fmt.membrane)
+    thresholds = quantize_rule(rule.flat() if rule.theta.ndim != 1 else rule, fmt.membrane,
+                               fire=neuron.fire)
     affine = quantize_affine(affine_rule, fmt.scale, fmt.membrane) if has_affine else None
     return config, thresholds, affine
 
