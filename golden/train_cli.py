@@ -122,8 +122,8 @@ def _need_torch():
 
 
 def run(args):
-    check_args(args)
     _need_torch()
+    check_args(args)
     from golden.calibrate import calibrate, evaluate
     from golden.modelfile import ModelFile
     from train.ablation import timed_ablation

@@ -111,7 +111,7 @@ def preflight(args):
         value = getattr(args, dest, None)
         if value is not None:
             check_output(value, kind, _flag(dest))
-    if getattr(args, "rtl_json", None):
+    if getattr(args, "rtl_json", None) and getattr(args, "rtl", None):
         # Read the user's description here, so its errors name the user's file and not
         # the copy in the build directory.
         from sim.desc import RtlDescription

@@ -155,7 +155,7 @@ def test_train_out_directory_refused_before_training(tmp_path, capsys):
 ])
 def test_train_options_refused_before_training(capsys, argv, needle):
     # With stderr captured (not a terminal) every epoch would log a line: one line means
-    # no epoch ran. Also needs no torch: the check runs first.
+    # no epoch ran.
     captured = _one_line(capsys, main(["train", *argv]), needle)
     assert captured.out == ""
 
