@@ -216,3 +216,22 @@ def test_missing_icarus_has_an_install_hint(tmp_path, argv, needles):
     for needle in needles:
         assert needle in proc.stderr
     assert proc.stdout == ""
+
+
+def test_train_progress_is_off_with_quiet_and_off_a_terminal(capsys):
+    from golden.train_cli import _progress
+    assert _progress(3, "epoch", True, "train") == (None, None)
+    log, bar = _progress(3, "epoch", False, "train")
+    assert bar.disable                            # captured stderr is not a terminal
+    log("epoch   1/3  loss 0.5000")
+    bar.close()
+    assert capsys.readouterr().err == "epoch   1/3  loss 0.5000\n"   # the plain log instead
+
+
+def test_demo_ticker_is_silent_off_a_terminal(capsys):
+    from spikefold.demo import ticker
+    with ticker("co-simulating") as bar:
+        assert bar.disable
+    with ticker("co-simulating", quiet=True) as bar:
+        assert bar.disable
+    assert capsys.readouterr().err == ""
