@@ -12,6 +12,7 @@ This is what ``spikefold verilog``/``cosim``/``build`` read with ``--model``. La
 from __future__ import annotations
 
 import inspect
+import io
 import json
 import zipfile
 import zlib
@@ -49,15 +50,16 @@ def open_npz(path, what):
     if not path.is_file():
         raise ValueError(f"{path}: not a {what} (a directory, not an .npz file)")
     try:
-        with open(path, "rb") as f:
-            head = f.read(4)
+        raw = path.read_bytes()
     except OSError as exc:
         raise ValueError(f"{path}: cannot read it ({exc.strerror})") from None
+    head = raw[:4]
     if head not in _ZIP_MAGIC:
         kind = "empty" if not head else f"it starts with {head!r}"
         raise ValueError(f"{path}: not a {what}: not an .npz archive ({kind})")
     try:
-        data = np.load(path, allow_pickle=False)
+        # From memory: np.load(path) leaves the file open when the archive is damaged.
+        data = np.load(io.BytesIO(raw), allow_pickle=False)
     except NPZ_ERRORS as exc:
         raise ValueError(f"{path}: not a {what}: truncated or damaged .npz ({exc})") from None
     return data

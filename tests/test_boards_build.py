@@ -262,7 +262,7 @@ def test_run_stages_shows_progress_on_a_terminal(tmp_path):
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))   # 100 columns
     code = (f"from boards.build import run_stages; import os, json; "
             f"run_stages({str(out)!r}, json.loads(os.environ['FAKE_ENV']), log=print)")
-    proc = subprocess.Popen([sys.executable, "-c", code], stderr=slave, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=slave, stdout=subprocess.DEVNULL,
                             env=dict(env, FAKE_ENV=json.dumps(env)))
     os.close(slave)
     chunks = []
