@@ -121,8 +121,12 @@ def load_model(path):
     from golden.modelfile import ModelFile, load_default
     if path is None:
         return load_default()
+    from golden.corefile import FORMAT as CORE_FORMAT
     from golden.corefile import open_npz
-    open_npz(path, "spikefold model file").close()    # one-line errors for non-.npz files
+    with open_npz(path, "spikefold model file") as data:   # one-line errors for non-.npz
+        if "format" in data.files and str(data["format"]) == CORE_FORMAT:
+            raise ValueError(f"{path} is a spikefold core file (one LIF array, for "
+                             f"verilog/cosim/build --model), not a network model file")
     return ModelFile.load(path)
 
 

@@ -93,6 +93,7 @@ def test_bad_core_files(files, capsys, command, name, needles):
 @pytest.mark.parametrize("name, needles", [
     ("truncated.npz", ["truncated.npz", "not a spikefold model file", "truncated or damaged"]),
     ("text.npz", ["text.npz", "not a spikefold model file: not an .npz archive"]),
+    ("core.npz", ["core.npz is a spikefold core file", "not a network model file"]),
 ])
 def test_bad_model_files_in_demo(files, capsys, name, needles):
     code = main(["demo", "--model", str(files / name), "--samples", "0",
