@@ -12,6 +12,7 @@ fixed-point rounding moves a membrane across its threshold).
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -41,6 +42,28 @@ def _positive(name, value):
     return value
 
 
+#: Bytes per neuron-timestep the bench holds at once (currents int64 + float, the float
+#: side's membranes and spikes, both sides' spikes), for the refusal below.
+_BYTES_PER_UPDATE = 40
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_size(neurons, steps, memory=None):
+    """Refuse a bench that would need more than half of the machine's memory, up front."""
+    memory = _physical_memory() if memory is None else memory
+    need = _BYTES_PER_UPDATE * neurons * steps
+    if memory and need > memory / 2:
+        raise ValueError(f"--neurons {neurons:,} x --steps {steps:,} needs about "
+                         f"{need / 1e9:,.1f} GB, more than half of this machine's "
+                         f"{memory / 1e9:,.1f} GB of memory")
+
+
 def _best(fn, repeat):
     best = float("inf")
     for _ in range(repeat):
@@ -55,6 +78,7 @@ def measure(neurons=65536, steps=16, repeat=5, seed=0):
     neurons = _positive("neurons", neurons)
     steps = _positive("steps", steps)
     repeat = _positive("repeat", repeat)
+    check_size(neurons, steps)
     core = example_core(neurons, T=steps, seed=seed, v_th=V_TH)
     cfg = core.config
     currents_q = example_currents(cfg, steps, seed=seed)

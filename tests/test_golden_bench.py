@@ -29,3 +29,13 @@ def test_float_side_honours_the_folded_rule():
     # that compared every neuron with u > theta agreed on only ~78 % of the decisions.
     r = measure(neurons=2048, steps=16, repeat=1)
     assert r["spike_agreement"] > 0.999
+
+
+def test_too_big_a_bench_is_refused_up_front(capsys):
+    from golden.bench import check_size
+    check_size(65536, 16, memory=8e9)
+    with pytest.raises(ValueError, match=r"--neurons 100,000,000 x --steps 16 needs about "
+                                         r"64\.0 GB, more than half of this machine's 8\.0 GB"):
+        check_size(100_000_000, 16, memory=8e9)
+    assert main(["bench", "--neurons", str(10**12)]) == 2
+    assert "GB of memory" in capsys.readouterr().err
