@@ -141,7 +141,8 @@ def _build(platform, top, target, out, info, *, timing_allow_fail, plan_only, la
     t0 = time.monotonic()
     log(f"{target.name}: building {what} in {out} ...")
     try:
-        plan.execute_local(out, env=toolchain_env(tools=target.tools))
+        plan.extract(out)
+        info["stage_seconds"] = run_stages(out, toolchain_env(tools=target.tools), log=log)
     except Exception as exc:
         import subprocess
         if isinstance(exc, subprocess.CalledProcessError):
@@ -307,13 +308,75 @@ def _summary_line(info):
     line = (f"{info['board']}: {logic}, {r.get('ffs')} FFs, {r['bram_blocks']} BRAM, "
             f"{r['dsp']} DSP; Fmax {r.get('fmax_main_mhz')} MHz")
     thr = r.get("throughput_updates_per_s")
-    if thr:
-        line += f"; {thr / 1e6:.0f} M neuron updates/s"
+    if info.get("top") == "uart" and info.get("clock_mhz") and info.get("lanes"):
+        # The board top runs at the board clock, not at Fmax, and its UART is the limit.
+        clock = info["clock_mhz"]
+        line += (f"; runs at the {clock:g} MHz board clock: {info['lanes'] * clock:.0f} M "
+                 f"neuron updates/s in the array, the {info['baudrate']}-baud UART "
+                 f"({info['baudrate'] / 10 / 1e3:.1f} kB/s) is the limit")
+    elif thr:
+        line += f"; {thr / 1e6:.0f} M neuron updates/s at Fmax"
     if r.get("us_per_image"):
         line += f"; {r['us_per_image']:.2f} µs/image ({info['cycles_per_image']} cycles)"
     if r.get("latency_us"):
         line += f"; latency {r['latency_us']:.2f} µs"
     return line
+
+
+#: The build script's tool variables -> the stage each runs.
+STAGES = {"YOSYS": "synth", "NEXTPNR_ICE40": "place and route", "NEXTPNR_ECP5": "place and route",
+          "ICEPACK": "pack", "ECPPACK": "pack"}
+
+
+def script_stages(script):
+    """Split an Amaranth ``build_<name>.sh`` into its preamble (``set -e``, tool variable
+    defaults) and one ``(stage, tool, command)`` per tool invocation, in order."""
+    preamble, stages = [], []
+    for line in script.splitlines():
+        stripped = line.strip()
+        if stripped.startswith('"$'):
+            var = stripped[2:].split('"', 1)[0]
+            stages.append((STAGES.get(var, var.lower()), var.lower().replace("_", "-"), line))
+        elif stripped and not stripped.startswith("#"):
+            preamble.append(line)
+    return "\n".join(preamble), stages
+
+
+def run_stages(out, env, *, script="build_top.sh", log=print):
+    """Run the build script in ``out`` one tool at a time; ``{stage: seconds}``.
+
+    Each stage shows its name and elapsed time on stderr while it runs (tqdm; off when
+    stderr is not a terminal) and logs ``stage (tool): seconds`` when it is done. A failing
+    tool raises ``subprocess.CalledProcessError``, as the whole script would.
+    """
+    import subprocess
+
+    from tqdm import tqdm
+    preamble, stages = script_stages((Path(out) / script).read_text())
+    seconds = {}
+    for i, (stage, tool, command) in enumerate(stages, 1):
+        desc = f"  [{i}/{len(stages)}] {stage} ({tool})"
+        bar = tqdm(desc=desc, bar_format="{desc}: {elapsed}", file=sys.stderr, disable=None,
+                   leave=False)
+        t0 = time.monotonic()
+        proc = subprocess.Popen(["sh", "-c", preamble + "\n" + command], cwd=out, env=env)
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    bar.refresh()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            bar.close()
+        if code:
+            raise subprocess.CalledProcessError(code, command)
+        seconds[stage] = round(seconds.get(stage, 0.0) + time.monotonic() - t0, 1)
+        log(f"{desc.strip()}: {time.monotonic() - t0:.1f} s")
+    return seconds
 
 
 def _tail(path, lines=6):

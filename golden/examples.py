@@ -14,7 +14,18 @@ from .fold import AffineRule, fold_mpbn
 from .quantize import quantize_affine, quantize_rule
 
 __all__ = ["example_mpbn_params", "example_core", "example_currents", "example_network",
-           "example_conv_network", "add_core_arguments", "core_from_args"]
+           "example_conv_network", "add_core_arguments", "core_from_args", "check_core_size",
+           "MAX_ARRAY_MEMORY_BITS"]
+
+#: Largest LIF array ``spikefold verilog``/``cosim``/``build`` accept, in bits of membrane
+#: and threshold memory (64 Mbit: far beyond the 3.8 Mbit block RAM of the largest board
+#: spikefold builds for, and about 130 MB of Verilog, which Amaranth writes in under a
+#: minute). Above it the export alone runs for minutes and needs GBs of memory.
+MAX_ARRAY_MEMORY_BITS = 64_000_000
+
+#: Bytes of Verilog per neuron of an exported array (measured: 16.8 membrane, 4 lanes:
+#: 1,147,860 bytes at N = 16,384), for the size estimate in the refusal.
+_VERILOG_BYTES_PER_NEURON = 70
 
 
 def example_mpbn_params(neurons, seed=0):
@@ -225,14 +236,37 @@ def add_core_arguments(parser, *, seed_option="--seed", lanes=True):
                          help="seed of the example's MPBN parameters (default 0)")
 
 
+def check_core_size(neurons, membrane, threshold=None, *, what="--neurons"):
+    """Refuse an array too big to export or simulate, before any work (one line naming
+    the neuron count and the estimated sizes)."""
+    threshold = membrane if threshold is None else threshold
+    bits = neurons * (membrane.bits + threshold.bits + 2)
+    if bits > MAX_ARRAY_MEMORY_BITS:
+        raise ValueError(
+            f"{what} {neurons:,}: the array needs {bits / 1e6:,.0f} Mbit of membrane and "
+            f"threshold memory (about {neurons * _VERILOG_BYTES_PER_NEURON / 1e6:,.0f} MB of "
+            f"Verilog), more than the {MAX_ARRAY_MEMORY_BITS / 1e6:.0f} Mbit an exported "
+            f"array may hold; use at most "
+            f"{MAX_ARRAY_MEMORY_BITS // (membrane.bits + threshold.bits + 2):,} neurons")
+
+
 def core_from_args(args):
-    """The :class:`FoldedCore` that :func:`add_core_arguments`' options describe."""
+    """The :class:`FoldedCore` that :func:`add_core_arguments`' options describe.
+
+    Too big an array (:func:`check_core_size`) is refused before it is made or exported.
+    """
     from pathlib import Path
     if args.model:
         path = Path(args.model)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"--model: no such file: {args.model}")
-        return FoldedCore.load(path)
+        core = FoldedCore.load(path)      # its errors name the file and the field
+        check_core_size(core.config.neurons, core.config.membrane, core.config.threshold,
+                        what=f"{path}: neurons")
+        return core
+    if args.neurons < 1:
+        raise ValueError(f"--neurons must be at least 1, not {args.neurons}")
+    check_core_size(args.neurons, args.membrane, args.threshold)
     return example_core(args.neurons, T=args.T, membrane=args.membrane, current=args.current,
                         threshold=args.threshold, tau=args.tau, tau_bits=args.tau_bits,
                         reset=args.reset, affine=args.affine, channels=args.channels,

@@ -119,24 +119,44 @@ class RtlDescription:
     """
 
     def __init__(self, obj):
+        if not isinstance(obj, dict):
+            raise ValueError(f"an RTL description is a JSON object, not {type(obj).__name__}")
         if obj.get("format") != FORMAT:
             raise ValueError(f"RTL description format is {obj.get('format')!r}, not {FORMAT!r}")
         if obj.get("version") != VERSION:
             raise ValueError(f"RTL description version {obj.get('version')!r} is not supported "
                              f"(expected {VERSION})")
+        missing = [k for k in ("top", "lanes", "latency", "beats_per_step", "config", "ports")
+                   if k not in obj]
+        if missing:
+            raise ValueError(f"RTL description has no field {missing[0]!r}")
         self.raw = obj
-        self.top = str(obj["top"])
-        self.lanes = int(obj["lanes"])
-        self.latency = int(obj["latency"])
-        self.beats_per_step = int(obj["beats_per_step"])
-        self.config = CoreConfig.from_json(obj["config"])
+        try:
+            self.top = str(obj["top"])
+            self.lanes = int(obj["lanes"])
+            self.latency = int(obj["latency"])
+            self.beats_per_step = int(obj["beats_per_step"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"RTL description: top/lanes/latency/beats_per_step: {exc}") from None
+        try:
+            self.config = CoreConfig.from_json(obj["config"])
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ValueError(f"RTL description field 'config': {exc}") from None
+        if not isinstance(obj["ports"], dict):
+            raise ValueError(f"RTL description field 'ports' must be an object, not "
+                             f"{obj['ports']!r}")
         self.ports = dict(obj["ports"])
         self.layouts = {}
         for port, fields in obj.get("fields", {}).items():
             if port not in self.ports:
                 raise ValueError(f"fields given for unknown port {port!r}")
+            try:
+                width = int(self.ports[port]["width"])
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"port {port!r} has no integer 'width': "
+                                 f"{self.ports[port]!r}") from None
             self.layouts[port] = PortLayout(
-                port, [Field.from_json(f, port) for f in fields], int(self.ports[port]["width"]))
+                port, [Field.from_json(f, port) for f in fields], width)
         if self.lanes < 1 or self.latency < 1:
             raise ValueError(f"bad lanes/latency in RTL description: {self.lanes}/{self.latency}")
         if self.beats_per_step != -(-self.config.neurons // self.lanes):
@@ -148,13 +168,20 @@ class RtlDescription:
                 raise ValueError(f"RTL description has no field table for {port!r}")
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, flag=None):
+        """Read ``path``; every error is one ValueError naming the file (and ``flag``)."""
         path = Path(path)
+        where = f"{flag} {path}" if flag else str(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{where}: no such file")
         try:
             obj = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: not a readable RTL description ({exc})") from None
-        return cls(obj)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{where}: not a readable RTL description ({exc})") from None
+        try:
+            return cls(obj)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
 
     @property
     def has_affine(self):

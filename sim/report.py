@@ -4,6 +4,10 @@ Plots (matplotlib, Agg backend): membrane traces RTL vs golden for chosen neuron
 rasters side by side, per-neuron firing-rate agreement, and the deviation of the
 fixed-point model from a floating-point LIF (:func:`golden.lif.lif_folded`) run on the
 dequantized currents with the real ``tau`` and the stored thresholds.
+
+Runs longer than :data:`WINDOW` timesteps are plotted in a window of that many (around the
+first mismatch, else from the start; the titles say which); ``traces.json`` holds the full
+data of the plotted neurons and both rasters. Legends sit outside the axes, off the data.
 """
 
 from __future__ import annotations
@@ -20,7 +24,27 @@ from golden.fold import Compare, ThresholdRule
 from golden.lif import lif_folded
 from sim.tb import format_mismatch
 
-__all__ = ["rtl_rows", "float_reference", "write_report"]
+__all__ = ["rtl_rows", "float_reference", "write_report", "plot_window", "md_cell", "WINDOW"]
+
+#: Most timesteps a trace or raster shows; longer runs are plotted in a window.
+WINDOW = 200
+
+#: Files of a report directory that only a run that made them may leave there.
+_RUN_FILES = ("waves.fst", "traces.json")
+
+
+def plot_window(n_steps, focus=None, width=WINDOW):
+    """``(start, stop)`` of at most ``width`` of ``n_steps`` timesteps: around ``focus`` (a
+    timestep index, e.g. the first mismatch's) if given, else from the start."""
+    if n_steps <= width:
+        return 0, n_steps
+    start = 0 if focus is None else min(max(0, int(focus) - width // 4), n_steps - width)
+    return start, start + width
+
+
+def md_cell(value):
+    """``value`` as one Markdown table cell: pipes escaped, no line breaks."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def rtl_rows(expected, outputs, lanes, neurons):
@@ -110,39 +134,52 @@ def _figures(folded, expected, rtl, currents, title):
     r_sp, r_v, seen = (a[fed] for a in rtl)
     steps = np.nonzero(fed)[0]
     figs = {}
+    diff_any = ((g_sp != r_sp) | (g_v != r_v)) & seen
+    bad_rows = np.nonzero(diff_any.any(axis=1))[0]
+    focus = int(bad_rows[0]) if len(bad_rows) else None
+    a, b = plot_window(len(steps), focus)
+    win = slice(a, b)
+    span = (f"timesteps {steps[a]}..{steps[b - 1]} of {len(steps)}"
+            if (a, b) != (0, len(steps)) else f"all {len(steps)} timesteps")
 
     neurons = _pick_neurons(g_sp, g_v)
-    fig, axes = plt.subplots(len(neurons), 1, figsize=(9, 1.9 * len(neurons) + 0.6),
+    fig, axes = plt.subplots(len(neurons), 1, figsize=(10, 1.9 * len(neurons) + 0.9),
                              sharex=True, squeeze=False)
+    fig.subplots_adjust(left=0.08, right=0.85, top=1 - 0.45 / fig.get_figheight(),
+                        bottom=0.55 / fig.get_figheight(), hspace=0.3)
     for ax, i in zip(axes[:, 0], neurons):
-        ax.plot(steps, g_v[:, i] / scale, "-", color="tab:blue", lw=1.2, label="golden v_pre")
-        ok = seen[:, i]
-        ax.plot(steps[ok], r_v[ok, i] / scale, "o", ms=3, mfc="none", color="tab:orange",
+        st = steps[win]
+        ax.plot(st, g_v[win, i] / scale, "-", color="tab:blue", lw=1.2, label="golden v_pre")
+        ok = seen[win, i]
+        ax.plot(st[ok], r_v[win][ok, i] / scale, "o", ms=3, mfc="none", color="tab:orange",
                 label="RTL v_pre")
         c = folded.thresholds.compare[i]
         if c in (Compare.GT, Compare.LT):
             ax.axhline(folded.thresholds.theta_q[i] / scale, color="gray", ls="--", lw=0.8,
                        label=f"theta ({Compare(c).name})")
-        fire = steps[ok & r_sp[:, i]]
-        ax.plot(fire, np.full(len(fire), ax.get_ylim()[1]), "v", color="tab:red", ms=4,
-                label="RTL spike")
+        fire = st[ok & r_sp[win, i]]
+        top = ax.get_ylim()[1]
+        ax.plot(fire, np.full(len(fire), top), "v", color="tab:red", ms=4, label="RTL spike",
+                clip_on=False)
         ax.set_ylabel(f"neuron {i}")
-        ax.legend(loc="upper right", fontsize=6, ncol=4)
+        # Outside the axes, right of the data: a legend never covers a spike marker.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=6, borderaxespad=0)
     axes[-1, 0].set_xlabel("timestep (stimulus row)")
-    fig.suptitle(f"{title}: membrane traces (initial thresholds shown)", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"{title}: membrane traces, {span} (initial thresholds shown)", fontsize=10)
     figs["membrane_traces"] = fig
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    for ax, sp, name in ((axes[0], g_sp, "golden"), (axes[1], r_sp & seen, "RTL")):
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, sp, name in ((axes[0], g_sp[win], "golden"), (axes[1], (r_sp & seen)[win], "RTL")):
         t_idx, n_idx = np.nonzero(sp)
-        ax.plot(steps[t_idx], n_idx, "|", ms=6, mew=1.2, color="black")
-        ax.set_title(f"{name} spikes ({int(sp.sum())})", fontsize=9)
+        ax.plot(steps[win][t_idx], n_idx, "|", ms=6 if b - a <= 64 else 3, mew=1.0,
+                color="black")
+        ax.set_title(f"{name} spikes ({int(sp.sum())} in {span})", fontsize=9)
         ax.set_xlabel("timestep")
-    diff = np.nonzero((g_sp != r_sp) & seen)
+    diff = np.nonzero(((g_sp != r_sp) & seen)[win])
     if len(diff[0]):
-        axes[1].plot(steps[diff[0]], diff[1], "x", color="red", ms=5, label="differs")
-        axes[1].legend(fontsize=7)
+        axes[1].plot(steps[win][diff[0]], diff[1], "x", color="red", ms=5, label="differs")
+        axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7,
+                       borderaxespad=0)
     axes[0].set_ylabel("neuron")
     fig.tight_layout()
     figs["spike_raster"] = fig
@@ -155,7 +192,7 @@ def _figures(folded, expected, rtl, currents, title):
     ax.plot(g_rate, r_rate, "o", ms=4, alpha=0.7)
     ax.set_xlabel("golden firing rate")
     ax.set_ylabel("RTL firing rate")
-    ax.set_title("per-neuron firing rate", fontsize=9)
+    ax.set_title("per-neuron firing rate (all timesteps)", fontsize=9)
     fig.tight_layout()
     figs["firing_rate"] = fig
 
@@ -176,20 +213,34 @@ def _figures(folded, expected, rtl, currents, title):
         axes[0].set_ylabel("count")
         axes[0].set_title("deviation of the fixed-point model", fontsize=9)
         i = neurons[0]
-        axes[1].plot(rows, f_v[:, i], "-", label="float LIF u_pre")
-        axes[1].plot(rows, fixed_v[:, i], ".", ms=3, label="fixed-point v_pre")
+        fa, fb = plot_window(len(rows))
+        axes[1].plot(rows[fa:fb], f_v[fa:fb, i], "-", label="float LIF u_pre")
+        axes[1].plot(rows[fa:fb], fixed_v[fa:fb, i], ".", ms=3, label="fixed-point v_pre")
         axes[1].set_title(f"neuron {i}; spike agreement {dev['spike_agreement']:.4f}",
                           fontsize=9)
         axes[1].set_xlabel("timestep")
-        axes[1].legend(fontsize=7)
+        axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7,
+                       borderaxespad=0)
         fig.tight_layout()
         figs["float_vs_fixed"] = fig
-    return figs, dev
+    traces = {
+        "window": {"start_row": int(steps[a]), "stop_row": int(steps[b - 1]) + 1,
+                   "timesteps": int(len(steps)), "width": WINDOW},
+        "rows": steps.tolist(), "membrane_scale": float(scale),
+        "neurons": {str(i): {"golden_v_pre": g_v[:, i].tolist(),
+                             "rtl_v_pre": [int(v) if ok else None
+                                           for v, ok in zip(r_v[:, i], seen[:, i])],
+                             "rtl_spike_rows": steps[r_sp[:, i] & seen[:, i]].tolist()}
+                    for i in neurons},
+        "golden_spikes": [[int(steps[t]), int(n)] for t, n in zip(*np.nonzero(g_sp))],
+        "rtl_spikes": [[int(steps[t]), int(n)] for t, n in zip(*np.nonzero(r_sp & seen))],
+    }
+    return figs, dev, traces
 
 
 def _png(fig):
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     import matplotlib.pyplot as plt
     plt.close(fig)
     return buf.getvalue()
@@ -204,16 +255,24 @@ def write_report(out_dir, report, *, folded=None, expected=None, outputs=None, c
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # A reused directory must not show an earlier run's waves, plots or traces.
+    stale = [name for name in _RUN_FILES if name != report.get("waves")]
+    stale += [f"{name}.png" for name in CAPTIONS]
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
     pngs = {}
     if folded is not None and expected is not None and outputs is not None:
         lanes = int(report["lanes"])
         rtl = rtl_rows(expected, outputs, lanes, folded.config.neurons)
-        figs, dev = _figures(folded, expected, rtl, currents, title)
+        figs, dev, traces = _figures(folded, expected, rtl, currents, title)
         report["float_vs_fixed"] = dev
         for name, fig in figs.items():
             pngs[name] = _png(fig)
             (out / f"{name}.png").write_bytes(pngs[name])
         report["plots"] = sorted(f"{name}.png" for name in pngs)
+        report["plot_window"] = traces["window"]
+        (out / "traces.json").write_text(json.dumps(traces) + "\n")
+        report["traces"] = "traces.json"
     (out / "report.json").write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
     (out / "report.md").write_text(_markdown(report, pngs))
     (out / "report.html").write_text(_html(report, pngs, title))
@@ -282,8 +341,9 @@ CAPTIONS = {
 
 def _markdown(report, pngs):
     verdict, detail = _verdict(report)
-    lines = [f"# spikefold cosim: {verdict}", "", detail, "", "| | |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in _rows(report)]
+    lines = [f"# spikefold cosim: {verdict}", "", md_cell(detail), "", "| field | value |",
+             "|---|---|"]
+    lines += [f"| {md_cell(k)} | {md_cell(v)} |" for k, v in _rows(report)]
     lines.append("")
     for name in pngs:
         lines += [f"## {CAPTIONS.get(name, name)}", "", f"![{name}]({name}.png)", ""]

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import shutil
 import sys
+from pathlib import Path
 
 from spikefold import flow
 
@@ -26,6 +29,17 @@ COMMANDS = {
 
 #: Errors a user can cause; reported in one line, never as a stack trace.
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, RuntimeError)
+
+#: What each command writes: argument dest -> "dir" (a directory it creates or fills) or
+#: "file". Checked before any work starts, so a bad path never costs the user a run.
+OUTPUTS = {
+    "demo": {"out": "dir"}, "verilog": {"out": "dir"}, "cosim": {"out": "dir"},
+    "build": {"out": "dir"}, "sweep": {"out": "dir"}, "train": {"out": "file"},
+}
+
+#: Install hint for Icarus Verilog, which every co-simulation runs.
+ICARUS_HINT = ("install it with sudo apt-get install iverilog (Debian/Ubuntu), "
+               "brew install icarus-verilog (macOS) or `make setup`")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,14 +68,80 @@ def build_parser():
     return parser
 
 
+def _flag(dest):
+    return "--" + dest.replace("_", "-")
+
+
+def _writable(directory):
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
+def check_output(path, kind, flag="--out"):
+    """Refuse an output path that cannot be written, before any work.
+
+    ``kind`` is ``"dir"`` (the directory is created if missing) or ``"file"`` (its parent
+    directory is created if missing). Raises ValueError naming ``flag`` and the path.
+    """
+    path = Path(path)
+    if kind == "file":
+        if path.is_dir():
+            raise ValueError(f"{flag} {path} is a directory; give a file name such as "
+                             f"{path / 'model.npz'}")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise ValueError(f"{flag} {path} is not writable")
+        target = path.parent
+    else:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{flag} {path} exists and is not a directory")
+        target = path
+    # The nearest existing ancestor must be a directory we may write into.
+    probe = Path(os.path.abspath(target))
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{flag} {path}: {probe} is a file, not a directory")
+    if not _writable(probe):
+        raise ValueError(f"{flag} {path}: directory {probe} is not writable")
+
+
+def _needs_icarus(args):
+    if args.command == "cosim":
+        return True
+    return args.command == "demo" and getattr(args, "samples", 0) > 0
+
+
+def preflight(args):
+    """The checks every command shares, run before the command does any work."""
+    for dest, kind in OUTPUTS.get(args.command, {}).items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            check_output(value, kind, _flag(dest))
+    if getattr(args, "rtl_json", None) and getattr(args, "rtl", None):
+        # Read the user's description here, so its errors name the user's file and not
+        # the copy in the build directory.
+        from sim.desc import RtlDescription
+        RtlDescription.load(args.rtl_json, flag="--rtl-json")
+    if _needs_icarus(args) and (shutil.which("iverilog") is None or shutil.which("vvp") is None):
+        what = ("the RTL stage needs" if args.command == "demo" else "co-simulation needs")
+        skip = "; --samples 0 skips the RTL stage" if args.command == "demo" else ""
+        raise RuntimeError(f"{what} Icarus Verilog (iverilog and vvp on PATH); "
+                           f"{ICARUS_HINT}{skip}")
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        preflight(args)
         handler = flow.route(args) or args._run
         return int(handler(args) or 0)
     except USER_ERRORS as exc:
         print(f"spikefold {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # Anything the up-front checks could not foresee (a full disk, a file vanishing).
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"spikefold {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -17,7 +17,10 @@ Stages (each printed as it runs):
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -43,6 +46,9 @@ def add_arguments(parser):
     parser.add_argument("--model", metavar="FILE.npz", default=None,
                         help="spikefold network model file (default: the embedded digits model)")
     parser.add_argument("--out", default="reports/demo", help="report directory")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress display on stderr (it is off when stderr is not a "
+                             "terminal)")
     from boards.targets import TARGETS
     parser.add_argument("--board", choices=sorted(n for n, t in TARGETS.items()
                                                   if t.open_toolchain), default=None,
@@ -52,6 +58,34 @@ def add_arguments(parser):
 
 def _stage(text):
     print(f"==> {text}", flush=True)
+
+
+@contextlib.contextmanager
+def ticker(desc, quiet=False):
+    """Show ``desc`` and the elapsed time on stderr (tqdm) while the block runs.
+
+    Off when stderr is not a terminal or with ``quiet``; for long calls that report no
+    progress of their own (one cocotb run of every sample).
+    """
+    from tqdm import tqdm
+    bar = tqdm(desc=desc, bar_format="{desc}: {elapsed}", file=sys.stderr,
+               disable=True if quiet else None, leave=False)
+    done = threading.Event()
+
+    def tick():
+        while not done.wait(0.5):
+            bar.refresh()
+
+    thread = None if bar.disable else threading.Thread(target=tick, daemon=True)
+    if thread is not None:
+        thread.start()
+    try:
+        yield bar
+    finally:
+        done.set()
+        if thread is not None:
+            thread.join()
+        bar.close()
 
 
 def fold_check(params, v_th, membrane):
@@ -74,17 +108,48 @@ def fold_check(params, v_th, membrane):
 RTL_LANES, RTL_IN_LANES = 16, 8
 
 
+def check_args(args):
+    """Refuse bad options before any stage prints a result."""
+    for name, low in (("neurons", 1), ("steps", 1), ("samples", 0)):
+        value = getattr(args, name)
+        if value < low:
+            raise ValueError(f"--{name} must be at least {low}, not {value}")
+
+
+def load_model(path):
+    """The network model file ``path`` (None: the embedded digits model)."""
+    from golden.modelfile import ModelFile, load_default
+    if path is None:
+        return load_default()
+    from golden.corefile import FORMAT as CORE_FORMAT
+    from golden.corefile import open_npz
+    with open_npz(path, "spikefold model file") as data:   # one-line errors for non-.npz
+        if "format" in data.files and str(data["format"]) == CORE_FORMAT:
+            raise ValueError(f"{path} is a spikefold core file (one LIF array, for "
+                             f"verilog/cosim/build --model), not a network model file")
+    return ModelFile.load(path)
+
+
 def run(args):
     t0 = time.perf_counter()
-    model = None
+    check_args(args)
+    model = load_model(args.model)
+    n_test = 0 if model.test_x is None else len(model.test_x)
+    if args.samples > n_test:
+        raise ValueError(f"--samples must be at most the {n_test} test samples of "
+                         f"{args.model or 'the embedded model'}, not {args.samples}")
     if args.board:
-        # Refuse a board the network cannot fit before the long stages run.
+        # Refuse a board the network cannot fit, or a missing toolchain, before the long
+        # stages run.
         from boards.build import network_memory
         from boards.targets import get_target
-        from golden.modelfile import ModelFile, load_default
-        model = load_default() if args.model is None else ModelFile.load(args.model)
-        network_memory(model.integer(), RTL_LANES, get_target(args.board),
-                       in_lanes=RTL_IN_LANES)
+        from boards.toolchain import missing_tools
+        target = get_target(args.board)
+        network_memory(model.integer(), RTL_LANES, target, in_lanes=RTL_IN_LANES)
+        missing = missing_tools(target.tools)
+        if missing:
+            raise RuntimeError(f"--board {args.board} needs the YoWASP tools "
+                               f"({', '.join(missing)}): pip install -e '.[boards]'")
     v_th = 0.5
     _stage(f"fold: element-wise MPBN, {args.neurons} neurons, v_th = {v_th}")
     params = example_mpbn_params(args.neurons, args.seed)
@@ -111,22 +176,22 @@ def run(args):
 
     _stage("trained network: fold -> quantize -> float vs fixed point on the test split")
     from golden.calibrate import evaluate_model
-    from golden.modelfile import ModelFile, load_default
-    if model is None:
-        model = load_default() if args.model is None else ModelFile.load(args.model)
     evaluation = evaluate_model(model)
     print("    " + evaluation.markdown().replace("\n", "\n    "))
 
     rtl = None
     if args.samples:
-        _stage(f"network RTL: Verilog -> cocotb + Icarus on {args.samples} test samples "
-               f"(about 5-10 s each)")
+        _stage(f"network RTL: Verilog -> cocotb + Icarus on {args.samples} test samples")
         from sim.network_cosim import cosim_network
-        rtl = cosim_network(args.model, args.samples, Path("build") / "cosim-network",
-                            lanes=RTL_LANES, in_lanes=RTL_IN_LANES)
+        t_rtl = time.perf_counter()
+        with ticker(f"    co-simulating {args.samples} samples", args.quiet):
+            rtl = cosim_network(args.model, args.samples, Path("build") / "cosim-network",
+                                lanes=RTL_LANES, in_lanes=RTL_IN_LANES)
+        t_rtl = time.perf_counter() - t_rtl
         print(f"    RTL accuracy {rtl['rtl_accuracy']:.2%}, golden {rtl['fixed_accuracy']:.2%}, "
               f"float {rtl['float_accuracy']:.2%}; RTL-vs-golden mismatches "
-              f"{rtl['total_mismatches']}; {rtl['cycles_per_image']:.0f} cycles per image")
+              f"{rtl['total_mismatches']}; {rtl['cycles_per_image']:.0f} cycles per image; "
+              f"{t_rtl:.1f} s ({t_rtl / args.samples:.1f} s per sample, build included)")
 
     board = None
     if args.board:
@@ -155,11 +220,13 @@ def run(args):
              "## Trained digits network", "", evaluation.markdown(), ""]
     if rtl is not None:
         lines += ["## RTL co-simulation", "",
-                  "| samples | float | fixed (golden) | RTL | RTL-vs-golden mismatches | cycles/image | latency @100 MHz |",
-                  "|---|---|---|---|---|---|---|",
+                  "| samples | float | fixed (golden) | RTL | RTL-vs-golden mismatches "
+                  "| cycles/image (streaming) | µs/image @100 MHz | first-image latency @100 MHz |",
+                  "|---|---|---|---|---|---|---|---|",
                   f"| {rtl['samples']} | {rtl['float_accuracy']:.2%} | {rtl['fixed_accuracy']:.2%} "
                   f"| {rtl['rtl_accuracy']:.2%} | {rtl['total_mismatches']} | "
-                  f"{rtl['cycles_per_image']:.0f} | {_us(rtl)} |", ""]
+                  f"{rtl['cycles_per_image']:.0f} | {rtl['cycles_per_image'] / 100:.1f} µs "
+                  f"| {_latency(rtl)} |", ""]
     if board is not None:
         lines += ["## Board build", "", _board_table(board), ""]
     (out / "report.md").write_text("\n".join(lines))
@@ -174,7 +241,9 @@ def run(args):
     if rtl is not None:
         print(f"  {'RTL on ' + str(rtl['samples']) + ' test samples':<37}: {rtl['rtl_accuracy']:.2%} "
               f"accuracy, {rtl['total_mismatches']} mismatches vs golden, "
-              f"{rtl['cycles_per_image']:.0f} cycles/image ({_us(rtl)} at 100 MHz)")
+              f"{rtl['cycles_per_image']:.0f} cycles/image streaming "
+              f"({rtl['cycles_per_image'] / 100:.1f} µs at 100 MHz; first-image latency "
+              f"{_latency(rtl)})")
         failed |= bool(rtl["total_mismatches"])
     if board is not None:
         print(f"  {'board ' + board['board']:<37}: {_board_text(board)}")
@@ -238,9 +307,13 @@ def _board_table(board):
         f"{board['freq_target_mhz']:g} MHz; build in `{board['build_dir']}`."])
 
 
-def _us(rtl):
+def _latency(rtl):
+    """The first image's latency, cycles and µs at 100 MHz (not the streaming rate)."""
+    cycles = rtl.get("latency_cycles_first")
     lat = rtl.get("latency_us") or {}
-    return f"{lat['100MHz']:.1f} µs" if "100MHz" in lat else "-"
+    if cycles is None or "100MHz" not in lat:
+        return "-"
+    return f"{cycles:,} cycles = {lat['100MHz']:.1f} µs"
 
 
 def _plain(obj):
