@@ -33,12 +33,14 @@ $(STAMP_DEMO): pyproject.toml | $(VENV)/bin/python tools
 	$(PIP) install -e .
 	touch $(STAMP_DEMO)
 
-$(STAMP): pyproject.toml | $(VENV)/bin/python tools
+$(STAMP): pyproject.toml requirements-interop.txt | $(VENV)/bin/python tools
 	@command -v verilator >/dev/null 2>&1 || { echo "installing Verilator (lint only)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq verilator || \
 	  echo "verilator unavailable: its lint test will be skipped"; }
 	$(if $(TORCH_INDEX),$(PIP) install torch==2.13.0 --index-url $(TORCH_INDEX))
 	$(PIP) install -e '.[dev,boards,train]'
+	# snnTorch, SpikingJelly, Norse for the import tests: --no-deps, so torch stays 2.13.0.
+	$(PIP) install --no-deps -r requirements-interop.txt
 	touch $(STAMP) $(STAMP_DEMO)
 
 demo: setup-demo

@@ -51,9 +51,13 @@ def _mean_sd(values):
 
 def ablation_markdown(rows, base=None, seeds=(0, 1, 2), bits=16, seconds=None):
     base = TrainConfig() if base is None else base
-    sizes = "-".join(str(s) for s in (64, *base.hidden, 10))
+    if base.arch == "conv":
+        net = (f"conv SNN (channels {list(base.channels)}, pooling {base.pool} after "
+               f"{[i for i, p in enumerate(base.pools) if p]}, dense readout)")
+    else:
+        net = "MLP " + "-".join(str(s) for s in (64, *base.hidden, 10))
     lines = [
-        f"Digits (sklearn, stratified 70/30 split, seed 0), MLP {sizes}, T = {base.T}, "
+        f"Digits (sklearn, stratified 70/30 split, seed 0), {net}, T = {base.T}, "
         f"tau = {base.tau}, v_th = {base.v_th}, Adam lr {base.lr} (cosine), batch "
         f"{base.batch}, {base.epochs} epochs, seeds {list(seeds)}; mean ± sd over seeds.",
         "",
