@@ -158,18 +158,8 @@ class ModelFile:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"model file {path} does not exist")
-        if path.is_dir():
-            raise ValueError(f"{path} is a directory, not a model file")
-        with open(path, "rb") as f:
-            magic = f.read(4)
-        if magic[:2] != b"PK":
-            raise ValueError(f"{path}: not a spikefold model file (not an .npz archive: it "
-                             f"starts with {magic!r})")
-        try:
-            data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise ValueError(f"{path}: not a spikefold model file: a damaged or truncated "
-                             f".npz archive ({exc})") from None
+        from .corefile import open_npz
+        data = open_npz(path, "spikefold model file")
         if not hasattr(data, "files"):
             raise ValueError(f"{path}: not a spikefold model file (a bare array, not an .npz)")
         with data:
@@ -178,7 +168,7 @@ class ModelFile:
             except ValueError as exc:
                 raise ValueError(f"{path}: {exc}") from None
             except (zipfile.BadZipFile, EOFError, OSError) as exc:
-                raise ValueError(f"{path}: a damaged or truncated .npz archive ({exc})") \
+                raise ValueError(f"{path}: not a spikefold model file: truncated or damaged .npz ({exc})") \
                     from None
 
     @classmethod

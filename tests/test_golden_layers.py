@@ -151,11 +151,11 @@ def test_damaged_files_are_named(tmp_path):
     load_default().save(path)
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(ValueError, match="truncated.npz: .*damaged or truncated"):
+    with pytest.raises(ValueError, match="truncated.npz: .*truncated or damaged"):
         ModelFile.load(truncated)
     text = tmp_path / "text.npz"
     text.write_text("this is not a model\n")
-    with pytest.raises(ValueError, match=r"text.npz: not a spikefold model file \(not an .npz "
+    with pytest.raises(ValueError, match=r"text.npz: not a spikefold model file: not an .npz "
                                          r"archive"):
         ModelFile.load(text)
     assert is_network_file(path) and not is_network_file(text)
