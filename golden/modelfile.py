@@ -64,12 +64,15 @@ from .network import (
     MPBN_PARAMS, NORM_PARAMS, NORMS, IntegerNetwork, Layer, Network, NetworkFormats, shape_of,
 )
 
-__all__ = ["FORMAT", "VERSION", "ModelFile", "DEFAULT_MODEL", "load_default", "is_network_file"]
+__all__ = ["FORMAT", "VERSION", "ModelFile", "DEFAULT_MODEL", "DEFAULT_CONV_MODEL", "load_default",
+           "load_conv_default", "is_network_file"]
 
 FORMAT = "spikefold-network"
 VERSION = 2
 VERSIONS = (1, 2)
 DEFAULT_MODEL = Path(__file__).parent / "models" / "digits_mpbn.npz"
+#: The conv default (digits 1 x 8 x 8): ``spikefold train --arch conv --out <this file>``.
+DEFAULT_CONV_MODEL = Path(__file__).parent / "models" / "digits_conv.npz"
 
 _ARCH_KEYS = {"T", "tau", "v_th", "reset", "encoding", "sizes", "layers", "formats", "data",
               "meta"}
@@ -376,3 +379,8 @@ def _raw_data(key, value, input_shape):
 def load_default():
     """The embedded default model (digits, MPBN); needs no torch."""
     return ModelFile.load(DEFAULT_MODEL)
+
+
+def load_conv_default():
+    """The embedded conv default model (digits, conv SNN with MPBN); needs no torch."""
+    return ModelFile.load(DEFAULT_CONV_MODEL)
