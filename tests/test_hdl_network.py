@@ -148,8 +148,9 @@ def compare(dut, got, want):
     np.testing.assert_array_equal(np.array(got["label"]), want["label"], err_msg="class")
 
 
-def run_and_compare(inet, lanes, x, *, in_lanes=1, seed=0, gap=0.3, backpressure=0.3):
-    dut = SpikingNetwork(inet, lanes, in_lanes=in_lanes)
+def run_and_compare(inet, lanes, x, *, in_lanes=1, seed=0, gap=0.3, backpressure=0.3,
+                    outreg=None):
+    dut = SpikingNetwork(inet, lanes, in_lanes=in_lanes, outreg=outreg)
     x_q, _ = inet.quantize_input(x)
     got = simulate(dut, x_q, seed=seed, gap=gap, backpressure=backpressure)
     want = golden_trace(inet, x)
@@ -170,14 +171,19 @@ NETWORKS = [
 ]
 
 
+@pytest.mark.parametrize("outreg", [False, True], ids=["plain", "outreg"])
 @pytest.mark.parametrize("case", range(len(NETWORKS)))
-def test_random_network_matches_golden(case):
+def test_random_network_matches_golden(case, outreg):
     sizes, T, norm, mpbn, lanes, in_lanes, tau = NETWORKS[case]
     seed = 100 + case
     inet = random_network(sizes, T=T, norm=norm, mpbn=mpbn, seed=seed, tau=tau)
     x = random_samples(inet, 4, seed=seed)
     x[1] = 0.0                                     # an all-zero sample: biases only
-    dut, got, want = run_and_compare(inet, lanes, x, in_lanes=in_lanes, seed=seed)
+    dut, got, want = run_and_compare(inet, lanes, x, in_lanes=in_lanes, seed=seed,
+                                     outreg=outreg)
+    assert all(array.latency == (7 if array.config.affine else 6 if
+                                 array.config.leak_shift is None else 5) - (not outreg)
+               for array in dut.lif)
     # The tests must exercise spikes and silence.
     if want["spikes"]:
         spikes = np.concatenate([s.ravel() for s in want["spikes"]])
@@ -219,8 +225,8 @@ def test_digits_model_matches_golden(digits):
 
 def test_export_network_verilog(tmp_path):
     inet = random_network((6, 5, 3), T=2, seed=3)
-    v1, j1 = export_network_verilog(inet, 2, tmp_path / "a", name="net")
-    v2, _ = export_network_verilog(inet, 2, tmp_path / "b", name="net")
+    v1, j1 = export_network_verilog(inet, 2, tmp_path / "a", name="net", in_lanes=1)
+    v2, _ = export_network_verilog(inet, 2, tmp_path / "b", name="net", in_lanes=1)
     text = v1.read_text()
     assert text == v2.read_text(), "the Verilog is not reproducible"
     assert "module net(" in text and str(tmp_path) not in text
