@@ -58,6 +58,8 @@ from amaranth.utils import ceil_log2
 
 from golden.network import IntegerLayer
 
+from .plan import DENSE_ENGINE_DEPTH
+
 __all__ = ["DenseStage", "current_layout", "weight_words"]
 
 
@@ -230,6 +232,12 @@ class DenseStage(wiring.Component):
     def input(self):
         """The input stream port (``i_pixels`` or ``i_spikes``)."""
         return self.i_pixels if self._analog else self.i_spikes
+
+    @property
+    def latency(self):
+        """Engine pipeline depth: cycles from issuing a beat's last list entry to that beat
+        in the output register (S0 .. O of the table above)."""
+        return DENSE_ENGINE_DEPTH[self._analog]
 
     def engine_cycles(self, active):
         """Engine cycles for one input vector with ``active`` non-zero inputs."""

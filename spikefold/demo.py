@@ -70,10 +70,6 @@ def fold_check(params, v_th, membrane):
     return table, checked, mismatches
 
 
-#: Lanes of the RTL stage (``sim.network_cosim.cosim_network``'s defaults).
-RTL_LANES, RTL_IN_LANES = 16, 8
-
-
 def run(args):
     t0 = time.perf_counter()
     model = None
@@ -83,8 +79,7 @@ def run(args):
         from boards.targets import get_target
         from golden.modelfile import ModelFile, load_default
         model = load_default() if args.model is None else ModelFile.load(args.model)
-        network_memory(model.integer(), RTL_LANES, get_target(args.board),
-                       in_lanes=RTL_IN_LANES)
+        network_memory(model.integer(), None, get_target(args.board))
     v_th = 0.5
     _stage(f"fold: element-wise MPBN, {args.neurons} neurons, v_th = {v_th}")
     params = example_mpbn_params(args.neurons, args.seed)
@@ -122,8 +117,7 @@ def run(args):
         _stage(f"network RTL: Verilog -> cocotb + Icarus on {args.samples} test samples "
                f"(about 5-10 s each)")
         from sim.network_cosim import cosim_network
-        rtl = cosim_network(args.model, args.samples, Path("build") / "cosim-network",
-                            lanes=RTL_LANES, in_lanes=RTL_IN_LANES)
+        rtl = cosim_network(args.model, args.samples, Path("build") / "cosim-network")
         print(f"    RTL accuracy {rtl['rtl_accuracy']:.2%}, golden {rtl['fixed_accuracy']:.2%}, "
               f"float {rtl['float_accuracy']:.2%}; RTL-vs-golden mismatches "
               f"{rtl['total_mismatches']}; {rtl['cycles_per_image']:.0f} cycles per image")
@@ -140,9 +134,10 @@ def run(args):
                     "prediction_agreement": evaluation.prediction_agreement},
         "rtl": None if rtl is None else {
             k: rtl[k] for k in ("samples", "float_accuracy", "fixed_accuracy", "rtl_accuracy",
-                                "total_mismatches", "first_mismatch", "mismatches",
-                                "cycles_per_image", "latency_cycles_first", "latency_us",
-                                "lanes", "T")},
+                                "compared", "total_mismatches", "first_mismatch",
+                                "mismatches", "layers", "cycles_per_image",
+                                "latency_cycles_first", "latency_us", "lanes", "in_lanes",
+                                "outreg", "T")},
     }
     if board is not None:
         report["board"] = board
@@ -193,9 +188,8 @@ def _board_stage(name, model, rtl):
     out = Path("build") / f"demo-{name}"
     _stage(f"board: the whole network on the {target.board} ({target.device}), yosys + "
            f"nextpnr in {out} (minutes)")
-    info = build_network(model.integer(), RTL_LANES, target, out, in_lanes=RTL_IN_LANES,
-                         cycles_per_image=cycles, latency_cycles=latency,
-                         log=lambda text: print("    " + text, flush=True))
+    info = build_network(model.integer(), None, target, out, cycles_per_image=cycles,
+                         latency_cycles=latency, log=lambda text: print("    " + text, flush=True))
     r = info["results"]
     board = {"board": name, "device": target.device, "lanes": info["lanes"],
              "in_lanes": info["in_lanes"], "freq_target_mhz": info["freq_target_mhz"],

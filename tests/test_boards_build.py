@@ -158,6 +158,7 @@ def test_network_plan_ulx3s(tmp_path):
     assert saved["built"] is False and saved["top"] == "network-bench"
     assert saved["sizes"] == [64, 128, 128, 10] and saved["lanes"] == [16, 16, 10]
     assert saved["in_lanes"] == 8 and saved["freq_target_mhz"] == 250.0
+    assert saved["outreg"] is True                    # registered BRAM outputs by default
     assert saved["cycles_per_image"] == 1234 and saved["latency_cycles"] == 2345
     mem = saved["memory"]
     # Weights: (64*128 + 128*128 + 128*10) x 16 bits, all in the weight memories.
@@ -172,6 +173,7 @@ def test_network_plan_ulx3s(tmp_path):
     rtlil = (tmp_path / "top.il").read_text()
     for part in ("dense0", "dense2", "lif1", "readout"):     # the whole network is there
         assert f"network.{part}" in rtlil, part
+    assert "DP16KD" in rtlil          # the LIF arrays' block RAMs with their output register
     _no_machine_paths(tmp_path)
 
 
@@ -188,3 +190,26 @@ def test_network_refused_on_icebreaker(tmp_path):
     with pytest.raises(ValueError, match="cycles_per_image"):
         build_network(inet, 16, get_target("ulx3s-85f"), tmp_path / "u", plan_only=True,
                       cycles_per_image=-3, log=lambda *_: None)
+
+
+def test_network_memory_is_the_sum_of_plans():
+    """network_memory lists exactly the plans' memories (hdl.plan, checked against
+    elaboration in tests/test_hdl_plan.py); a T = 1 network has no replay buffer."""
+    from boards.build import network_memory
+    from hdl.mapping import HardwareMapping
+    from hdl.plan import network_plan
+    from sim.network_cosim import random_network
+    target = get_target("ulx3s-85f")
+    for T in (1, 3):
+        inet = random_network((40, 24, 6), T=T, weight_bits=6, bits=10, seed=4)
+        mapping = HardwareMapping.for_network(inet, [8, 6], 4)
+        mem = network_memory(inet, mapping, target)
+        plan = network_plan(inet, mapping)
+        assert [(m["name"], m["depth"], m["width"]) for m in mem["memories"]] == \
+            [(name, p.depth, p.width) for name, p in plan.memories()]
+        assert mem["memory_bits"] == plan.memory_bits
+        assert ("dense0.replay" in {m["name"] for m in mem["memories"]}) == (T > 1)
+        deep = [m for m in mem["memories"] if m["depth"] >= 32]
+        assert deep and all(m["blocks"] > 0 for m in deep)
+        assert mem["bram_blocks"] == sum(m["blocks"] for m in mem["memories"])
+        assert mem["lanes"] == [8, 6] and mem["in_lanes"] == 4 and mem["outreg"] is True
