@@ -20,11 +20,19 @@ from dataclasses import dataclass
 from amaranth.utils import ceil_log2
 
 __all__ = ["MemoryPlan", "StagePlan", "NetworkPlan", "dense_plan", "lif_plan", "readout_plan",
-           "network_plan", "lif_latency", "DENSE_ENGINE_DEPTH"]
+           "network_plan", "lif_latency", "dense_engine_depth", "BRAM_MIN_DEPTH"]
 
-#: Cycles from the DenseStage engine issuing a beat's last list entry to that beat in the
-#: output register (S0 issue, S1, S2, [S3 product], A, O), spike / analog input.
-DENSE_ENGINE_DEPTH = {False: 4, True: 5}
+#: Memories at least this deep become block RAM (shallower ones are left to LUT RAM or
+#: flip-flops by Yosys's memory mapper; with registered outputs DenseStage gives them an
+#: inferred memory and a fabric register instead of block RAM primitives).
+BRAM_MIN_DEPTH = 32
+
+
+def dense_engine_depth(analog, outreg=False):
+    """Cycles from the DenseStage engine issuing a beat's last list entry to that beat in
+    the output register: S0 issue, S1, S2, [S3 product], A, O (4 spike / 5 analog input);
+    registered memory outputs add one stage for the list and one for the weights."""
+    return (5 if analog else 4) + (2 if outreg else 0)
 
 
 def _width(count):
@@ -173,8 +181,9 @@ class NetworkPlan:
                 "memory_bits": self.memory_bits}
 
 
-def dense_plan(layer, lanes, in_lanes, T, *, name="dense"):
-    """Plan of ``hdl.dense.DenseStage(layer, lanes, in_lanes=in_lanes, T=T)``."""
+def dense_plan(layer, lanes, in_lanes, T, *, outreg=False, name="dense"):
+    """Plan of ``hdl.dense.DenseStage(layer, lanes, in_lanes=in_lanes, T=T,
+    memory_outreg=outreg)`` (the weight memory's extra zero word only without ``outreg``)."""
     n_in, n_out = layer.n_in, layer.n_out
     P, Q = int(lanes), int(in_lanes)
     B, IB = -(-n_out // P), -(-n_in // Q)
@@ -182,13 +191,14 @@ def dense_plan(layer, lanes, in_lanes, T, *, name="dense"):
     jw = _width(n_in)
     mems = [
         MemoryPlan("active_list", jw + (layer.input_bits if analog else 0), 2 << jw),
-        MemoryPlan("weights", P * layer.formats.weight.bits, B * n_in + 1),
+        MemoryPlan("weights", P * layer.formats.weight.bits,
+                   _depth(B * n_in) if outreg else B * n_in + 1),
         MemoryPlan("biases", P * layer.bias_bits, _depth(B)),
     ]
     replay = analog and T > 1
     if replay:
         mems.append(MemoryPlan("replay", P * layer.formats.current.bits, 2 << _width(B)))
-    return StagePlan(name, "dense", P, Q, IB, B, DENSE_ENGINE_DEPTH[analog], tuple(mems),
+    return StagePlan(name, "dense", P, Q, IB, B, dense_engine_depth(analog, outreg), tuple(mems),
                      per_sample=replay, T=int(T))
 
 

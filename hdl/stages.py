@@ -70,7 +70,8 @@ class DenseBuilder(StageBuilder):
 
     def plan(self, layer, index, mapping, T):
         P = mapping.lanes[index]
-        plans = [dense_plan(layer, P, mapping.layer_in_lanes(index), T, name=f"dense{index}")]
+        plans = [dense_plan(layer, P, mapping.layer_in_lanes(index), T, outreg=mapping.outreg,
+                            name=f"dense{index}")]
         if layer.readout:
             plans.append(readout_plan(layer.n_out, P, T, layer.formats.current.bits))
         else:
@@ -83,7 +84,8 @@ class DenseBuilder(StageBuilder):
         from .network import Readout
         P = mapping.lanes[index]
         try:
-            dense = DenseStage(layer, P, in_lanes=mapping.layer_in_lanes(index), T=T)
+            dense = DenseStage(layer, P, in_lanes=mapping.layer_in_lanes(index), T=T,
+                               memory_outreg=mapping.outreg)
         except ValueError as exc:
             raise ValueError(f"layer{index}: {exc}") from None
         parts = [Part(f"dense{index}", dense, "i_pixels" if dense.analog else "i_spikes",

@@ -139,18 +139,20 @@ def _first_output_delay(dut, beats):
     return out["first"] - out["last_in"]
 
 
+@pytest.mark.parametrize("outreg", [False, True], ids=["plain", "outreg"])
 @pytest.mark.parametrize("analog", [False, True])
 @pytest.mark.parametrize("active", [0, 1, 3])
-def test_dense_latency_in_simulation(analog, active):
+def test_dense_latency_in_simulation(analog, active, outreg):
     """One input beat with ``a`` active inputs: the first output beat comes
     ``max(1, a)`` (ingest) + ``max(1, a)`` (engine, beat 0) + ``latency`` cycles after it."""
     rng = np.random.default_rng(30 + active)
     layer = random_layer(rng, 6, 5, analog=analog)
-    dut = DenseStage(layer, 2, in_lanes=6, T=1)
+    dut = DenseStage(layer, 2, in_lanes=6, T=1, memory_outreg=outreg)
     vec = np.zeros((1, 6), dtype=np.int64)
     vec[0, :active] = 3 if analog else 1
     delay = _first_output_delay(dut, input_beats(dut, vec))
-    plan = dense_plan(layer, 2, 6, 1)
+    plan = dense_plan(layer, 2, 6, 1, outreg=outreg)
+    assert plan.latency == dut.latency
     assert delay == 2 * max(1, active) + plan.latency
 
 
