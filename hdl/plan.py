@@ -155,10 +155,12 @@ class NetworkPlan:
         raise KeyError(name)
 
     def cycles_per_sample(self, active):
-        """Steady-state cycles per sample with the stages overlapped (the slowest stage
-        sets the pace): ``active[i][t]`` the non-zero inputs of the ``i``-th dense stage at
-        step ``t`` (one value for the analog first stage). A lower bound from the busy
-        cycles; :mod:`sim.network_cosim` measures the real figure."""
+        """Cycles per sample with the stages overlapped: the busiest stage's cycles for this
+        sample (``active[i]``: the non-zero inputs of the ``i``-th dense stage, one value
+        for the analog first stage, one per timestep for the others). Averaged over samples
+        streamed back to back it is the measured steady-state interval between results
+        (``tests/test_hdl_plan.py``: within 5 % in simulation); single samples differ by
+        the neighbours' overlap."""
         dense = [s for s in self.stages if s.kind == "dense"]
         if len(active) != len(dense):
             raise ValueError(f"active lists {len(active)} dense stages, the network has "

@@ -167,6 +167,27 @@ def test_dense_cycles_model():
         plan.cycles(-1)
 
 
+@pytest.mark.parametrize("sizes,lanes,in_lanes", [((16, 24, 12, 4), [4, 4, 2], 4),
+                                                   ((30, 20, 5), [2, 5], 6),
+                                                   ((12, 32, 8), [8, 2], 3)])
+def test_cycle_model_matches_simulation(sizes, lanes, in_lanes):
+    """The plan's cycles per sample (from golden's activity), averaged over samples
+    streamed back to back, is the simulated interval between results within 5 %."""
+    from test_hdl_network import random_samples, simulate
+    inet = random_network(sizes, T=4, seed=3)
+    x = random_samples(inet, 10, seed=4, zeros=0.3)
+    dut = SpikingNetwork(inet, lanes, in_lanes=in_lanes)
+    x_q, _ = inet.quantize_input(x)
+    got = simulate(dut, x_q, monitor=False)
+    res = inet.run(x, per_sample=True)
+    est = [dut.plan.cycles_per_sample(
+        [int(np.count_nonzero(x_q[s]))]
+        + [[int(res.spikes[l][t, s].sum()) for t in range(inet.T)]
+           for l in range(len(res.spikes))]) for s in range(len(x))]
+    measured = np.mean(np.diff(got["result"]))
+    assert abs(np.mean(est[1:]) - measured) <= 0.05 * measured, (est, measured)
+
+
 def test_readout_latency_in_simulation():
     """Result ``classes + 1`` cycles after the sample's last current beat."""
     C, P, T, Bc = 5, 2, 3, 8
