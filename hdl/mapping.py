@@ -3,10 +3,11 @@
 :class:`HardwareMapping` says, for a :class:`golden.network.IntegerNetwork`, how many
 neurons each stage handles per beat (``lanes``), how many input values arrive per input
 beat (``in_lanes``) and whether block RAM read data passes an output register
-(``outreg``). :class:`hdl.network.SpikingNetwork`, :mod:`hdl.plan`, :mod:`boards.build`,
+(``outreg``) and whether each link between two stages has a register slice (``slices``).
+:class:`hdl.network.SpikingNetwork`, :mod:`hdl.plan`, :mod:`boards.build`,
 :mod:`boards.top`, :mod:`sim.network_cosim` and ``spikefold demo`` all take one; the
 defaults live only here (:data:`DEFAULT_LANES`, :data:`DEFAULT_IN_LANES`,
-:data:`DEFAULT_OUTREG`).
+:data:`DEFAULT_OUTREG`, :data:`DEFAULT_SLICES`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["HardwareMapping", "DEFAULT_LANES", "DEFAULT_IN_LANES", "DEFAULT_OUTREG"]
+__all__ = ["HardwareMapping", "DEFAULT_LANES", "DEFAULT_IN_LANES", "DEFAULT_OUTREG",
+           "DEFAULT_SLICES"]
 
 #: Neurons per beat of every stage (capped at the stage's ``n_out``).
 DEFAULT_LANES = 16
@@ -24,6 +26,9 @@ DEFAULT_IN_LANES = 8
 #: Register every block RAM's read data once more (one more pipeline stage per LIF array;
 #: what an ECP5 needs above ~135 MHz, see :mod:`hdl.bram`).
 DEFAULT_OUTREG = True
+#: A register slice (:class:`hdl.skid.RegisterSlice`) on every link between two stages:
+#: no ``ready`` path crosses a stage (one cycle of latency per link, full throughput).
+DEFAULT_SLICES = True
 
 
 def _is_int(value):
@@ -43,7 +48,9 @@ class HardwareMapping:
     in_lanes : int
         Input values (pixels) per input beat of stage 0.
     outreg : bool
-        Registered block RAM outputs (``memory_outreg`` of the LIF arrays).
+        Registered block RAM outputs (``memory_outreg`` of the dense stages and LIF arrays).
+    slices : bool
+        A register slice on every link between two stages.
 
     Raises
     ------
@@ -55,6 +62,7 @@ class HardwareMapping:
     lanes: tuple
     in_lanes: int = DEFAULT_IN_LANES
     outreg: bool = DEFAULT_OUTREG
+    slices: bool = DEFAULT_SLICES
 
     def __post_init__(self):
         lanes = self.lanes
@@ -78,17 +86,21 @@ class HardwareMapping:
         if not isinstance(self.outreg, (bool, np.bool_)):
             raise ValueError(f"outreg must be True or False, not {self.outreg!r}")
         object.__setattr__(self, "outreg", bool(self.outreg))
+        if not isinstance(self.slices, (bool, np.bool_)):
+            raise ValueError(f"slices must be True or False, not {self.slices!r}")
+        object.__setattr__(self, "slices", bool(self.slices))
 
     @classmethod
-    def for_network(cls, inet, lanes=None, in_lanes=None, outreg=None):
+    def for_network(cls, inet, lanes=None, in_lanes=None, outreg=None, *, slices=None):
         """The mapping of ``inet`` (a :class:`golden.network.IntegerNetwork`).
 
         ``lanes``: one integer for every layer (capped at each layer's ``n_out``) or one
         per layer (checked, not capped); default :data:`DEFAULT_LANES`. ``in_lanes``:
         default :data:`DEFAULT_IN_LANES` capped at the first layer's ``n_in`` (an explicit
-        value is checked, not capped). ``outreg``: default :data:`DEFAULT_OUTREG`.
-        An existing ``HardwareMapping`` as ``lanes`` is checked against ``inet`` and
-        returned (``in_lanes``/``outreg`` must then be ``None``).
+        value is checked, not capped). ``outreg``/``slices``: default
+        :data:`DEFAULT_OUTREG`/:data:`DEFAULT_SLICES`. An existing ``HardwareMapping`` as
+        ``lanes`` is checked against ``inet`` and returned (the other arguments must then
+        be ``None``).
 
         Raises
         ------
@@ -97,8 +109,9 @@ class HardwareMapping:
         """
         layers = inet.layers
         if isinstance(lanes, HardwareMapping):
-            if in_lanes is not None or outreg is not None:
-                raise ValueError("give in_lanes/outreg inside the HardwareMapping, not beside it")
+            if in_lanes is not None or outreg is not None or slices is not None:
+                raise ValueError("give in_lanes/outreg/slices inside the HardwareMapping, "
+                                 "not beside it")
             return lanes.check(inet)
         if lanes is None:
             lanes = DEFAULT_LANES
@@ -117,7 +130,8 @@ class HardwareMapping:
                                  f"{len(layers)} layers")
         if in_lanes is None:
             in_lanes = min(DEFAULT_IN_LANES, layers[0].n_in)
-        mapping = cls(lanes, in_lanes, DEFAULT_OUTREG if outreg is None else outreg)
+        mapping = cls(lanes, in_lanes, DEFAULT_OUTREG if outreg is None else outreg,
+                      DEFAULT_SLICES if slices is None else slices)
         return mapping.check(inet)
 
     def check(self, inet):
@@ -140,4 +154,5 @@ class HardwareMapping:
         return self.in_lanes if index == 0 else self.lanes[index - 1]
 
     def to_json(self):
-        return {"lanes": list(self.lanes), "in_lanes": self.in_lanes, "outreg": self.outreg}
+        return {"lanes": list(self.lanes), "in_lanes": self.in_lanes, "outreg": self.outreg,
+                "slices": self.slices}

@@ -9,8 +9,10 @@ integer stage's kind has a registered builder (:mod:`hdl.stages`); a dense stage
              -> DenseStage 1 (spike-driven) -> LIFArray 1 -> ...
              -> DenseStage L (spike-driven, the readout's synapses) -> Readout -> o_result
 
-How many lanes each stage has, the input lanes and whether block RAM outputs are
-registered is one :class:`hdl.mapping.HardwareMapping`; what each stage builds (memories,
+How many lanes each stage has, the input lanes, whether block RAM outputs are registered
+and whether each link between two parts has a register slice (:class:`hdl.skid.
+RegisterSlice`, ``<part>_slice``: one cycle of latency, no ``ready`` path across a stage)
+is one :class:`hdl.mapping.HardwareMapping`; what each stage builds (memories,
 latency, beats, cycles) is its :mod:`hdl.plan` plan, known before elaboration.
 
 Every link is an ``amaranth.lib.stream`` with valid/ready, so any stage may stall any other;
@@ -58,6 +60,7 @@ from .layout import connect_streams
 from .lif_array import LIFArray
 from .mapping import HardwareMapping
 from .plan import network_plan
+from .skid import RegisterSlice
 from .stages import builder_for
 
 __all__ = ["Readout", "SpikingNetwork", "result_layout", "export_network_verilog",
@@ -198,7 +201,8 @@ class SpikingNetwork(wiring.Component):
         :meth:`HardwareMapping.for_network` with ``in_lanes`` and ``outreg``.
     in_lanes : int or None
     outreg : bool or None
-        Only with a mapping that is not a ``HardwareMapping`` (see ``for_network``).
+        Only with a mapping that is not a ``HardwareMapping`` (see ``for_network``; the
+        register slices come from the mapping, default on).
 
     Attributes
     ----------
@@ -318,7 +322,14 @@ class SpikingNetwork(wiring.Component):
             m.submodules[part.name] = part.component
         connect_streams(m, wiring.flipped(self.i_pixels), self._parts[0].i_stream)
         for src, dst in zip(self._parts, self._parts[1:]):
-            connect_streams(m, src.o_stream, dst.i_stream)
+            if self._mapping.slices:
+                # The slice carries what the next stage takes (a LIF array's spikes only).
+                link = RegisterSlice(dst.i_stream.payload.shape())
+                m.submodules[f"{src.name}_slice"] = link
+                connect_streams(m, src.o_stream, link.i)
+                connect_streams(m, link.o, dst.i_stream)
+            else:
+                connect_streams(m, src.o_stream, dst.i_stream)
         connect_streams(m, self._parts[-1].o_stream, wiring.flipped(self.o_result))
         return m
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .plan import dense_plan, lif_plan, readout_plan
+from .plan import BRAM_MIN_DEPTH, dense_plan, lif_plan, readout_plan
 
 __all__ = ["Part", "StageBuilder", "DenseBuilder", "BUILDERS", "register", "builder_for",
            "layer_kind"]
@@ -95,10 +95,15 @@ class DenseBuilder(StageBuilder):
                                                  layer.formats.current.bits),
                               "i_current", "o_result", index))
         else:
+            # Shallow memories stay out of block RAM primitives (LUT RAM or flip-flops
+            # after an inferred memory, and a fabric output register).
+            beats = -(-layer.n_out // P)
+            bram = "memory" if mapping.outreg and beats < BRAM_MIN_DEPTH else "auto"
             parts.append(Part(f"lif{index}", LIFArray(layer.config, P,
                                                       thresholds=layer.thresholds,
                                                       affine=layer.affine,
-                                                      memory_outreg=mapping.outreg),
+                                                      memory_outreg=mapping.outreg,
+                                                      bram=bram),
                               "i_current", "o_spikes", index))
         return parts
 

@@ -16,6 +16,7 @@ from golden.core import from_beats
 from golden.modelfile import DEFAULT_MODEL, load_default
 from golden.examples import example_network
 from golden.network import IntegerNetwork
+from hdl.mapping import HardwareMapping
 from hdl.network import SpikingNetwork, export_network_verilog
 
 
@@ -149,8 +150,9 @@ def compare(dut, got, want):
 
 
 def run_and_compare(inet, lanes, x, *, in_lanes=1, seed=0, gap=0.3, backpressure=0.3,
-                    outreg=None):
-    dut = SpikingNetwork(inet, lanes, in_lanes=in_lanes, outreg=outreg)
+                    outreg=None, slices=None):
+    mapping = HardwareMapping.for_network(inet, lanes, in_lanes, outreg, slices=slices)
+    dut = SpikingNetwork(inet, mapping)
     x_q, _ = inet.quantize_input(x)
     got = simulate(dut, x_q, seed=seed, gap=gap, backpressure=backpressure)
     want = golden_trace(inet, x)
@@ -171,16 +173,18 @@ NETWORKS = [
 ]
 
 
-@pytest.mark.parametrize("outreg", [False, True], ids=["plain", "outreg"])
+@pytest.mark.parametrize("outreg", [False, True], ids=["plain", "outreg+slices"])
 @pytest.mark.parametrize("case", range(len(NETWORKS)))
 def test_random_network_matches_golden(case, outreg):
+    """Both pipelines: the original one (no registered memory outputs, stages chained
+    directly) and registered memory outputs with a register slice on every link."""
     sizes, T, norm, mpbn, lanes, in_lanes, tau = NETWORKS[case]
     seed = 100 + case
     inet = random_network(sizes, T=T, norm=norm, mpbn=mpbn, seed=seed, tau=tau)
     x = random_samples(inet, 4, seed=seed)
     x[1] = 0.0                                     # an all-zero sample: biases only
     dut, got, want = run_and_compare(inet, lanes, x, in_lanes=in_lanes, seed=seed,
-                                     outreg=outreg)
+                                     outreg=outreg, slices=outreg)
     assert all(array.latency == (7 if array.config.affine else 6 if
                                  array.config.leak_shift is None else 5) - (not outreg)
                for array in dut.lif)

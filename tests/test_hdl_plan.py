@@ -225,7 +225,8 @@ def test_mapping_defaults_and_caps():
     assert HardwareMapping.for_network(inet, 4, 2, False) == HardwareMapping((4, 3), 2, False)
     assert HardwareMapping.for_network(inet, m) is m
     assert network_plan(inet, m).mapping == m
-    assert m.to_json() == {"lanes": [16, 3], "in_lanes": 6, "outreg": True}
+    assert m.to_json() == {"lanes": [16, 3], "in_lanes": 6, "outreg": True, "slices": True}
+    assert not HardwareMapping.for_network(inet, slices=False).slices
 
 
 def test_mapping_errors_name_field_and_value():
@@ -236,6 +237,8 @@ def test_mapping_errors_name_field_and_value():
         HardwareMapping((2, 2), -1)
     with pytest.raises(ValueError, match="outreg must be True or False, not 'yes'"):
         HardwareMapping((2, 2), 1, "yes")
+    with pytest.raises(ValueError, match="slices must be True or False, not None"):
+        HardwareMapping((2, 2), 1, True, None)
     with pytest.raises(ValueError, match="lanes must be a tuple of positive integers"):
         HardwareMapping(4)
     with pytest.raises(ValueError, match="lanes lists 3 values, the network has 2 layers"):
