@@ -164,8 +164,9 @@ def test_network_plan_ulx3s(tmp_path):
     # Weights: (64*128 + 128*128 + 128*10) x 16 bits, all in the weight memories.
     assert mem["weight_bits"] == (64 * 128 + 128 * 128 + 128 * 10) * 16
     weights = {m["name"]: m for m in mem["memories"] if m["name"].endswith(".weights")}
-    assert weights["dense1.weights"] == {"name": "dense1.weights", "depth": 8 * 128 + 1,
-                                         "width": 16 * 16, "blocks": 24}
+    # Registered outputs (the default): no extra zero word, so 1024 words fit one bank.
+    assert weights["dense1.weights"] == {"name": "dense1.weights", "depth": 8 * 128,
+                                         "width": 16 * 16, "blocks": 15}
     assert 0 < mem["bram_blocks"] <= 208
     lpf = (tmp_path / "top.lpf").read_text()
     assert "FREQUENCY PORT" in lpf and "250000000" in lpf and "bench_0__ctl" in lpf
