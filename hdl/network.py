@@ -369,6 +369,7 @@ def describe_network(dut, name):
         "sizes": [net.layers[0].n_in] + [layer.n_out for layer in net.layers],
         "input": net.input_format.to_json(), "in_lanes": dut.in_lanes,
         "in_beats": dut.in_beats, "lanes": list(dut.lanes), "outreg": dut.outreg,
+        "slices": dut.mapping.slices,
         "classes": dut.classes, "logit_bits": dut.logit_bits, "layers": layers,
         "monitors": monitors, "plan": dut.plan.to_json(), "ports": ports, "fields": fields,
     }

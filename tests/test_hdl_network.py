@@ -237,6 +237,16 @@ def test_export_network_verilog(tmp_path):
     desc = json.loads(j1.read_text())
     assert desc["format"] == "spikefold-network-rtl" and desc["sizes"] == [6, 5, 3]
     assert desc["lanes"] == [2, 2] and desc["T"] == 2
+    assert desc["outreg"] is True and desc["slices"] is True and desc["in_lanes"] == 1
+    # The co-simulation's monitors: the LIF array's o_spikes signals inside the hierarchy.
+    (mon,) = desc["monitors"]
+    assert (mon["layer"], mon["instance"], mon["lanes"], mon["beats"]) == (0, "lif0", 2, 3)
+    module = text[text.index("module \\net.lif0"):]
+    module = module[:module.index("endmodule")]
+    for signal in (mon["valid"], mon["ready"], mon["payload"]):
+        assert f" {signal};" in module, signal
+    assert [st["name"] for st in desc["plan"]["stages"]] == ["dense0", "lif0", "dense1",
+                                                             "readout"]
     assert desc["ports"]["i_pixels__payload"] == {"dir": "in", "width": 8}
     lb = desc["logit_bits"]
     assert desc["ports"]["o_result__payload"]["width"] == 2 + 3 * lb
