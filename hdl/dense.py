@@ -97,11 +97,6 @@ def _clamp(value, fmt):
     return Mux(fits, value[:fmt.bits], rail)[:fmt.bits].as_signed()
 
 
-def _at_most_one(mask):
-    """Whether at most one bit of ``mask`` is set (combinational)."""
-    return (mask & (mask - 1)) == 0
-
-
 def _pack(words, bits):
     """Pack rows of signed integers into unsigned words, element ``p`` at ``p * bits``."""
     words = np.asarray(words, dtype=np.int64)
@@ -355,11 +350,7 @@ class DenseStage(wiring.Component):
         rest = pmask & (pmask - 1)
         writable = ~Mux(wb, full[1], full[0])
         act = pvalid & writable
-        # This cycle finishes the pending beat iff at most one of its inputs is left: a
-        # register (computed when pmask is loaded), so that no carry chain feeds the
-        # input handshake.
-        single = Signal(init=1, name="ingest_single")
-        done = single
+        done = rest == 0                      # this cycle finishes the pending beat
         write = act & (pmask != 0)
         wcount_next = wcount + write
 
@@ -373,7 +364,7 @@ class DenseStage(wiring.Component):
             m.d.comb += wr.data.x.eq(pvals[low_sig])
 
         with m.If(write):
-            m.d.sync += [pmask.eq(rest), single.eq(_at_most_one(rest)), wcount.eq(wcount_next)]
+            m.d.sync += [pmask.eq(rest), wcount.eq(wcount_next)]
         with m.If(act & done):
             m.d.sync += pvalid.eq(0)
             with m.If(plast):
@@ -382,8 +373,7 @@ class DenseStage(wiring.Component):
                     with m.If(wb == b):
                         m.d.sync += [full[b].eq(1), count[b].eq(wcount_next)]
         with m.If(port.valid & port.ready):
-            m.d.sync += [pvalid.eq(1), pmask.eq(in_mask), single.eq(_at_most_one(in_mask)),
-                         pbase.eq(ib_base),
+            m.d.sync += [pvalid.eq(1), pmask.eq(in_mask), pbase.eq(ib_base),
                          plast.eq(ib == IB - 1)]
             if self._analog:
                 m.d.sync += pvals.eq(port.payload)
