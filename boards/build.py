@@ -32,7 +32,7 @@ from pathlib import Path
 
 from golden.examples import add_core_arguments, core_from_args
 
-from .estimate import check_fit, estimate, memory_blocks
+from .estimate import check_fit, plan_memories
 from .report import parse_nextpnr_report, parse_yosys_stat, summarize
 from .targets import TARGETS, dfu_suffix, get_target
 from .toolchain import missing_tools, toolchain_env
@@ -182,28 +182,27 @@ def _build(platform, top, target, out, info, *, timing_allow_fail, plan_only, la
 _BRAM_MIN_DEPTH = 32
 
 
-def _geometry(inet, lanes, in_lanes):
-    """A ``SpikingNetwork`` asked only for its stages' parameters (never elaborated)."""
-    from hdl.network import SpikingNetwork
-    net = SpikingNetwork(inet, lanes, in_lanes=in_lanes)      # checks the lane counts
-    for part in (net, *net.dense, *net.lif, net.readout):
-        part._MustUse__silence = True
-    return net
+def _geometry(inet, mapping=None, in_lanes=None, outreg=None):
+    """The :class:`hdl.plan.NetworkPlan` of ``inet`` (checks the mapping; builds nothing)."""
+    from hdl.mapping import HardwareMapping
+    from hdl.plan import network_plan
+    return network_plan(inet, HardwareMapping.for_network(inet, mapping, in_lanes, outreg))
 
 
-def network_memory(inet, lanes, target, *, in_lanes=8):
-    """The memories of ``SpikingNetwork(inet, lanes, in_lanes=in_lanes)`` on ``target``.
+def network_memory(inet, mapping, target, *, in_lanes=None, outreg=None):
+    """The memories of ``SpikingNetwork(inet, mapping)`` on ``target``.
 
-    Counted from the layouts documented in :mod:`hdl.dense` (weights ``B * n_in + 1`` x
-    ``P * Bw``, biases ``B`` x ``P * Bb``, the two-bank active list, the replay buffer) and
-    :mod:`boards.estimate` (each LIF array). Memories at least ``_BRAM_MIN_DEPTH`` deep are
-    mapped to the fewest blocks of the device's shapes.
+    The sum of the stage plans (:func:`hdl.plan.network_plan`; ``mapping`` a
+    :class:`hdl.mapping.HardwareMapping` or the lanes, with ``in_lanes``/``outreg``, as
+    ``HardwareMapping.for_network`` takes them). Memories at least ``_BRAM_MIN_DEPTH``
+    deep are mapped to the fewest blocks of the device's shapes (one copy per read port).
 
     Returns
     -------
     dict
         ``memories`` (name, depth, width, blocks), ``weight_bits``, ``memory_bits``,
-        ``bram_blocks`` (estimate), ``bram_blocks_available``, ``bram_bits_available``.
+        ``bram_blocks`` (estimate), ``bram_blocks_available``, ``bram_bits_available``,
+        ``lanes``, ``in_lanes``, ``outreg``.
 
     Raises
     ------
@@ -211,34 +210,15 @@ def network_memory(inet, lanes, target, *, in_lanes=8):
         The weights alone hold more bits than the device's block RAM, or the block
         estimate exceeds the device's blocks (the message names both figures).
     """
-    net = _geometry(inet, lanes, in_lanes)
-    shapes = target.bram_shapes
-    mems = []
-
-    def add(name, depth, width):
-        blocks = memory_blocks(depth, width, shapes) if depth >= _BRAM_MIN_DEPTH else 0
-        mems.append((name, int(depth), int(width), blocks))
-
-    for i, (layer, stage) in enumerate(zip(inet.layers, net.dense)):
-        P, B, n_in = stage.lanes, stage.beats, layer.n_in
-        jw = max(1, (n_in - 1).bit_length())
-        add(f"dense{i}.weights", B * n_in + 1, P * layer.formats.weight.bits)
-        add(f"dense{i}.biases", max(2, B), P * layer.bias_bits)
-        add(f"dense{i}.list", 2 << jw, jw + (layer.input_bits or 0))
-        if stage.analog:
-            kw = max(1, (B - 1).bit_length())
-            add(f"dense{i}.replay", 2 << kw, P * layer.formats.current.bits)
-    for i, array in enumerate(net.lif):
-        for name, depth, width, _ in estimate(array.config, array.lanes, target,
-                                              host_link=False).memories:
-            add(f"lif{i}.{name}", depth, width)
+    plan = _geometry(inet, mapping, in_lanes, outreg)
+    mems = plan_memories(plan.stages, target.bram_shapes, min_depth=_BRAM_MIN_DEPTH)
     weight_bits = sum(layer.W_q.size * layer.formats.weight.bits for layer in inet.layers)
     blocks = sum(b for *_, b in mems)
     info = {"memories": [{"name": n, "depth": d, "width": w, "blocks": b}
                          for n, d, w, b in mems],
-            "weight_bits": int(weight_bits), "memory_bits": sum(d * w for _, d, w, _ in mems),
+            "weight_bits": int(weight_bits), "memory_bits": plan.memory_bits,
             "bram_blocks": blocks, "bram_blocks_available": target.bram_blocks,
-            "bram_bits_available": target.bram_bits, "lanes": list(net.lanes)}
+            "bram_bits_available": target.bram_bits, **plan.mapping.to_json()}
     sizes = "-".join(str(n) for n in [inet.layers[0].n_in] + [l.n_out for l in inet.layers])
     if weight_bits > target.bram_bits or blocks > target.bram_blocks:
         raise ValueError(
@@ -249,9 +229,11 @@ def network_memory(inet, lanes, target, *, in_lanes=8):
     return info
 
 
-def build_network(inet, lanes, target, out, *, in_lanes=8, freq=None, plan_only=False,
-                  cycles_per_image=None, latency_cycles=None, log=print):
-    """Build (or with ``plan_only`` only prepare) the whole network in its registered
+def build_network(inet, mapping, target, out, *, in_lanes=None, outreg=None, freq=None,
+                  plan_only=False, cycles_per_image=None, latency_cycles=None, log=print):
+    """Build (or with ``plan_only`` only prepare) the whole network (``mapping``: a
+    :class:`hdl.mapping.HardwareMapping`, or the lanes with ``in_lanes``/``outreg``, as
+    ``HardwareMapping.for_network`` takes them) in its registered
     shell (:class:`boards.top.NetworkBenchTop`) on ``target``, the clock constrained to
     ``freq`` MHz (default :data:`DEFAULT_FREQ` of the family, with
     ``--timing-allow-fail``: the achieved Fmax is the figure).
@@ -271,16 +253,18 @@ def build_network(inet, lanes, target, out, *, in_lanes=8, freq=None, plan_only=
         if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
                                   or value <= 0):
             raise ValueError(f"{name} must be a positive number or None, not {value!r}")
-    mem = network_memory(inet, lanes, target, in_lanes=in_lanes)
+    from hdl.mapping import HardwareMapping
+    mapping = HardwareMapping.for_network(inet, mapping, in_lanes, outreg)
+    mem = network_memory(inet, mapping, target)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     freq = freq or DEFAULT_FREQ[target.family]
     platform = bench_platform(target, freq * 1e6)
-    top = NetworkBenchBoardTop(inet, lanes, in_lanes)
+    top = NetworkBenchBoardTop(inet, mapping)
     sizes = [inet.layers[0].n_in] + [layer.n_out for layer in inet.layers]
     info = _base_info(target, "demo")
-    info.update(top="network-bench", sizes=sizes, T=inet.T, lanes=mem["lanes"],
-                in_lanes=in_lanes, freq_target_mhz=freq, memory=mem,
+    info.update(top="network-bench", sizes=sizes, T=inet.T, **mapping.to_json(),
+                freq_target_mhz=freq, memory=mem,
                 cycles_per_image=cycles_per_image, latency_cycles=latency_cycles)
 
     def derive(fig):
@@ -297,8 +281,9 @@ def build_network(inet, lanes, target, out, *, in_lanes=8, freq=None, plan_only=
 
     return _build(platform, top, target, out, info, timing_allow_fail=True,
                   plan_only=plan_only, derive=derive, log=log,
-                  what="the " + "-".join(map(str, sizes)) + f" network (lanes {mem['lanes']}, "
-                       f"in_lanes {in_lanes}, bench)")
+                  what="the " + "-".join(map(str, sizes)) + f" network (lanes "
+                       f"{list(mapping.lanes)}, in_lanes {mapping.in_lanes}, outreg "
+                       f"{mapping.outreg}, bench)")
 
 
 def _summary_line(info):

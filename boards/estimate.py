@@ -1,11 +1,12 @@
 """Fit estimate: will a LIF array (and the host link) fit a board's FPGA? Checked before
 any tool runs, so a hopeless build is refused in a second instead of failing in nextpnr.
 
-Memory is counted exactly from the array's memories (hdl/lif_array.py): per lane a
-membrane memory (``ceil(N/P)`` x ``Bm``) and a threshold memory (``ceil(N/P)`` x
-``Bth + 2``), one affine table (``T * channels`` x ``Ba + Bm``) and the host link's request
-buffer (``buffer_bytes`` x 8). Each memory is mapped to the block shape of the device that
-needs the fewest blocks (as Yosys's memory mapper does for these simple memories).
+Memory is counted exactly from the array's plan (:func:`hdl.plan.lif_plan`, which
+``tests/test_hdl_plan.py`` checks against what elaboration builds: per lane a membrane and a
+threshold memory, the affine table with one copy per read port) and the host link's
+request buffer (``buffer_bytes`` x 8). Each memory is mapped to the block shape of the
+device that needs the fewest blocks (as Yosys's memory mapper does for these simple
+memories); :func:`plan_memories` does the same for any list of plans (the network build).
 
 Logic is an estimate calibrated on measured builds (``spikefold sweep``): logic per lane
 grows with the membrane width; multipliers (a non-power-of-two leak, the affine stage) use
@@ -17,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from golden.core import CoreConfig
+from hdl.plan import lif_plan
 
-__all__ = ["FitEstimate", "estimate", "check_fit", "memory_blocks"]
+__all__ = ["FitEstimate", "estimate", "check_fit", "memory_blocks", "plan_memories"]
 
 #: Logic per lane per membrane bit, plus a per-lane constant (calibrated on 16-bit builds:
 #: iCE40 logic cells, ECP5/XC7 LUTs; measured marginal cost: iCE40 217 LC, ECP5 152 LUT).
@@ -32,6 +34,20 @@ _LOGIC_CONTROL = 60
 def memory_blocks(depth, width, shapes):
     """Fewest blocks of ``shapes`` ((depth, width) configurations) holding depth x width."""
     return min(-(-width // w) * -(-depth // d) for d, w in shapes)
+
+
+def plan_memories(stages, shapes, *, min_depth=0):
+    """``(stage.memory name, depth, width, blocks)`` of every memory of the
+    :class:`hdl.plan.StagePlan` list ``stages`` (a memory with several read ports is one
+    copy per port); memories shallower than ``min_depth`` count 0 blocks (left to LUT RAM
+    or flip-flops)."""
+    rows = []
+    for stage in stages:
+        for mem in stage.memories:
+            blocks = (memory_blocks(mem.depth, mem.width, shapes) * mem.read_ports
+                      if mem.depth >= min_depth else 0)
+            rows.append((f"{stage.name}.{mem.name}", mem.depth, mem.width, blocks))
+    return rows
 
 
 @dataclass
@@ -62,16 +78,8 @@ def estimate(config, lanes, target, *, host_link=True, buffer_bytes=512):
     if not isinstance(lanes, int) or lanes < 1:
         raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
     shapes = target.bram_shapes
-    depth = -(-config.neurons // lanes)
-    mems = []
-    for p in range(lanes):
-        mems.append((f"membrane_{p}", depth, config.membrane.bits,
-                     memory_blocks(depth, config.membrane.bits, shapes)))
-        mems.append((f"threshold_{p}", depth, config.threshold.bits + 2,
-                     memory_blocks(depth, config.threshold.bits + 2, shapes)))
-    if config.affine:
-        d, w = config.T * config.channels, config.scale.bits + config.membrane.bits
-        mems.append(("affine", d, w, memory_blocks(d, w, shapes)))
+    mems = [(name.split(".", 1)[1], d, w, b)
+            for name, d, w, b in plan_memories([lif_plan(config, lanes)], shapes)]
     if host_link:
         mems.append(("link_buffer", buffer_bytes, 8, memory_blocks(buffer_bytes, 8, shapes)))
     blocks = sum(b for *_, b in mems)

@@ -201,14 +201,15 @@ class NetworkBenchTop(wiring.Component):
     Parameters
     ----------
     inet : golden.network.IntegerNetwork
-    lanes : int or sequence of int
-    in_lanes : int
+    mapping : hdl.mapping.HardwareMapping, int, sequence of int or None
+    in_lanes : int or None
+    outreg : bool or None
         As :class:`hdl.network.SpikingNetwork`.
     """
 
-    def __init__(self, inet, lanes, in_lanes=1):
+    def __init__(self, inet, mapping=None, in_lanes=None, outreg=None):
         from hdl.network import SpikingNetwork
-        self.network = SpikingNetwork(inet, lanes, in_lanes=in_lanes)
+        self.network = SpikingNetwork(inet, mapping, in_lanes=in_lanes, outreg=outreg)
         super().__init__({"ctl": In(6), "out": Out(1)})
 
     def elaborate(self, platform):
@@ -275,9 +276,11 @@ class BenchBoardTop(_PinnedBench):
 class NetworkBenchBoardTop(_PinnedBench):
     """:class:`NetworkBenchTop` on a :func:`bench_platform`."""
 
-    def __init__(self, inet, lanes, in_lanes=1):
-        self.inet, self.lanes, self.in_lanes = inet, lanes, in_lanes
+    def __init__(self, inet, mapping=None, in_lanes=None, outreg=None):
+        from hdl.mapping import HardwareMapping
+        self.inet = inet
+        self.mapping = HardwareMapping.for_network(inet, mapping, in_lanes, outreg)
         super().__init__()
 
     def bench(self):
-        return NetworkBenchTop(self.inet, self.lanes, self.in_lanes)
+        return NetworkBenchTop(self.inet, self.mapping)

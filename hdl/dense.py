@@ -43,9 +43,23 @@ O        ``c_q = sat_c(acc >> shift)``: the output register                   al
 
 Memories (``amaranth.lib.memory.Memory``): weights ``B * n_in + 1`` words of ``P * Bw``
 bits (word ``k * n_in + j``, lane ``p`` at bits ``[p*Bw, (p+1)*Bw)``, lanes past ``n_out``
-zero; the last word all zero), initialised from ``W_q``; biases ``B`` words of ``P * Bb`` bits; the active list
-``2 * 2**ceil(log2 n_in)`` entries; the replay buffer ``2 * 2**ceil(log2 B)`` words of
-``P * Bc`` bits.
+zero; the last word all zero), initialised from ``W_q``; biases ``B`` words of ``P * Bb``
+bits; the active list ``2 * 2**ceil(log2 n_in)`` entries; the replay buffer
+``2 * 2**ceil(log2 B)`` words of ``P * Bc`` bits. :func:`hdl.plan.dense_plan` computes the
+same list without elaborating (``tests/test_hdl_plan.py`` compares the two).
+
+Registered memory outputs (``memory_outreg=True``): every memory becomes an
+:class:`hdl.bram.RegisteredMemory` (read latency 2; on ECP5 the block RAM primitive's own
+output register for memories at least :data:`hdl.plan.BRAM_MIN_DEPTH` deep, an inferred
+memory plus a fabric register for shallower ones), so no block RAM output drives logic.
+The list entry then arrives in stage 2 (weight address there), the weight word in stage 4,
+the products in stage 5 (analog); the bias is read two stages before the accumulator
+needs it; :attr:`DenseStage.latency` grows by 2 (6 spike / 7 analog). The weight memory
+has no zero word (``max(2, B * n_in)`` words: a zero word would cost a second bank of
+block RAM when ``B * n_in`` is a multiple of 1024); an empty list's addend is forced to
+zero instead (its ``x_q``, or for spikes the weights, through a multiplexer). The replay
+buffer's reader holds one beat in the RAM's read register. Values and the cycle counts
+per vector are unchanged; only the pipeline is longer.
 """
 
 from __future__ import annotations
@@ -57,6 +71,9 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from golden.network import IntegerLayer
+
+from .bram import RegisteredMemory
+from .plan import BRAM_MIN_DEPTH, dense_engine_depth
 
 __all__ = ["DenseStage", "current_layout", "weight_words"]
 
@@ -116,6 +133,24 @@ def _positive(name, value, maximum=None, what=""):
     return int(value)
 
 
+class _Mem:
+    """A memory with one synchronous read port and one write port, plain
+    (:class:`amaranth.lib.memory.Memory`, read latency 1) or with registered read data
+    (:class:`hdl.bram.RegisteredMemory`, read latency 2; block RAM primitives with their
+    output register on ECP5 for memories at least ``BRAM_MIN_DEPTH`` deep, inferred
+    memory + a fabric register for shallower ones)."""
+
+    def __init__(self, m, name, shape, depth, init, outreg):
+        if outreg:
+            impl = "auto" if depth >= BRAM_MIN_DEPTH else "memory"
+            mem = RegisteredMemory(shape=shape, depth=depth, init=init, implementation=impl)
+            self.read, self.write = mem.read[0], mem.write
+        else:
+            mem = memory.Memory(shape=shape, depth=depth, init=init)
+            self.read, self.write = mem.read_port(domain="sync"), mem.write_port()
+        m.submodules[name] = mem
+
+
 class DenseStage(wiring.Component):
     """Compute one dense layer's currents from a stream of inputs, bit-exactly.
 
@@ -132,6 +167,9 @@ class DenseStage(wiring.Component):
     T : int
         Timesteps per sample: the analog layer emits each computed vector ``T`` times.
         Ignored for spiking inputs (one output vector per input vector).
+    memory_outreg : bool
+        Register every memory's read data once more (see the module docstring). Default
+        ``False``: the original pipeline, unchanged.
 
     Attributes
     ----------
@@ -159,7 +197,7 @@ class DenseStage(wiring.Component):
         not fit the weight format.
     """
 
-    def __init__(self, layer, lanes, *, in_lanes=1, T=1):
+    def __init__(self, layer, lanes, *, in_lanes=1, T=1, memory_outreg=False):
         if not isinstance(layer, IntegerLayer):
             raise TypeError(f"layer must be a golden.network.IntegerLayer, not {layer!r}")
         W_q = np.asarray(layer.W_q)
@@ -180,6 +218,9 @@ class DenseStage(wiring.Component):
         self._lanes = _positive("lanes", lanes, layer.n_out, "the layer's neuron count")
         self._in_lanes = _positive("in_lanes", in_lanes, layer.n_in, "the layer's input count")
         self._T = _positive("T", T)
+        if not isinstance(memory_outreg, (bool, np.bool_)):
+            raise ValueError(f"memory_outreg must be True or False, not {memory_outreg!r}")
+        self._outreg = bool(memory_outreg)
         self._analog = layer.input_bits is not None
         self._beats = -(-layer.n_out // self._lanes)
         self._in_beats = -(-layer.n_in // self._in_lanes)
@@ -231,6 +272,17 @@ class DenseStage(wiring.Component):
         """The input stream port (``i_pixels`` or ``i_spikes``)."""
         return self.i_pixels if self._analog else self.i_spikes
 
+    @property
+    def memory_outreg(self):
+        """Whether every memory's read data passes an output register (read latency 2)."""
+        return self._outreg
+
+    @property
+    def latency(self):
+        """Engine pipeline depth: cycles from issuing a beat's last list entry to that beat
+        in the output register (S0 .. O of the table above)."""
+        return dense_engine_depth(self._analog, self._outreg)
+
     def engine_cycles(self, active):
         """Engine cycles for one input vector with ``active`` non-zero inputs."""
         return self._beats * max(1, int(active))
@@ -247,8 +299,7 @@ class DenseStage(wiring.Component):
             entry = data.StructLayout({"j": unsigned(jw), "x": signed(layer.input_bits)})
         else:
             entry = data.StructLayout({"j": unsigned(jw)})
-        lmem = memory.Memory(shape=entry, depth=2 << jw, init=[])
-        m.submodules.active_list = lmem
+        lmem = _Mem(m, "active_list", entry, 2 << jw, [], self._outreg)
 
         full = Signal(2)                      # bank b holds a complete list
         count = [Signal(range(n_in + 1), name=f"count{b}") for b in range(2)]
@@ -268,7 +319,7 @@ class DenseStage(wiring.Component):
         n_in, Q, IB = layer.n_in, self._in_lanes, self._in_beats
         jw = _width(n_in)
         port = self.input
-        wr = lmem.write_port()
+        wr = lmem.write
 
         ib = Signal(range(IB))                # index of the next input beat
         ib_base = Signal(range(max(2, IB * Q)))
@@ -338,18 +389,27 @@ class DenseStage(wiring.Component):
         P, B = self._lanes, self._beats
         Bw, Bb, Bacc = layer.formats.weight.bits, layer.bias_bits, layer.acc_bits
         jw = _width(n_in)
-        analog = self._analog
+        analog, outreg = self._analog, self._outreg
+        off = 1 if outreg else 0
+        # Stage (enabled edges after the issue) at which the list entry, the weight word
+        # and the addends are present; the bias is read so that it arrives with the addends.
+        s_list = 1 + off
+        s_weight = s_list + 1 + off
+        s_add = s_weight + (1 if analog else 0)
+        s_bias = s_add - 1 - off
 
-        # One extra all-zero word at B * n_in: an empty list reads it (adds nothing).
+        # Plain: one extra all-zero word at B * n_in, which an empty list reads (adds
+        # nothing). Registered: no extra word (it would cost a second block RAM bank when
+        # B * n_in is a multiple of 1024); an empty list's addends are forced to zero.
         zero_word = B * n_in
-        wmem = memory.Memory(shape=unsigned(P * Bw), depth=B * n_in + 1,
-                             init=_pack(weight_words(layer, P), Bw) + [0])
-        m.submodules.weights = wmem
+        words = _pack(weight_words(layer, P), Bw)
+        wdepth = max(2, B * n_in) if outreg else B * n_in + 1
+        wmem = _Mem(m, "weights", unsigned(P * Bw), wdepth, words if outreg else words + [0],
+                    outreg)
         bias = np.zeros(B * P, dtype=np.int64)
         bias[:n_out] = np.asarray(layer.bias_q, dtype=np.int64)
-        bmem = memory.Memory(shape=unsigned(P * Bb), depth=max(2, B),
-                             init=_pack(bias.reshape(B, P), Bb))
-        m.submodules.biases = bmem
+        bmem = _Mem(m, "biases", unsigned(P * Bb), max(2, B), _pack(bias.reshape(B, P), Bb),
+                    outreg)
 
         out_valid = Signal()
         en = Signal()
@@ -379,53 +439,66 @@ class DenseStage(wiring.Component):
             with m.Else():
                 m.d.sync += e.eq(e + 1)
 
-        lrd = lmem.read_port(domain="sync")
+        lrd = lmem.read
         m.d.comb += [lrd.addr.eq(Cat(e[:jw], rb)), lrd.en.eq(en)]
 
         def stage(values, name):
             regs = {}
             for key, value in values.items():
-                reg = Signal(Value.cast(value).shape(), name=f"{name}_{key}")
+                reg = Signal(Value.cast(value).shape(), name=f"{name}_{key}",
+                             reset_less=(key != "valid"))
                 with m.If(en):
                     m.d.sync += reg.eq(value)
                 regs[key] = reg
             return regs
 
-        s1 = stage({"valid": issue, "first": e == 0, "last": last_e, "empty": n == 0,
-                    "k": k, "base": base}, "s1")
+        ctl = {0: {"valid": issue, "first": e == 0, "last": last_e, "empty": n == 0,
+                   "k": k, "base": base}}
+        for j in range(1, s_list + 1):
+            ctl[j] = stage(ctl[j - 1], f"s{j}")
 
-        # S1: weight and bias addresses.
-        wrd = wmem.read_port(domain="sync")
-        brd = bmem.read_port(domain="sync")
-        m.d.comb += [wrd.addr.eq(Mux(s1["empty"], zero_word, s1["base"] + lrd.data.j)),
-                     wrd.en.eq(en)]
-        ctl2 = {key: s1[key] for key in ("valid", "first", "last")}
+        # The list entry is here: weight address (the zero word / any word when empty).
+        wrd = wmem.read
+        here = ctl[s_list]
+        m.d.comb += wrd.addr.eq(Mux(here["empty"], 0 if outreg else zero_word,
+                                    here["base"] + lrd.data.j))
+        m.d.comb += wrd.en.eq(en)
+        carry = {key: here[key] for key in ("valid", "first", "last", "k")}
         if analog:
-            ctl2["x"] = lrd.data.x
-            ctl2["k"] = s1["k"]             # the bias is needed one stage later
-        s2 = stage(ctl2, "s2")
-        m.d.comb += [brd.addr.eq(s2["k"] if analog else s1["k"]), brd.en.eq(en)]
+            # An empty list's product is forced to zero through x (registered mode).
+            carry["x"] = Mux(here["empty"], 0, lrd.data.x) if outreg else lrd.data.x
+        elif outreg:
+            carry["empty"] = here["empty"]
+        for j in range(s_list + 1, s_weight + 1):
+            ctl[j] = stage(ctl[j - 1] if j > s_list + 1 else carry, f"s{j}")
+
+        brd = bmem.read
+        m.d.comb += [brd.addr.eq(ctl[s_bias]["k"]), brd.en.eq(en)]
         weights = data.ArrayLayout(signed(Bw), P)(wrd.data)
+        wst = ctl[s_weight]
 
-        # S2 (analog: S3): addends.
+        # Addends: the weights (spikes) or the registered products W * x_q (maps to DSP
+        # blocks; the weight word and x_q come from registers).
         if analog:
-            prods = [weights[p] * s2["x"] for p in range(P)]
-            s3 = stage({**{key: s2[key] for key in ("valid", "first", "last")},
-                        **{f"prod{p}": prods[p] for p in range(P)}}, "s3")
-            ctl, addends = s3, [s3[f"prod{p}"] for p in range(P)]
+            prods = [weights[p] * wst["x"] for p in range(P)]
+            ctl[s_add] = stage({**{key: wst[key] for key in ("valid", "first", "last")},
+                                **{f"prod{p}": prods[p] for p in range(P)}}, f"s{s_add}")
+            addends = [ctl[s_add][f"prod{p}"] for p in range(P)]
+        elif outreg:
+            addends = [Mux(wst["empty"], 0, weights[p]) for p in range(P)]
         else:
-            ctl = s2
             addends = [weights[p] for p in range(P)]
+        actl = ctl[s_add]
         biases = data.ArrayLayout(signed(Bb), P)(brd.data)
 
         # A: accumulate.
         acc = [Signal(signed(Bacc), name=f"acc{p}") for p in range(P)]
         done = Signal()
         with m.If(en):
-            m.d.sync += done.eq(ctl["valid"] & ctl["last"])
-            with m.If(ctl["valid"]):
+            m.d.sync += done.eq(actl["valid"] & actl["last"])
+            with m.If(actl["valid"]):
                 for p in range(P):
-                    m.d.sync += acc[p].eq(Mux(ctl["first"], biases[p], acc[p]) + addends[p])
+                    m.d.sync += acc[p].eq(Mux(actl["first"], biases[p], acc[p]) + addends[p])
 
         # O: requantize into the output register.
         shift = layer.shift
@@ -443,13 +516,12 @@ class DenseStage(wiring.Component):
         layer = self._layer
         P, B, T = self._lanes, self._beats, self._T
         kw = _width(B)
-        buf = memory.Memory(shape=unsigned(P * layer.formats.current.bits), depth=2 << kw,
-                            init=[])
-        m.submodules.replay = buf
+        buf = _Mem(m, "replay", unsigned(P * layer.formats.current.bits), 2 << kw, [],
+                   self._outreg)
         full = Signal(2)
 
         # Writer: the engine's beats into bank wb.
-        wr = buf.write_port()
+        wr = buf.write
         wb = Signal()
         wk = Signal(range(max(2, B)))
         writable = ~Mux(wb, full[1], full[0])
@@ -469,7 +541,7 @@ class DenseStage(wiring.Component):
                 m.d.sync += wk.eq(wk + 1)
 
         # Reader: bank rb, beats 0 .. B-1, T times; the read port's data is the output.
-        rd = buf.read_port(domain="sync")
+        rd = buf.read
         rb = Signal()
         rk = Signal(range(max(2, B)))
         rt = Signal(range(max(2, T)))
@@ -483,8 +555,14 @@ class DenseStage(wiring.Component):
             self.o_current.valid.eq(out_valid),
             self.o_current.payload.eq(rd.data),
         ]
-        with m.If(adv):
-            m.d.sync += out_valid.eq(issue)
+        if self._outreg:
+            # Read latency 2: the beat sits one enabled edge in the RAM's read register.
+            pending = Signal()
+            with m.If(adv):
+                m.d.sync += [pending.eq(issue), out_valid.eq(pending)]
+        else:
+            with m.If(adv):
+                m.d.sync += out_valid.eq(issue)
         with m.If(issue):
             with m.If(rk == B - 1):
                 m.d.sync += rk.eq(0)

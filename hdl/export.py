@@ -2,7 +2,7 @@
 
 The Verilog comes from :func:`amaranth.back.verilog.convert` with ``emit_src=False``, so the
 same core and lane count give the same bytes on every machine (no source paths, no dates).
-The JSON (``"format": "spikefold-rtl"``, version 1; see ``notes/interface.md``) lists every
+The JSON (``"format": "spikefold-rtl"``, version 1; :func:`describe`) lists every
 Verilog port with its direction and width and, for each packed payload port, the bit fields
 in it, so that testbenches and board tops never hard-code a layout.
 

@@ -23,7 +23,8 @@ __all__ = ["HostLink", "array_ports"]
 
 
 def array_ports(config, lanes):
-    """The LIF array's port signature members (notes/interface.md), seen from the array."""
+    """The LIF array's port signature members (:class:`hdl.lif_array.LIFArray`'s), seen
+    from the array."""
     P = lanes
     tw = LinkLayout(config, lanes).tw
     lay = LinkLayout(config, lanes)

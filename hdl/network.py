@@ -1,35 +1,45 @@
-"""A whole spiking network on the fabric: dense stages, LIF arrays, readout and argmax.
+"""A whole spiking network on the fabric: a generic chain of the stages of its layer kinds.
 
 Implements :class:`golden.network.IntegerNetwork` (the "Integer model" table in
-``golden/network.py`` is the specification) bit for bit, one sample after another::
+``golden/network.py`` is the specification) bit for bit, one sample after another. Each
+integer stage's kind has a registered builder (:mod:`hdl.stages`); a dense stage gives a
+:class:`hdl.dense.DenseStage` followed by a LIF array or, for the last layer, the readout::
 
     i_pixels -> DenseStage 0 (MAC, once per sample, replayed T times) -> LIFArray 0
              -> DenseStage 1 (spike-driven) -> LIFArray 1 -> ...
              -> DenseStage L (spike-driven, the readout's synapses) -> Readout -> o_result
 
-Every link is an ``amaranth.lib.stream`` with valid/ready, so any stage may stall any other.
-Lock-step with the golden model holds by construction: a sample is ``ceil(n_in / Q)``
-pixel beats; DenseStage 0 emits ``T`` timesteps of ``ceil(n_out / P)`` current beats for
-it; a LIF array turns each timestep into one timestep of spike beats (and, after ``T``
-timesteps, starts the next sample with zero membranes: see ``notes/interface.md``); each
-later DenseStage turns one timestep of spike beats into one timestep of current beats; the
-readout counts ``T`` timesteps per sample. The spike lists of timestep ``t + 1`` fill while
-DenseStage ``l`` still works on timestep ``t`` (two banks), so the layers overlap in time,
-and so do consecutive samples.
+How many lanes each stage has, the input lanes, whether block RAM outputs are registered
+and whether each link between two parts has a register slice (:class:`hdl.skid.
+RegisterSlice`, ``<part>_slice``: one cycle of latency, no ``ready`` path across a stage)
+is one :class:`hdl.mapping.HardwareMapping`; what each stage builds (memories,
+latency, beats, cycles) is its :mod:`hdl.plan` plan, known before elaboration.
+
+Every link is an ``amaranth.lib.stream`` with valid/ready, so any stage may stall any other;
+the tensor and beat layout on every link is written down in :mod:`hdl.layout`. Lock-step
+with the golden model holds by construction: a sample is ``ceil(n_in / Q)`` pixel beats;
+DenseStage 0 emits ``T`` timesteps of ``ceil(n_out / P)`` current beats for it; a LIF array
+turns each timestep into one timestep of spike beats (and, after ``T`` timesteps, starts
+the next sample with zero membranes); each later DenseStage turns one timestep of spike
+beats into one timestep of current beats; the readout counts ``T`` timesteps per sample.
+The spike lists of timestep ``t + 1`` fill while DenseStage ``l`` still works on timestep
+``t`` (two banks), so the layers overlap in time, and so do consecutive samples.
 
 Cycles (``a_0`` non-zero pixels of a sample, ``a_l[t]`` spikes of layer ``l - 1`` at step
 ``t``, ``B_l = ceil(n_out_l / P_l)``): DenseStage 0 needs ``max(ceil(n_in / Q), a_0)``
 cycles to collect the non-zero pixels, then ``B_0 * a_0`` MAC cycles, once per sample; a
-spiking DenseStage ``B_l * max(1, a_l[t])`` cycles per step; a LIF array ``B_l`` per step.
-The stages overlap, so samples stream at the pace of the slowest stage (measured figures:
-``sim.network_cosim``).
+spiking DenseStage ``B_l * max(1, a_l[t])`` cycles per step; a LIF array ``B_l`` per step
+(:meth:`hdl.plan.StagePlan.cycles`). The stages overlap, so samples stream at the pace of
+the slowest stage (measured figures: ``sim.network_cosim``).
 
 :class:`Readout` (integrate-only output layer): ``logit_q[k] = sum_{t<T} c_q[t, k]`` in
 ``Bc + ceil(log2 T)`` bits (cannot overflow), then ``label = argmax_k logit_q[k]``, ties to
 the lowest index (a sequential scan, ``classes`` cycles, during which its input stalls).
 
 :func:`export_network_verilog` writes the Verilog (``emit_src=False``: reproducible) and a
-JSON description (format ``spikefold-network-rtl``, version 1) of the ports and fields.
+JSON description (format ``spikefold-network-rtl``, version 1) of the ports and fields, the
+mapping, the stage plans and, for the co-simulation, every LIF array's ``o_spikes`` signals
+inside the hierarchy (``monitors``).
 """
 
 from __future__ import annotations
@@ -46,7 +56,12 @@ from golden.network import IntegerNetwork
 
 from .dense import DenseStage
 from .export import payload_fields, verilog_ports, write_rtl
+from .layout import connect_streams
 from .lif_array import LIFArray
+from .mapping import HardwareMapping
+from .plan import network_plan
+from .skid import RegisterSlice
+from .stages import builder_for
 
 __all__ = ["Readout", "SpikingNetwork", "result_layout", "export_network_verilog",
            "FORMAT", "VERSION"]
@@ -173,14 +188,21 @@ class Readout(wiring.Component):
 class SpikingNetwork(wiring.Component):
     """Run an :class:`golden.network.IntegerNetwork` on samples streamed in, bit-exactly.
 
+    A generic chain: each integer stage's registered builder (:mod:`hdl.stages`, by
+    ``layer.kind``) gives its parts, and each part's output stream feeds the next part's
+    input stream (layout: :mod:`hdl.layout`).
+
     Parameters
     ----------
     network : golden.network.IntegerNetwork
-    lanes : int or sequence of int
-        Output neurons per beat of each layer (DenseStage and LIFArray of layer ``l``
-        share ``lanes[l]``). An int applies to every layer, capped at its ``n_out``.
-    in_lanes : int
-        Pixels per input beat, ``1 <= in_lanes <= n_in``.
+    mapping : hdl.mapping.HardwareMapping, int, sequence of int or None
+        Lanes per layer, input lanes and registered BRAM outputs. An int or a sequence
+        (the lanes) or ``None`` (the defaults) goes through
+        :meth:`HardwareMapping.for_network` with ``in_lanes`` and ``outreg``.
+    in_lanes : int or None
+    outreg : bool or None
+        Only with a mapping that is not a ``HardwareMapping`` (see ``for_network``; the
+        register slices come from the mapping, default on).
 
     Attributes
     ----------
@@ -191,74 +213,48 @@ class SpikingNetwork(wiring.Component):
         Per sample: ``label`` (argmax, ties to the lowest index) and ``logits``
         (``logit_q`` of :class:`golden.network.IntegerResult`).
 
-    The stages are public for testbenches: :attr:`dense` (one :class:`DenseStage` per
-    layer), :attr:`lif` (one ``LIFArray`` per hidden layer), :attr:`readout`.
+    The stages are public for testbenches: :attr:`parts` (every :class:`hdl.stages.Part`
+    in dataflow order), :attr:`dense` (the :class:`DenseStage` of every layer), :attr:`lif`
+    (the ``LIFArray`` of every hidden layer), :attr:`readout`; :attr:`plan` is the
+    :class:`hdl.plan.NetworkPlan` (computed without elaborating).
 
     Raises
     ------
     TypeError
         ``network`` is not an ``IntegerNetwork``.
     ValueError
-        Bad lane counts (the message names the layer).
+        Bad lane counts (the message names the layer), an unknown layer kind.
     """
 
-    def __init__(self, network, lanes, *, in_lanes=1):
+    def __init__(self, network, mapping=None, *, in_lanes=None, outreg=None):
         if not isinstance(network, IntegerNetwork):
             raise TypeError(f"network must be a golden.network.IntegerNetwork, not {network!r}")
-        layers = network.layers
-        if isinstance(lanes, (int, np.integer)) and not isinstance(lanes, bool):
-            if lanes < 1:
-                raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
-            lanes = [min(int(lanes), layer.n_out) for layer in layers]
-        else:
-            try:
-                lanes = [v for v in lanes]
-            except TypeError:
-                raise ValueError(f"lanes must be an integer or one integer per layer, not "
-                                 f"{lanes!r}") from None
-            if len(lanes) != len(layers):
-                raise ValueError(f"lanes lists {len(lanes)} values, the network has "
-                                 f"{len(layers)} layers")
         # Check every count before building anything (nothing half-built is left behind).
-        for i, layer in enumerate(layers):
-            n_in = in_lanes if i == 0 else lanes[i - 1]
-            for name, value, limit, what in (("lanes", lanes[i], layer.n_out, "neuron"),
-                                             ("in_lanes", n_in, layer.n_in, "input")):
-                if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
-                        or value < 1):
-                    raise ValueError(f"layer{i}: {name} must be a positive integer, not "
-                                     f"{value!r}")
-                if value > limit:
-                    raise ValueError(f"layer{i}: {name} {value} exceeds the layer's {what} "
-                                     f"count {limit}; use at most {limit}")
+        mapping = HardwareMapping.for_network(network, mapping, in_lanes, outreg)
+        builders = [builder_for(layer) for layer in network.layers]
         self._network = network
-        self._lanes = tuple(lanes)
-        self._in_lanes = in_lanes
-        dense, lif = [], []
-        for i, layer in enumerate(layers):
-            try:
-                dense.append(DenseStage(layer, lanes[i],
-                                        in_lanes=in_lanes if i == 0 else lanes[i - 1],
-                                        T=network.T))
-            except ValueError as exc:
-                raise ValueError(f"layer{i}: {exc}") from None
-            if not layer.readout:
-                lif.append(LIFArray(layer.config, lanes[i], thresholds=layer.thresholds,
-                                    affine=layer.affine))
-        last = layers[-1]
-        self._dense, self._lif = tuple(dense), tuple(lif)
-        self._readout = Readout(last.n_out, lanes[-1], network.T, last.formats.current.bits)
+        self._mapping = mapping
+        parts = []
+        for i, (layer, builder) in enumerate(zip(network.layers, builders)):
+            parts.extend(builder.build(layer, i, mapping, network.T))
+        self._parts = tuple(parts)
+        self._dense = tuple(p.component for p in parts if isinstance(p.component, DenseStage))
+        self._lif = tuple(p.component for p in parts if isinstance(p.component, LIFArray))
+        self._readout = parts[-1].component
+        if not isinstance(self._readout, Readout):
+            raise ValueError("the network's last layer must be a readout layer")
+        last = network.layers[-1]
         super().__init__({
             "i_pixels": In(stream.Signature(
-                data.ArrayLayout(signed(network.input_format.bits), in_lanes))),
+                data.ArrayLayout(signed(network.input_format.bits), mapping.in_lanes))),
             "o_result": Out(stream.Signature(
                 result_layout(last.n_out, self._readout.logit_bits))),
         })
 
     @classmethod
-    def from_model(cls, model, lanes, *, in_lanes=1):
+    def from_model(cls, model, mapping=None, *, in_lanes=None, outreg=None):
         """The network of a :class:`golden.modelfile.ModelFile` (with formats)."""
-        return cls(model.integer(), lanes, in_lanes=in_lanes)
+        return cls(model.integer(), mapping, in_lanes=in_lanes, outreg=outreg)
 
     # -- read-only parameters --------------------------------------------------------------
 
@@ -267,12 +263,25 @@ class SpikingNetwork(wiring.Component):
         return self._network
 
     @property
+    def mapping(self):
+        return self._mapping
+
+    @property
+    def plan(self):
+        """The :class:`hdl.plan.NetworkPlan` of this network and mapping."""
+        return network_plan(self._network, self._mapping)
+
+    @property
     def lanes(self):
-        return self._lanes
+        return self._mapping.lanes
 
     @property
     def in_lanes(self):
-        return self._in_lanes
+        return self._mapping.in_lanes
+
+    @property
+    def outreg(self):
+        return self._mapping.outreg
 
     @property
     def T(self):
@@ -292,6 +301,10 @@ class SpikingNetwork(wiring.Component):
         return self._dense[0].in_beats
 
     @property
+    def parts(self):
+        return self._parts
+
+    @property
     def dense(self):
         return self._dense
 
@@ -305,23 +318,19 @@ class SpikingNetwork(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        for i, stage in enumerate(self._dense):
-            m.submodules[f"dense{i}"] = stage
-        for i, array in enumerate(self._lif):
-            m.submodules[f"lif{i}"] = array
-        m.submodules.readout = self._readout
-
-        wiring.connect(m, wiring.flipped(self.i_pixels), self._dense[0].i_pixels)
-        for i, array in enumerate(self._lif):
-            wiring.connect(m, self._dense[i].o_current, array.i_current)
-            nxt = self._dense[i + 1].i_spikes
-            m.d.comb += [
-                nxt.valid.eq(array.o_spikes.valid),
-                nxt.payload.eq(array.o_spikes.payload.spikes),
-                array.o_spikes.ready.eq(nxt.ready),
-            ]
-        wiring.connect(m, self._dense[-1].o_current, self._readout.i_current)
-        wiring.connect(m, self._readout.o_result, wiring.flipped(self.o_result))
+        for part in self._parts:
+            m.submodules[part.name] = part.component
+        connect_streams(m, wiring.flipped(self.i_pixels), self._parts[0].i_stream)
+        for src, dst in zip(self._parts, self._parts[1:]):
+            if self._mapping.slices:
+                # The slice carries what the next stage takes (a LIF array's spikes only).
+                link = RegisterSlice(dst.i_stream.payload.shape())
+                m.submodules[f"{src.name}_slice"] = link
+                connect_streams(m, src.o_stream, link.i)
+                connect_streams(m, link.o, dst.i_stream)
+            else:
+                connect_streams(m, src.o_stream, dst.i_stream)
+        connect_streams(m, self._parts[-1].o_stream, wiring.flipped(self.o_result))
         return m
 
 
@@ -342,28 +351,43 @@ def describe_network(dut, name):
             row["lif_latency"] = dut.lif[i].latency
             row["config"] = dut.lif[i].config.to_json()
         layers.append(row)
+    # Every LIF array's o_spikes stream, as cocotb sees it inside the exported hierarchy
+    # (``dut.<instance>.<signal>``): the co-simulation checks every layer's spikes.
+    monitors = []
+    for part in dut.parts:
+        if isinstance(part.component, LIFArray):
+            array = part.component
+            shape = array.o_spikes.payload.shape()
+            monitors.append({
+                "layer": part.layer, "instance": part.name, "neurons": array.config.neurons,
+                "lanes": array.lanes, "beats": array.beats_per_step,
+                "valid": "o_spikes__valid", "ready": "o_spikes__ready",
+                "payload": "o_spikes__payload",
+                "fields": payload_fields(shape, "o_spikes__payload")})
     return {
         "format": FORMAT, "version": VERSION, "top": name, "T": net.T,
         "sizes": [net.layers[0].n_in] + [layer.n_out for layer in net.layers],
         "input": net.input_format.to_json(), "in_lanes": dut.in_lanes,
-        "in_beats": dut.in_beats, "lanes": list(dut.lanes), "classes": dut.classes,
-        "logit_bits": dut.logit_bits, "layers": layers, "ports": ports, "fields": fields,
+        "in_beats": dut.in_beats, "lanes": list(dut.lanes), "outreg": dut.outreg,
+        "slices": dut.mapping.slices,
+        "classes": dut.classes, "logit_bits": dut.logit_bits, "layers": layers,
+        "monitors": monitors, "plan": dut.plan.to_json(), "ports": ports, "fields": fields,
     }
 
 
-def export_network_verilog(network, lanes, out_dir, name="spikefold_network", *, in_lanes=1):
+def export_network_verilog(network, mapping, out_dir, name="spikefold_network", *,
+                           in_lanes=None, outreg=None):
     """Write ``<name>.v`` and ``<name>.json`` for ``network``.
 
     Parameters
     ----------
     network : golden.network.IntegerNetwork
-    lanes : int or sequence of int
-        As :class:`SpikingNetwork`.
+    mapping : hdl.mapping.HardwareMapping, int, sequence of int or None
+        As :class:`SpikingNetwork` (with ``in_lanes`` and ``outreg``).
     out_dir : path
         Created if missing.
     name : str
         Verilog module name and file stem.
-    in_lanes : int
 
     Returns
     -------
@@ -372,5 +396,5 @@ def export_network_verilog(network, lanes, out_dir, name="spikefold_network", *,
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"module name must be a Verilog identifier, not {name!r}")
-    dut = SpikingNetwork(network, lanes, in_lanes=in_lanes)
+    dut = SpikingNetwork(network, mapping, in_lanes=in_lanes, outreg=outreg)
     return write_rtl(dut, describe_network(dut, name), name, out_dir)

@@ -14,8 +14,9 @@ request's command with bit 7 set; an error reply has command ``0xEE`` and the pa
 
 Integer fields are little-endian in ``ceil(width / 8)`` bytes; signed fields are
 sign-extended. Widths come from the core: ``Bc, Bm, Bth, Ba`` (current, membrane, threshold,
-scale bits), ``tw, nw, cw, bw`` (timestep, neuron index, channel, beat index widths: see
-notes/interface.md), ``P`` lanes.
+scale bits), ``tw, nw, cw, bw`` (timestep, neuron index, channel, beat index widths, each
+``max(1, ceil(log2 count))``: the field widths of :mod:`hdl.lif_array`'s payload layouts),
+``P`` lanes.
 
 ==========  =====  ==============================================  =========================
 command     code   request payload                                 reply payload
@@ -266,7 +267,7 @@ class LinkLayout:
                 f"buffer_bytes = {self.buffer_bytes} allows {self.max_beats} beats per frame, "
                 f"whose reply would exceed {MAX_PAYLOAD} bytes")
 
-    # -- widths (notes/interface.md) ------------------------------------------------------
+    # -- widths (the field widths of hdl.lif_array's payload layouts) ---------------------
 
     @property
     def beats_per_step(self):

@@ -3,12 +3,18 @@
 
 The plan is a JSON file whose path is in ``SPIKEFOLD_NETWORK_PLAN`` (paths in it relative to
 its directory): the RTL description (``spikefold-network-rtl`` JSON), ``samples.npz`` with
-the quantized inputs ``x_q`` (S, n_in) and golden's ``logits`` (S, classes) and ``label``
-(S,), the seed, input gap and output backpressure probabilities. The test streams every
-sample's pixel beats back to back, takes every result, compares class and logits in order
-(scoreboard: the first mismatch is reported as sample, field, expected, got), and writes
-``result.json`` (labels, logits, mismatches per sample, cycle of each sample's first
-accepted beat and of its result) next to the plan. It fails on any mismatch.
+the quantized inputs ``x_q`` (S, n_in), golden's ``logits`` (S, classes) and ``label``
+(S,) and, per hidden layer ``l``, ``spikes<l>`` (T, S, n_out) and ``v_pre<l>``
+(T, S, n_out), the seed, input gap and output backpressure probabilities. The test streams
+every sample's pixel beats back to back, takes every result, and monitors every LIF
+array's ``o_spikes`` stream inside the hierarchy (``dut.lif<l>.o_spikes__valid`` /
+``__ready`` / ``__payload``, the names listed under ``monitors`` in the description):
+each transferred beat ``n`` of layer ``l`` is beat ``n % B`` of timestep ``(n // B) % T``
+of sample ``n // (B T)`` (:mod:`hdl.layout`), and its spikes, membranes (``v_pre``), ``t``
+and ``beat`` fields are compared with golden. The scoreboard counts ``compared`` values
+and ``mismatches`` per layer (the readout layer: logits and class) and names the earliest
+mismatch as ``{sample, layer, t, neuron, field, expected, got, cycle}``; it writes
+``result.json`` next to the plan and fails on any mismatch.
 
 Without backpressure the monitor sleeps until ``o_result.valid`` rises instead of polling
 every cycle (Icarus runs the network at a few hundred cycles per second here).
@@ -39,8 +45,12 @@ def _signed(value, bits):
 class NetworkTB:
     """Clock, reset, pixel driver, result monitor and scoreboard around one network."""
 
-    def __init__(self, dut, desc, x_q, want_logits, want_label, *, seed, gaps, backpressure):
+    def __init__(self, dut, desc, x_q, want_logits, want_label, *, seed, gaps, backpressure,
+                 want_spikes=None, want_v_pre=None):
         self.dut = dut
+        self.want_spikes = want_spikes or {}
+        self.want_v_pre = want_v_pre or {}
+        self.readout_layer = len(desc["sizes"]) - 2
         self.desc = desc
         self.rng = random.Random(seed)
         self.gaps, self.backpressure = float(gaps), float(backpressure)
@@ -100,23 +110,78 @@ class NetworkTB:
                     break
         dut.i_pixels__valid.value = 0
 
+    def _score(self, layer, sample, t, neuron, field, expected, got, cycle):
+        """Count one compared value; remember the earliest mismatch."""
+        row = self.layers.setdefault(layer, {"layer": layer, "compared": 0, "mismatches": 0})
+        row["compared"] += 1
+        if expected == got:
+            return True
+        row["mismatches"] += 1
+        self.per_sample[sample] += 1
+        first = self.first
+        if first is None or (cycle, layer) < (first["cycle"], first["layer"]):
+            self.first = {"sample": sample, "layer": layer, "t": t, "neuron": neuron,
+                          "field": field, "expected": int(expected), "got": int(got),
+                          "cycle": cycle}
+        return False
+
     def take(self, word, cycle):
         s = len(self.labels)
         label, values = self.unpack(word)
         self.labels.append(label)
         self.logits.append(values)
         self.result_cycle.append(cycle)
-        want = [int(v) for v in self.want_logits[s]]
-        bad = [k for k, (g, w) in enumerate(zip(values, want)) if g != w]
-        self.mismatches[s] = len(bad) + int(label != int(self.want_label[s]))
-        if self.mismatches[s] and self.first is None:
-            if label != int(self.want_label[s]):
-                self.first = {"sample": s, "field": "class", "expected": int(self.want_label[s]),
-                              "got": label, "cycle": cycle}
-            else:
-                k = bad[0]
-                self.first = {"sample": s, "field": f"logit[{k}]", "expected": want[k],
-                              "got": values[k], "cycle": cycle}
+        L = self.readout_layer
+        for k, (g, w) in enumerate(zip(values, self.want_logits[s])):
+            self._score(L, s, None, k, "logit", int(w), g, cycle)
+        self._score(L, s, None, None, "class", int(self.want_label[s]), label, cycle)
+
+    async def watch_layers(self):
+        """Sample every LIF array's ``o_spikes`` at each clock edge; score each transfer."""
+        dut = self.dut
+        mons = []
+        for mon in self.desc.get("monitors", []):
+            if mon["layer"] not in self.want_spikes:
+                continue
+            inst = getattr(dut, mon["instance"])
+            fields = {f["name"]: f for f in mon["fields"]}
+            mons.append((mon, getattr(inst, mon["valid"]), getattr(inst, mon["ready"]),
+                         getattr(inst, mon["payload"]), fields, [0]))
+        if not mons:
+            return
+        T = self.desc["T"]
+        while True:
+            await RisingEdge(dut.clk)
+            await ReadOnly()
+            cycle = self.cycle()                # the cycle now under way (as take())
+            for mon, valid, ready, payload, fields, count in mons:
+                if not (int(valid.value) and int(ready.value)):
+                    continue
+                self._beat(mon, int(payload.value), fields, count[0], T, cycle)
+                count[0] += 1
+
+    def _beat(self, mon, word, fields, n, T, cycle):
+        layer, P, B, N = mon["layer"], mon["lanes"], mon["beats"], mon["neurons"]
+        k, t, s = n % B, (n // B) % T, n // (B * T)
+        spikes, v_pre = self.want_spikes[layer], self.want_v_pre.get(layer)
+        if s >= spikes.shape[1]:
+            return
+        sf, mf = fields["spikes"], fields["membrane"]
+        got_spikes = (word >> sf["offset"]) & ((1 << sf["width"]) - 1)
+        for field, want in (("t", t), ("beat", k)):
+            f = fields[field]
+            self._score(layer, s, t, None, field, want,
+                        (word >> f["offset"]) & ((1 << f["width"]) - 1), cycle)
+        w = mf["width"]
+        for p in range(P):
+            i = k * P + p
+            if i >= N:
+                break
+            self._score(layer, s, t, i, "spike", int(spikes[t, s, i]), got_spikes >> p & 1,
+                        cycle)
+            if v_pre is not None:
+                got = _signed((word >> (mf["offset"] + p * w)) & ((1 << w) - 1), w)
+                self._score(layer, s, t, i, "membrane", int(v_pre[t, s, i]), got, cycle)
 
     async def monitor(self):
         """Take every result; without backpressure wake only on ``o_result.valid``."""
@@ -143,17 +208,24 @@ class NetworkTB:
     async def run(self, max_cycles):
         S = len(self.want_label)
         self.labels, self.logits, self.first_in, self.result_cycle = [], [], [], []
-        self.mismatches = [0] * S
+        self.per_sample = [0] * S
+        self.layers = {}
         self.first = None
         start = time.perf_counter()
         cocotb.start_soon(self.drive())
+        cocotb.start_soon(self.watch_layers())
         monitor = cocotb.start_soon(self.monitor())
         await First(monitor, Timer(max_cycles * PERIOD_NS, unit="ns"))
         cycles = self.cycle()
         wall = time.perf_counter() - start
+        missing = S - len(self.labels)
+        layers = [self.layers[k] for k in sorted(self.layers)]
+        mismatches = sum(row["mismatches"] for row in layers) + missing
         return {"labels": self.labels, "logits": self.logits, "first_in": self.first_in,
-                "result_cycle": self.result_cycle, "mismatches": self.mismatches,
-                "total_mismatches": int(sum(self.mismatches)) + (S - len(self.labels)),
+                "result_cycle": self.result_cycle,
+                "compared": sum(row["compared"] for row in layers),
+                "mismatches": mismatches, "total_mismatches": mismatches,
+                "mismatches_per_sample": self.per_sample, "layers": layers,
                 "first_mismatch": self.first, "results": len(self.labels),
                 "expected_results": S, "cycles": cycles,
                 "sim_wall_s": wall, "cycles_per_s": cycles / wall if wall else None}
@@ -167,9 +239,14 @@ async def network_cosim(dut):
     plan = json.loads(path.read_text())
     desc = json.loads((root / plan["rtl_json"]).read_text())
     data = np.load(root / plan["samples"])
+    hidden = len(desc["sizes"]) - 2
     tb = NetworkTB(dut, desc, data["x_q"], data["logits"], data["label"],
                    seed=int(plan["seed"]), gaps=plan.get("gaps", 0.0),
-                   backpressure=plan.get("backpressure", 0.0))
+                   backpressure=plan.get("backpressure", 0.0),
+                   want_spikes={l: data[f"spikes{l}"] for l in range(hidden)
+                                if f"spikes{l}" in data},
+                   want_v_pre={l: data[f"v_pre{l}"] for l in range(hidden)
+                               if f"v_pre{l}" in data})
     dut._log.info("spikefold network cosim: seed %d, %d samples, sizes %s, lanes %s",
                   plan["seed"], len(data["label"]), desc["sizes"], desc["lanes"])
     await tb.reset()
@@ -180,5 +257,5 @@ async def network_cosim(dut):
         raise AssertionError(f"{summary['total_mismatches']} mismatch(es); first: "
                              f"{summary['first_mismatch']} ({summary['results']}/"
                              f"{summary['expected_results']} results; seed {plan['seed']})")
-    dut._log.info("spikefold network cosim: %d samples in %d cycles, 0 mismatches",
-                  summary["results"], summary["cycles"])
+    dut._log.info("spikefold network cosim: %d samples in %d cycles, %d values compared, "
+                  "0 mismatches", summary["results"], summary["cycles"], summary["compared"])

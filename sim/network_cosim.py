@@ -24,19 +24,32 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cosim_network", "run_network_cocotb", "prepare_network_rtl", "cycle_figures",
+__all__ = ["cosim_network", "run_network_cocotb", "prepare_network_rtl", "golden_layers",
+           "cycle_figures",
            "random_network", "random_pixels", "DEFAULT_ROOT"]
 
 DEFAULT_ROOT = Path("build") / "cosim-network"
 TOP = "spikefold_network"
 
 
-def prepare_network_rtl(inet, lanes, *, in_lanes=1, root=None):
+def _mapping(inet, mapping, lanes, in_lanes, outreg):
+    """One :class:`hdl.mapping.HardwareMapping` from the new (``mapping``) or the old
+    (``lanes``) keyword."""
+    from hdl.mapping import HardwareMapping
+    if mapping is not None and lanes is not None:
+        raise ValueError("give mapping or lanes, not both")
+    return HardwareMapping.for_network(inet, mapping if mapping is not None else lanes,
+                                       in_lanes, outreg)
+
+
+def prepare_network_rtl(inet, mapping=None, *, lanes=None, in_lanes=None, outreg=None,
+                        root=None):
     """Export ``inet`` into ``<root>/<key>/`` (reused when identical); returns the dir."""
     from hdl.network import export_network_verilog
+    mapping = _mapping(inet, mapping, lanes, in_lanes, outreg)
     root = Path(root) if root is not None else DEFAULT_ROOT
     with tempfile.TemporaryDirectory() as tmp:
-        v, j = export_network_verilog(inet, lanes, tmp, name=TOP, in_lanes=in_lanes)
+        v, j = export_network_verilog(inet, mapping, tmp, name=TOP)
         text, desc = v.read_text(), j.read_text()
     key = hashlib.sha256((text + desc).encode()).hexdigest()[:12]
     directory = root / key
@@ -48,29 +61,55 @@ def prepare_network_rtl(inet, lanes, *, in_lanes=1, root=None):
     return directory
 
 
-def run_network_cocotb(inet, x, *, lanes=16, in_lanes=1, seed=0, gaps=0.0, backpressure=0.0,
-                       root=None, run_name=None, golden=None):
+def golden_layers(inet, x):
+    """Golden per-sample results of ``x`` and, per hidden layer ``l``, ``spikes<l>`` and
+    ``v_pre<l>`` (T, S, n_out): what the co-simulation compares at every timestep."""
+    res = inet.run(x, per_sample=True)
+    arrays = {}
+    for l, layer in enumerate(inet.layers[:-1]):
+        c = res.currents_q[l]
+        v_pre = np.empty(c.shape, dtype=np.int64)
+        for s in range(c.shape[1]):
+            core = layer.core()
+            for t in range(c.shape[0]):
+                v_pre[t, s] = core.step(c[t, s]).v_pre
+        arrays[f"spikes{l}"] = res.spikes[l].astype(np.uint8)
+        arrays[f"v_pre{l}"] = v_pre
+    return res, arrays
+
+
+def run_network_cocotb(inet, x, *, mapping=None, lanes=None, in_lanes=None, outreg=None,
+                       seed=0, gaps=0.0, backpressure=0.0, root=None, run_name=None,
+                       golden=None):
     """Run float inputs ``x`` (S, n_in) through the RTL of ``inet``; returns a dict.
 
-    The expected results come from ``golden`` (default ``inet`` itself; another network
-    only to check that the comparison catches a difference).
+    ``mapping`` (or the older ``lanes``, with ``in_lanes`` and ``outreg``): as
+    :class:`hdl.network.SpikingNetwork`. The expected results come from ``golden``
+    (default ``inet`` itself; another network only to check that the comparison catches a
+    difference).
 
-    The dict is the cocotb test's ``result.json`` (labels, logits, mismatches per sample,
-    cycles) plus golden's ``want_label``/``want_logits``, ``directory``, ``build_s``,
-    ``sim_s``. A run that produced no result raises ``RuntimeError`` with the log's tail.
+    The dict is the cocotb test's ``result.json``: ``compared``, ``mismatches`` (=
+    ``total_mismatches``), ``first_mismatch`` ({sample, layer, t, neuron, field, expected,
+    got, cycle} or None), ``layers`` (per layer ``compared``/``mismatches``: every hidden
+    layer's spikes and membranes at every timestep, the readout's logits and class),
+    ``mismatches_per_sample``, labels, logits, cycles; plus golden's
+    ``want_label``/``want_logits``, ``directory``, ``build_s``, ``sim_s``, the mapping. A
+    run that produced no result raises ``RuntimeError`` with the log's tail.
     """
     from sim.cocotb_network import PLAN_ENV
     from sim.runner import run_icarus
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    directory = prepare_network_rtl(inet, lanes, in_lanes=in_lanes, root=root)
+    mapping = _mapping(inet, mapping, lanes, in_lanes, outreg)
+    directory = prepare_network_rtl(inet, mapping, root=root)
     desc = json.loads((directory / f"{TOP}.json").read_text())
     x_q, _ = inet.quantize_input(x)
-    res = (inet if golden is None else golden).run(x, per_sample=True)
+    res, layers = golden_layers(inet if golden is None else golden, x)
     run_dir = directory / (run_name or f"run-{seed}-{len(x)}")
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    np.savez(run_dir / "samples.npz", x_q=x_q, logits=res.logits_q, label=res.predict())
+    np.savez(run_dir / "samples.npz", x_q=x_q, logits=res.logits_q, label=res.predict(),
+             **layers)
     slow = max(1e-3, (1 - gaps) * (1 - backpressure))
     sizes = desc["sizes"]
     per_sample = (sum(a * -(-b // p) for a, b, p in zip(sizes[:-1], sizes[1:], desc["lanes"]))
@@ -85,7 +124,7 @@ def run_network_cocotb(inet, x, *, lanes=16, in_lanes=1, seed=0, gaps=0.0, backp
                                         PLAN_ENV, seed=seed)
     result.update(want_label=[int(v) for v in res.predict()],
                   want_logits=res.logits_q.tolist(), directory=str(run_dir),
-                  build_s=build_s, sim_s=sim_s, lanes=desc["lanes"], in_lanes=in_lanes)
+                  build_s=build_s, sim_s=sim_s, **mapping.to_json())
     return result
 
 
@@ -101,8 +140,8 @@ def cycle_figures(result):
             "cycles_per_image": interval}
 
 
-def cosim_network(model_path=None, samples=8, out_dir=None, *, lanes=16, in_lanes=8, seed=0,
-                  gaps=0.0, backpressure=0.0):
+def cosim_network(model_path=None, samples=8, out_dir=None, *, mapping=None, lanes=None,
+                  in_lanes=None, outreg=None, seed=0, gaps=0.0, backpressure=0.0):
     """Run a model file's test samples on the RTL and compare with golden.
 
     Parameters
@@ -114,14 +153,19 @@ def cosim_network(model_path=None, samples=8, out_dir=None, *, lanes=16, in_lane
         The first ``samples`` test samples, or these test-sample indices.
     out_dir : path or None
         Build root (default ``build/cosim-network``).
-    lanes, in_lanes : as :class:`hdl.network.SpikingNetwork`.
+    mapping : hdl.mapping.HardwareMapping or None
+        Default: ``HardwareMapping.for_network`` of the model (the older ``lanes``,
+        ``in_lanes``, ``outreg`` keywords go there too).
 
     Returns
     -------
     dict
         ``samples``, ``float_accuracy``, ``fixed_accuracy`` (golden integer),
-        ``rtl_accuracy``, ``mismatches`` (per sample: differing logits + class),
-        ``total_mismatches``, ``first_mismatch``, ``cycles_per_image`` (steady state,
+        ``rtl_accuracy``, ``compared`` (values compared: every hidden layer's spikes and
+        membranes at every timestep, logits, class), ``mismatches`` (their total, also
+        ``total_mismatches``), ``first_mismatch`` ({sample, layer, t, neuron, field,
+        expected, got, cycle} or None), ``layers`` (per-layer ``compared`` /
+        ``mismatches``), ``mismatches_per_sample``, ``cycles_per_image`` (steady state,
         samples back to back), ``latency_cycles`` (per sample, first pixel accepted to
         result, queueing included), ``latency_cycles_first`` (idle pipeline) and
         ``latency_us`` (of the first sample) at 50 and 100 MHz, ``sim_s``, ``directory``.
@@ -143,7 +187,8 @@ def cosim_network(model_path=None, samples=8, out_dir=None, *, lanes=16, in_lane
     y = model.test_y[index]
     inet = model.integer()
     float_pred = model.network.forward(x).predict()
-    result = run_network_cocotb(inet, x, lanes=lanes, in_lanes=in_lanes, seed=seed, gaps=gaps,
+    mapping = _mapping(inet, mapping, lanes, in_lanes, outreg)
+    result = run_network_cocotb(inet, x, mapping=mapping, seed=seed, gaps=gaps,
                                 backpressure=backpressure, root=out_dir)
     rtl = np.array(result["labels"] + [-1] * (len(index) - len(result["labels"])))
     fixed = np.array(result["want_label"])
@@ -154,12 +199,15 @@ def cosim_network(model_path=None, samples=8, out_dir=None, *, lanes=16, in_lane
         "float_accuracy": float(np.mean(float_pred == y)),
         "fixed_accuracy": float(np.mean(fixed == y)),
         "rtl_accuracy": float(np.mean(rtl == y)),
+        "compared": result["compared"],
         "mismatches": result["mismatches"],
         "total_mismatches": result["total_mismatches"],
         "first_mismatch": result["first_mismatch"],
+        "layers": result["layers"],
+        "mismatches_per_sample": result["mismatches_per_sample"],
         **figures,
         "latency_us": None if lat is None else {"50MHz": lat / 50.0, "100MHz": lat / 100.0},
-        "lanes": result["lanes"], "in_lanes": in_lanes, "T": inet.T,
+        **mapping.to_json(), "T": inet.T,
         "sim_s": result["sim_s"], "build_s": result["build_s"],
         "directory": result["directory"],
     }

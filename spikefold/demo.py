@@ -104,10 +104,6 @@ def fold_check(params, v_th, membrane):
     return table, checked, mismatches
 
 
-#: Lanes of the RTL stage (``sim.network_cosim.cosim_network``'s defaults).
-RTL_LANES, RTL_IN_LANES = 16, 8
-
-
 def check_args(args):
     """Refuse bad options before any stage prints a result."""
     for name, low in (("neurons", 1), ("steps", 1), ("samples", 0)):
@@ -145,7 +141,7 @@ def run(args):
         from boards.targets import get_target
         from boards.toolchain import missing_tools
         target = get_target(args.board)
-        network_memory(model.integer(), RTL_LANES, target, in_lanes=RTL_IN_LANES)
+        network_memory(model.integer(), None, target)
         missing = missing_tools(target.tools)
         if missing:
             raise RuntimeError(f"--board {args.board} needs the YoWASP tools "
@@ -185,8 +181,7 @@ def run(args):
         from sim.network_cosim import cosim_network
         t_rtl = time.perf_counter()
         with ticker(f"    co-simulating {args.samples} samples", args.quiet):
-            rtl = cosim_network(args.model, args.samples, Path("build") / "cosim-network",
-                                lanes=RTL_LANES, in_lanes=RTL_IN_LANES)
+            rtl = cosim_network(args.model, args.samples, Path("build") / "cosim-network")
         t_rtl = time.perf_counter() - t_rtl
         print(f"    RTL accuracy {rtl['rtl_accuracy']:.2%}, golden {rtl['fixed_accuracy']:.2%}, "
               f"float {rtl['float_accuracy']:.2%}; RTL-vs-golden mismatches "
@@ -205,9 +200,10 @@ def run(args):
                     "prediction_agreement": evaluation.prediction_agreement},
         "rtl": None if rtl is None else {
             k: rtl[k] for k in ("samples", "float_accuracy", "fixed_accuracy", "rtl_accuracy",
-                                "total_mismatches", "first_mismatch", "mismatches",
-                                "cycles_per_image", "latency_cycles_first", "latency_us",
-                                "lanes", "T")},
+                                "compared", "total_mismatches", "first_mismatch",
+                                "mismatches", "layers", "cycles_per_image",
+                                "latency_cycles_first", "latency_us", "lanes", "in_lanes",
+                                "outreg", "T")},
     }
     if board is not None:
         report["board"] = board
@@ -262,9 +258,8 @@ def _board_stage(name, model, rtl):
     out = Path("build") / f"demo-{name}"
     _stage(f"board: the whole network on the {target.board} ({target.device}), yosys + "
            f"nextpnr in {out} (minutes)")
-    info = build_network(model.integer(), RTL_LANES, target, out, in_lanes=RTL_IN_LANES,
-                         cycles_per_image=cycles, latency_cycles=latency,
-                         log=lambda text: print("    " + text, flush=True))
+    info = build_network(model.integer(), None, target, out, cycles_per_image=cycles,
+                         latency_cycles=latency, log=lambda text: print("    " + text, flush=True))
     r = info["results"]
     board = {"board": name, "device": target.device, "lanes": info["lanes"],
              "in_lanes": info["in_lanes"], "freq_target_mhz": info["freq_target_mhz"],

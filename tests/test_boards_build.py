@@ -158,13 +158,15 @@ def test_network_plan_ulx3s(tmp_path):
     assert saved["built"] is False and saved["top"] == "network-bench"
     assert saved["sizes"] == [64, 128, 128, 10] and saved["lanes"] == [16, 16, 10]
     assert saved["in_lanes"] == 8 and saved["freq_target_mhz"] == 250.0
+    assert saved["outreg"] is True                    # registered BRAM outputs by default
     assert saved["cycles_per_image"] == 1234 and saved["latency_cycles"] == 2345
     mem = saved["memory"]
     # Weights: (64*128 + 128*128 + 128*10) x 16 bits, all in the weight memories.
     assert mem["weight_bits"] == (64 * 128 + 128 * 128 + 128 * 10) * 16
     weights = {m["name"]: m for m in mem["memories"] if m["name"].endswith(".weights")}
-    assert weights["dense1.weights"] == {"name": "dense1.weights", "depth": 8 * 128 + 1,
-                                         "width": 16 * 16, "blocks": 24}
+    # Registered outputs (the default): no extra zero word, so 1024 words fit one bank.
+    assert weights["dense1.weights"] == {"name": "dense1.weights", "depth": 8 * 128,
+                                         "width": 16 * 16, "blocks": 15}
     assert 0 < mem["bram_blocks"] <= 208
     lpf = (tmp_path / "top.lpf").read_text()
     assert "FREQUENCY PORT" in lpf and "250000000" in lpf and "bench_0__ctl" in lpf
@@ -172,6 +174,7 @@ def test_network_plan_ulx3s(tmp_path):
     rtlil = (tmp_path / "top.il").read_text()
     for part in ("dense0", "dense2", "lif1", "readout"):     # the whole network is there
         assert f"network.{part}" in rtlil, part
+    assert "DP16KD" in rtlil          # the LIF arrays' block RAMs with their output register
     _no_machine_paths(tmp_path)
 
 
@@ -293,3 +296,26 @@ def test_uart_summary_names_the_board_clock():
     assert "147 M" not in line
     info.update(top="bench")
     assert "147 M neuron updates/s at Fmax" in _summary_line(info)
+
+
+def test_network_memory_is_the_sum_of_plans():
+    """network_memory lists exactly the plans' memories (hdl.plan, checked against
+    elaboration in tests/test_hdl_plan.py); a T = 1 network has no replay buffer."""
+    from boards.build import network_memory
+    from hdl.mapping import HardwareMapping
+    from hdl.plan import network_plan
+    from sim.network_cosim import random_network
+    target = get_target("ulx3s-85f")
+    for T in (1, 3):
+        inet = random_network((40, 24, 6), T=T, weight_bits=6, bits=10, seed=4)
+        mapping = HardwareMapping.for_network(inet, [8, 6], 4)
+        mem = network_memory(inet, mapping, target)
+        plan = network_plan(inet, mapping)
+        assert [(m["name"], m["depth"], m["width"]) for m in mem["memories"]] == \
+            [(name, p.depth, p.width) for name, p in plan.memories()]
+        assert mem["memory_bits"] == plan.memory_bits
+        assert ("dense0.replay" in {m["name"] for m in mem["memories"]}) == (T > 1)
+        deep = [m for m in mem["memories"] if m["depth"] >= 32]
+        assert deep and all(m["blocks"] > 0 for m in deep)
+        assert mem["bram_blocks"] == sum(m["blocks"] for m in mem["memories"])
+        assert mem["lanes"] == [8, 6] and mem["in_lanes"] == 4 and mem["outreg"] is True

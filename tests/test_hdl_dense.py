@@ -133,12 +133,13 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("outreg", [False, True], ids=["plain", "outreg"])
 @pytest.mark.parametrize("n_in,n_out,lanes,in_lanes,analog,T,density", CASES)
-def test_dense_matches_golden(n_in, n_out, lanes, in_lanes, analog, T, density):
+def test_dense_matches_golden(n_in, n_out, lanes, in_lanes, analog, T, density, outreg):
     seed = n_in * 1000 + n_out * 10 + lanes
     rng = np.random.default_rng(seed)
     layer = random_layer(rng, n_in, n_out, analog=analog)
-    dut = DenseStage(layer, lanes, in_lanes=in_lanes, T=T)
+    dut = DenseStage(layer, lanes, in_lanes=in_lanes, T=T, memory_outreg=outreg)
     inputs = random_inputs(rng, layer, 6, density)
     inputs[0] = 0                                  # an all-zero vector: biases only
     check(dut, inputs, seed=seed, gap=0.3, backpressure=0.3)
@@ -153,7 +154,7 @@ def test_saturation_and_shifts():
             acc_frac = 7 + (6 if analog else 0)
             layer = random_layer(rng, 10, 6, analog=analog, current_frac=acc_frac - frac_delta,
                                  bias_scale=4.0)
-            dut = DenseStage(layer, 3, in_lanes=2, T=2)
+            dut = DenseStage(layer, 3, in_lanes=2, T=2, memory_outreg=analog)
             inputs = random_inputs(rng, layer, 8, 0.7)
             c_q, _ = layer.synapse(inputs)
             fmt = layer.formats.current
@@ -164,12 +165,14 @@ def test_saturation_and_shifts():
     assert {(-2, "max"), (-2, "min"), (0, "max"), (0, "min")} <= rails, rails
 
 
-def test_full_throughput_and_cycle_count():
+@pytest.mark.parametrize("outreg", [False, True], ids=["plain", "outreg"])
+def test_full_throughput_and_cycle_count(outreg):
     """No backpressure, no gaps: a vector with ``a`` active inputs costs ``B * a`` engine
-    cycles, back to back (the lists are double-buffered)."""
+    cycles, back to back (the lists are double-buffered), with or without registered
+    memory outputs (those only lengthen the pipeline)."""
     rng = np.random.default_rng(3)
     layer = random_layer(rng, 32, 24, analog=False)
-    dut = DenseStage(layer, 8, in_lanes=8)
+    dut = DenseStage(layer, 8, in_lanes=8, memory_outreg=outreg)
     vectors = 20
     inputs = np.zeros((vectors, 32), dtype=np.int64)
     for v in range(vectors):
@@ -177,7 +180,7 @@ def test_full_throughput_and_cycle_count():
     cycles = check(dut, inputs, seed=3)
     engine = vectors * dut.engine_cycles(6)
     # Only the first vector's ingest (<= 6 + 4 cycles) and the pipeline fill are not hidden.
-    assert engine <= cycles <= engine + 10 + 8, (cycles, engine)
+    assert engine <= cycles <= engine + 10 + 8 + (2 if outreg else 0), (cycles, engine)
 
 
 def test_analog_replay_cycles():
@@ -220,6 +223,8 @@ def test_bad_arguments():
         DenseStage(layer, 1, in_lanes=5)
     with pytest.raises(ValueError, match="T must be a positive integer"):
         DenseStage(layer, 1, T=0)
+    with pytest.raises(ValueError, match="memory_outreg must be True or False, not 1"):
+        DenseStage(layer, 1, memory_outreg=1)
     bad = IntegerLayer(layer.W_q * 1000, layer.bias_q, layer.acc_frac, layer.formats, None)
     with pytest.raises(ValueError, match=r"W_q\[\d+, \d+\] = .* does not fit"):
         DenseStage(bad, 1)

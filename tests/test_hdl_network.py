@@ -16,6 +16,7 @@ from golden.core import from_beats
 from golden.modelfile import DEFAULT_MODEL, load_default
 from golden.examples import example_network
 from golden.network import IntegerNetwork
+from hdl.mapping import HardwareMapping
 from hdl.network import SpikingNetwork, export_network_verilog
 
 
@@ -148,8 +149,10 @@ def compare(dut, got, want):
     np.testing.assert_array_equal(np.array(got["label"]), want["label"], err_msg="class")
 
 
-def run_and_compare(inet, lanes, x, *, in_lanes=1, seed=0, gap=0.3, backpressure=0.3):
-    dut = SpikingNetwork(inet, lanes, in_lanes=in_lanes)
+def run_and_compare(inet, lanes, x, *, in_lanes=1, seed=0, gap=0.3, backpressure=0.3,
+                    outreg=None, slices=None):
+    mapping = HardwareMapping.for_network(inet, lanes, in_lanes, outreg, slices=slices)
+    dut = SpikingNetwork(inet, mapping)
     x_q, _ = inet.quantize_input(x)
     got = simulate(dut, x_q, seed=seed, gap=gap, backpressure=backpressure)
     want = golden_trace(inet, x)
@@ -170,14 +173,21 @@ NETWORKS = [
 ]
 
 
+@pytest.mark.parametrize("outreg", [False, True], ids=["plain", "outreg+slices"])
 @pytest.mark.parametrize("case", range(len(NETWORKS)))
-def test_random_network_matches_golden(case):
+def test_random_network_matches_golden(case, outreg):
+    """Both pipelines: the original one (no registered memory outputs, stages chained
+    directly) and registered memory outputs with a register slice on every link."""
     sizes, T, norm, mpbn, lanes, in_lanes, tau = NETWORKS[case]
     seed = 100 + case
     inet = random_network(sizes, T=T, norm=norm, mpbn=mpbn, seed=seed, tau=tau)
     x = random_samples(inet, 4, seed=seed)
     x[1] = 0.0                                     # an all-zero sample: biases only
-    dut, got, want = run_and_compare(inet, lanes, x, in_lanes=in_lanes, seed=seed)
+    dut, got, want = run_and_compare(inet, lanes, x, in_lanes=in_lanes, seed=seed,
+                                     outreg=outreg, slices=outreg)
+    assert all(array.latency == (7 if array.config.affine else 6 if
+                                 array.config.leak_shift is None else 5) - (not outreg)
+               for array in dut.lif)
     # The tests must exercise spikes and silence.
     if want["spikes"]:
         spikes = np.concatenate([s.ravel() for s in want["spikes"]])
@@ -219,14 +229,24 @@ def test_digits_model_matches_golden(digits):
 
 def test_export_network_verilog(tmp_path):
     inet = random_network((6, 5, 3), T=2, seed=3)
-    v1, j1 = export_network_verilog(inet, 2, tmp_path / "a", name="net")
-    v2, _ = export_network_verilog(inet, 2, tmp_path / "b", name="net")
+    v1, j1 = export_network_verilog(inet, 2, tmp_path / "a", name="net", in_lanes=1)
+    v2, _ = export_network_verilog(inet, 2, tmp_path / "b", name="net", in_lanes=1)
     text = v1.read_text()
     assert text == v2.read_text(), "the Verilog is not reproducible"
     assert "module net(" in text and str(tmp_path) not in text
     desc = json.loads(j1.read_text())
     assert desc["format"] == "spikefold-network-rtl" and desc["sizes"] == [6, 5, 3]
     assert desc["lanes"] == [2, 2] and desc["T"] == 2
+    assert desc["outreg"] is True and desc["slices"] is True and desc["in_lanes"] == 1
+    # The co-simulation's monitors: the LIF array's o_spikes signals inside the hierarchy.
+    (mon,) = desc["monitors"]
+    assert (mon["layer"], mon["instance"], mon["lanes"], mon["beats"]) == (0, "lif0", 2, 3)
+    module = text[text.index("module \\net.lif0"):]
+    module = module[:module.index("endmodule")]
+    for signal in (mon["valid"], mon["ready"], mon["payload"]):
+        assert f" {signal};" in module, signal
+    assert [st["name"] for st in desc["plan"]["stages"]] == ["dense0", "lif0", "dense1",
+                                                             "readout"]
     assert desc["ports"]["i_pixels__payload"] == {"dir": "in", "width": 8}
     lb = desc["logit_bits"]
     assert desc["ports"]["o_result__payload"]["width"] == 2 + 3 * lb

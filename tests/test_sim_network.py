@@ -39,7 +39,14 @@ def test_digits_model_on_rtl():
     # this network at a few hundred cycles per second. Backpressure: the test below.
     report = cosim_network(None, [0, 1, 2], ROOT, seed=SEED, gaps=0.2)
     assert report["total_mismatches"] == 0, report["first_mismatch"]
-    assert report["mismatches"] == [0, 0, 0]
+    assert report["mismatches"] == 0 and report["mismatches_per_sample"] == [0, 0, 0]
+    # Every hidden layer's spikes and membranes at every timestep, then logits and class.
+    assert [row["layer"] for row in report["layers"]] == [0, 1, 2]
+    assert [row["mismatches"] for row in report["layers"]] == [0, 0, 0]
+    T = report["T"]
+    assert report["layers"][0]["compared"] == 3 * T * (2 * 128 + 2 * 8)   # + t, beat
+    assert report["layers"][2]["compared"] == 3 * (10 + 1)
+    assert report["compared"] == sum(row["compared"] for row in report["layers"])
     assert report["rtl_accuracy"] == report["fixed_accuracy"]
     assert report["cycles_per_image"] > 0 and len(report["latency_cycles"]) == 3
 
@@ -51,6 +58,7 @@ def test_small_network_backpressure_and_mismatch_detection():
     x = random_pixels(10, 4, nonzero=0.6, seed=6)
     good = run_network_cocotb(inet, x, lanes=[3, 3], in_lanes=5, seed=SEED, root=ROOT,
                               gaps=0.3, backpressure=0.4)
+    assert good["compared"] == 4 * 2 * (2 * 6 + 2 * 2) + 4 * (3 + 1)
     assert good["total_mismatches"] == 0, good["first_mismatch"]
     assert good["labels"] == good["want_label"]
     assert good["first_in"][0] < good["first_in"][1] < good["result_cycle"][0]
@@ -59,8 +67,38 @@ def test_small_network_backpressure_and_mismatch_detection():
     bad = run_network_cocotb(inet, x, lanes=[3, 3], in_lanes=5, seed=SEED, root=ROOT,
                              run_name="corrupted", golden=wrong)
     assert bad["total_mismatches"] > 0
-    assert bad["first_mismatch"]["field"] in ("logit[1]", "class")
+    assert bad["first_mismatch"]["field"] in ("logit", "class")
+    assert bad["first_mismatch"]["layer"] == 1
+    assert [row["mismatches"] > 0 for row in bad["layers"]] == [False, True]
     assert np.array(bad["logits"]).shape == (4, 3)
+
+
+def test_corrupted_layer_in_rtl_is_named():
+    """One threshold changed in lif1's table of the RTL (golden unchanged): the
+    co-simulation names layer 1 and the neuron, and layer 0 stays clean."""
+    from golden.fold import Compare
+    inet = random_network((10, 8, 6, 3), T=3, weight_bits=6, bits=10, seed=12)
+    x = random_pixels(10, 3, nonzero=0.7, seed=13)
+    wrong = copy.deepcopy(inet)
+    wrong.layers[1].thresholds.compare[4] = int(Compare.ALWAYS)     # neuron 4 always fires
+    want, got = inet.run(x, per_sample=True), wrong.run(x, per_sample=True)
+    assert np.array_equal(want.spikes[0], got.spikes[0])
+    assert not np.array_equal(want.spikes[1][:, :, 4], got.spikes[1][:, :, 4])
+    bad = run_network_cocotb(wrong, x, lanes=[4, 3, 3], in_lanes=5, seed=SEED, root=ROOT,
+                             run_name="corrupted-lif1", golden=inet)
+    # The first difference is a spike of neuron 4 (its membrane differs only after a
+    # different reset): the earliest sample and, in it, the earliest timestep.
+    t_s = np.argwhere(want.spikes[1][:, :, 4] != got.spikes[1][:, :, 4])
+    sample = int(t_s[:, 1].min())
+    t0 = int(t_s[t_s[:, 1] == sample, 0].min())
+    first = bad["first_mismatch"]
+    assert {k: first[k] for k in ("sample", "layer", "t", "neuron", "field", "expected",
+                                  "got")} == {
+        "sample": sample, "layer": 1, "t": t0, "neuron": 4, "field": "spike",
+        "expected": int(want.spikes[1][t0, sample, 4]), "got": 1}, first
+    rows = {row["layer"]: row for row in bad["layers"]}
+    assert rows[0]["mismatches"] == 0 and rows[0]["compared"] > 0
+    assert rows[1]["mismatches"] > 0
 
 
 def test_cycle_counts_match_amaranth_simulation():

@@ -1,0 +1,261 @@
+"""Plans of the hardware stages, computed without elaborating anything.
+
+A :class:`StagePlan` says what one hardware stage of :class:`hdl.network.SpikingNetwork`
+will be: its beats per vector in and out, its pipeline latency, every memory it builds
+(:class:`MemoryPlan`: name, width, depth, read ports) and its cycles per input vector as a
+function of activity. :func:`network_plan` lists the stages of a whole network for a
+:class:`hdl.mapping.HardwareMapping` (via the kind registry of :mod:`hdl.stages`);
+``boards/`` sums these plans instead of recomputing memory geometry, and
+``tests/test_hdl_plan.py`` checks every plan against what elaboration builds.
+
+The functions here are pure: they read the integer stage's tables and formats and the lane
+counts, and repeat the geometry rules written down in the builders' docstrings
+(:mod:`hdl.dense`, :mod:`hdl.lif_array`, :class:`hdl.network.Readout`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth.utils import ceil_log2
+
+__all__ = ["MemoryPlan", "StagePlan", "NetworkPlan", "dense_plan", "lif_plan", "readout_plan",
+           "network_plan", "lif_latency", "dense_engine_depth", "BRAM_MIN_DEPTH"]
+
+#: Memories at least this deep become block RAM (shallower ones are left to LUT RAM or
+#: flip-flops by Yosys's memory mapper; with registered outputs DenseStage gives them an
+#: inferred memory and a fabric register instead of block RAM primitives).
+BRAM_MIN_DEPTH = 32
+
+
+def dense_engine_depth(analog, outreg=False):
+    """Cycles from the DenseStage engine issuing a beat's last list entry to that beat in
+    the output register: S0 issue, S1, S2, [S3 product], A, O (4 spike / 5 analog input);
+    registered memory outputs add one stage for the list and one for the weights."""
+    return (5 if analog else 4) + (2 if outreg else 0)
+
+
+def _width(count):
+    return max(1, ceil_log2(count))
+
+
+def _depth(entries):
+    """LIFArray's rule: at least 2 words (a 0-bit address is not valid Verilog)."""
+    return max(2, entries)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """One memory: ``depth`` words of ``width`` bits; ``read_ports`` synchronous read ports
+    (a block RAM has one read port: more ports replicate the memory)."""
+
+    name: str
+    width: int
+    depth: int
+    read_ports: int = 1
+
+    @property
+    def bits(self):
+        """Bits stored (one copy)."""
+        return self.width * self.depth
+
+    def to_json(self):
+        return {"name": self.name, "width": self.width, "depth": self.depth,
+                "read_ports": self.read_ports}
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One hardware stage of the network.
+
+    Attributes
+    ----------
+    name : str
+        Its submodule name in :class:`hdl.network.SpikingNetwork` (``dense0``, ``lif0``,
+        ``readout``).
+    kind : str
+        ``"dense"``, ``"lif"`` or ``"readout"``.
+    lanes, in_lanes : int
+        Values per output beat / per input beat.
+    in_beats, beats : int
+        Input beats per input vector, output beats per output vector
+        (``ceil(n_in / in_lanes)``, ``ceil(n_out / lanes)``; the readout: one result).
+    latency : int
+        Pipeline depth in cycles (dense: engine issue to output register; LIF: accepted
+        beat to output beat; readout: the last input beat to the result, argmax scan
+        included).
+    memories : tuple of MemoryPlan
+    per_sample : bool
+        The input vector comes once per sample (the analog first dense stage, replayed
+        ``T`` times) rather than once per timestep.
+    """
+
+    name: str
+    kind: str
+    lanes: int
+    in_lanes: int
+    in_beats: int
+    beats: int
+    latency: int
+    memories: tuple
+    per_sample: bool = False
+    T: int = 1
+
+    def cycles(self, active=0):
+        """Busy cycles of the stage for one input vector with ``active`` non-zero inputs
+        (dense: ``beats * max(1, active)`` engine cycles; LIF: ``beats``; readout: its
+        ``in_beats`` per timestep; the input ingest overlaps the engine)."""
+        active = int(active)
+        if active < 0:
+            raise ValueError(f"active must be a non-negative integer, not {active!r}")
+        if self.kind == "dense":
+            return self.beats * max(1, active)
+        if self.kind == "lif":
+            return self.beats
+        return self.in_beats
+
+    def cycles_per_step(self, active=0):
+        """Busy cycles per timestep: :meth:`cycles`, spread over ``T`` steps for a vector
+        that comes once per sample (the replay then emits ``beats`` per step)."""
+        if self.per_sample:
+            return max(self.beats, -(-self.cycles(active) // self.T))
+        return self.cycles(active)
+
+    @property
+    def memory_bits(self):
+        return sum(m.bits * m.read_ports for m in self.memories)
+
+    def to_json(self):
+        return {"name": self.name, "kind": self.kind, "lanes": self.lanes,
+                "in_lanes": self.in_lanes, "in_beats": self.in_beats, "beats": self.beats,
+                "latency": self.latency, "per_sample": self.per_sample,
+                "memories": [m.to_json() for m in self.memories]}
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """The stage plans of a whole network, in dataflow order."""
+
+    stages: tuple
+    mapping: object
+    T: int
+
+    def memories(self):
+        """``(stage name + "." + memory name, MemoryPlan)`` of every memory."""
+        return [(f"{s.name}.{m.name}", m) for s in self.stages for m in s.memories]
+
+    @property
+    def memory_bits(self):
+        return sum(s.memory_bits for s in self.stages)
+
+    def stage(self, name):
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def cycles_per_sample(self, active):
+        """Cycles per sample with the stages overlapped: the busiest stage's cycles for this
+        sample (``active[i]``: the non-zero inputs of the ``i``-th dense stage, one value
+        for the analog first stage, one per timestep for the others). Averaged over samples
+        streamed back to back it is the measured steady-state interval between results
+        (``tests/test_hdl_plan.py``: within 5 % in simulation); single samples differ by
+        the neighbours' overlap."""
+        dense = [s for s in self.stages if s.kind == "dense"]
+        if len(active) != len(dense):
+            raise ValueError(f"active lists {len(active)} dense stages, the network has "
+                             f"{len(dense)}")
+        worst = 0
+        for s, a in zip(dense, active):
+            if s.per_sample:
+                a = [a] if not hasattr(a, "__len__") else a
+                worst = max(worst, s.cycles(a[0]), s.beats * self.T)
+            else:
+                worst = max(worst, sum(s.cycles(v) for v in a))
+        for s in self.stages:
+            if s.kind != "dense":
+                worst = max(worst, s.cycles() * self.T)
+        return worst
+
+    def to_json(self):
+        return {"mapping": self.mapping.to_json(), "T": self.T,
+                "stages": [s.to_json() for s in self.stages],
+                "memory_bits": self.memory_bits}
+
+
+def dense_plan(layer, lanes, in_lanes, T, *, outreg=False, name="dense"):
+    """Plan of ``hdl.dense.DenseStage(layer, lanes, in_lanes=in_lanes, T=T,
+    memory_outreg=outreg)`` (the weight memory's extra zero word only without ``outreg``)."""
+    n_in, n_out = layer.n_in, layer.n_out
+    P, Q = int(lanes), int(in_lanes)
+    B, IB = -(-n_out // P), -(-n_in // Q)
+    analog = layer.input_bits is not None
+    jw = _width(n_in)
+    mems = [
+        MemoryPlan("active_list", jw + (layer.input_bits if analog else 0), 2 << jw),
+        MemoryPlan("weights", P * layer.formats.weight.bits,
+                   _depth(B * n_in) if outreg else B * n_in + 1),
+        MemoryPlan("biases", P * layer.bias_bits, _depth(B)),
+    ]
+    replay = analog and T > 1
+    if replay:
+        mems.append(MemoryPlan("replay", P * layer.formats.current.bits, 2 << _width(B)))
+    return StagePlan(name, "dense", P, Q, IB, B, dense_engine_depth(analog, outreg), tuple(mems),
+                     per_sample=replay, T=int(T))
+
+
+def lif_latency(config, outreg=False):
+    """``LIFArray.latency``: ``A + 2`` with ``A`` = 2 (shift leak), 3 (multiply leak) or 4
+    (affine), plus one with registered memory outputs."""
+    mult_leak = config.leak_shift is None
+    add = (4 if config.affine else (3 if mult_leak else 2)) + (1 if outreg else 0)
+    return add + 2
+
+
+def lif_plan(config, lanes, *, outreg=False, name="lif"):
+    """Plan of ``hdl.lif_array.LIFArray(config, lanes, memory_outreg=outreg)``.
+
+    Memories (the geometry in :mod:`hdl.lif_array`'s docstring): per lane ``p`` a
+    membrane memory ``signed(Bm)`` and a threshold memory ``Bth + 2`` bits, both
+    ``max(2, ceil(N / P))`` deep; with the affine stage one table ``Ba + Bm`` bits wide at
+    address ``(t, channel)`` = ``t << ceil(log2 C) | channel``, so ``T * 2**ceil(log2 C)``
+    deep (at least 2), with one read port per group of lanes that see the same channel
+    sequence."""
+    P, N = int(lanes), config.neurons
+    B = -(-N // P)
+    mems = []
+    for p in range(P):
+        mems.append(MemoryPlan(f"threshold_{p}", config.threshold.bits + 2, _depth(B)))
+    if config.affine:
+        cs = config.channel_size
+        groups = {tuple((k * P + p) // cs for k in range(B)) for p in range(P)}
+        mems.append(MemoryPlan("affine", config.scale.bits + config.membrane.bits,
+                               _depth(config.T << ceil_log2(config.channels)),
+                               read_ports=len(groups)))
+    for p in range(P):
+        mems.append(MemoryPlan(f"membrane_{p}", config.membrane.bits, _depth(B)))
+    return StagePlan(name, "lif", P, P, B, B, lif_latency(config, outreg), tuple(mems),
+                     T=config.T)
+
+
+def readout_plan(classes, lanes, T, current_bits, *, name="readout"):
+    """Plan of :class:`hdl.network.Readout`: no memory (the logits are registers); the
+    argmax scan takes ``classes`` cycles after the sample's last beat, one more for the
+    result register."""
+    P = int(lanes)
+    B = -(-int(classes) // P)
+    return StagePlan(name, "readout", 1, P, B, 1, int(classes) + 1, (), T=int(T))
+
+
+def network_plan(inet, mapping=None):
+    """The :class:`NetworkPlan` of ``inet`` under ``mapping`` (a
+    :class:`hdl.mapping.HardwareMapping`, or what ``HardwareMapping.for_network`` takes
+    as ``lanes``)."""
+    from .mapping import HardwareMapping
+    from .stages import builder_for
+    mapping = HardwareMapping.for_network(inet, mapping)
+    stages = []
+    for index, layer in enumerate(inet.layers):
+        stages.extend(builder_for(layer).plan(layer, index, mapping, inet.T))
+    return NetworkPlan(tuple(stages), mapping, inet.T)
+

@@ -1,0 +1,137 @@
+"""One hardware builder per layer kind, registered by name.
+
+:class:`hdl.network.SpikingNetwork` is a generic chain: for each integer stage of the
+network (``layer.kind``, ``"dense"`` until golden grows other kinds) it asks the
+registered builder for its hardware parts and connects each part's ``output`` stream to
+the next part's ``input`` stream. Every builder gives, for the same arguments,
+
+* :meth:`StageBuilder.plan` -- the :class:`hdl.plan.StagePlan` of each part, computed
+  without building or elaborating anything;
+* :meth:`StageBuilder.build` -- the parts themselves, as :class:`Part` (submodule name,
+  component, names of its input and output stream ports).
+
+The streams between parts follow the layout of :mod:`hdl.layout`. A new layer kind
+(convolution, pooling, flatten) adds one builder class here (or in its own module) and
+one :func:`register` call; the chain, the plans' sums in ``boards/`` and the co-simulation
+monitors need no change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .plan import BRAM_MIN_DEPTH, dense_plan, lif_plan, readout_plan
+
+__all__ = ["Part", "StageBuilder", "DenseBuilder", "BUILDERS", "register", "builder_for",
+           "layer_kind"]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One built hardware stage: submodule ``name``, the ``component``, the attribute
+    names of its input and output ``amaranth.lib.stream`` ports, and the index of the
+    integer stage (``network.layers[layer]``) it belongs to."""
+
+    name: str
+    component: object
+    input: str
+    output: str
+    layer: int
+
+    @property
+    def i_stream(self):
+        return getattr(self.component, self.input)
+
+    @property
+    def o_stream(self):
+        return getattr(self.component, self.output)
+
+
+class StageBuilder:
+    """Base of the per-kind builders (stateless; one instance is registered)."""
+
+    kind = None
+
+    def plan(self, layer, index, mapping, T):
+        """The :class:`hdl.plan.StagePlan` of each part of integer stage ``index``."""
+        raise NotImplementedError
+
+    def build(self, layer, index, mapping, T):
+        """The :class:`Part` list of integer stage ``index`` (same order as :meth:`plan`)."""
+        raise NotImplementedError
+
+
+class DenseBuilder(StageBuilder):
+    """A dense integer stage: :class:`hdl.dense.DenseStage` (``dense<i>``), then a
+    :class:`hdl.lif_array.LIFArray` (``lif<i>``) or, for the readout layer,
+    :class:`hdl.network.Readout` (``readout``)."""
+
+    kind = "dense"
+
+    def plan(self, layer, index, mapping, T):
+        P = mapping.lanes[index]
+        plans = [dense_plan(layer, P, mapping.layer_in_lanes(index), T, outreg=mapping.outreg,
+                            name=f"dense{index}")]
+        if layer.readout:
+            plans.append(readout_plan(layer.n_out, P, T, layer.formats.current.bits))
+        else:
+            plans.append(lif_plan(layer.config, P, outreg=mapping.outreg, name=f"lif{index}"))
+        return plans
+
+    def build(self, layer, index, mapping, T):
+        from .dense import DenseStage
+        from .lif_array import LIFArray
+        from .network import Readout
+        P = mapping.lanes[index]
+        try:
+            dense = DenseStage(layer, P, in_lanes=mapping.layer_in_lanes(index), T=T,
+                               memory_outreg=mapping.outreg)
+        except ValueError as exc:
+            raise ValueError(f"layer{index}: {exc}") from None
+        parts = [Part(f"dense{index}", dense, "i_pixels" if dense.analog else "i_spikes",
+                      "o_current", index)]
+        if layer.readout:
+            parts.append(Part("readout", Readout(layer.n_out, P, T,
+                                                 layer.formats.current.bits),
+                              "i_current", "o_result", index))
+        else:
+            # Shallow memories stay out of block RAM primitives (LUT RAM or flip-flops
+            # after an inferred memory, and a fabric output register).
+            beats = -(-layer.n_out // P)
+            bram = "memory" if mapping.outreg and beats < BRAM_MIN_DEPTH else "auto"
+            parts.append(Part(f"lif{index}", LIFArray(layer.config, P,
+                                                      thresholds=layer.thresholds,
+                                                      affine=layer.affine,
+                                                      memory_outreg=mapping.outreg,
+                                                      bram=bram),
+                              "i_current", "o_spikes", index))
+        return parts
+
+
+BUILDERS = {}
+
+
+def register(builder):
+    """Register ``builder`` (a :class:`StageBuilder` instance) for ``builder.kind``."""
+    if not isinstance(builder, StageBuilder) or not isinstance(builder.kind, str):
+        raise TypeError(f"builder must be a StageBuilder instance with a kind, not {builder!r}")
+    BUILDERS[builder.kind] = builder
+    return builder
+
+
+register(DenseBuilder())
+
+
+def layer_kind(layer):
+    """The kind of an integer stage (``"dense"`` for stages that do not say)."""
+    return getattr(layer, "kind", "dense")
+
+
+def builder_for(layer):
+    """The registered builder of ``layer``'s kind, or ``ValueError`` naming the kind."""
+    kind = layer_kind(layer)
+    try:
+        return BUILDERS[kind]
+    except KeyError:
+        raise ValueError(f"no hardware builder for layer kind {kind!r}; known kinds: "
+                         f"{', '.join(sorted(BUILDERS))}") from None
