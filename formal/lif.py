@@ -55,15 +55,14 @@ class LifProof:
 SMALL = dict(T=3, membrane=Fixed(6, 2), current=Fixed(5, 1), threshold=Fixed(6, 2))
 PROOFS = [
     LifProof("shift-zero-n1", 1, dict(SMALL, tau=0.5)),
-    LifProof("mul-sub-n1", 1, dict(SMALL, tau=0.7, tau_bits=3, reset="subtract")),
-    LifProof("shift-zero-n1-outreg", 1, dict(SMALL, tau=0.5), memory_outreg=True),
-    LifProof("shift-sub-n2", 2, dict(SMALL, tau=0.5, reset="subtract"), depth=12),
+    LifProof("shift-zero-n1-outreg", 1, dict(SMALL, tau=0.5), memory_outreg=True, depth=12),
+    LifProof("mul-sub-n1", 1, dict(SMALL, tau=0.7, tau_bits=3, reset="subtract"), depth=12,
+             slow=True),
+    LifProof("shift-sub-n2", 2, dict(SMALL, tau=0.5, reset="subtract"), depth=11, slow=True),
     LifProof("mul-zero-n2-outreg", 2, dict(SMALL, tau=0.6, tau_bits=3), memory_outreg=True,
-             depth=12),
+             depth=11, slow=True),
     LifProof("aff-shift-sub-n1", 1, dict(SMALL, tau=0.5, reset="subtract", affine=True,
-                                         scale=Fixed(4, 2)), depth=12, slow=True),
-    LifProof("shift-sub-n3-outreg", 3, dict(SMALL, tau=0.25, reset="subtract"),
-             memory_outreg=True, depth=12, slow=True),
+                                         scale=Fixed(4, 2)), depth=11, slow=True),
 ]
 #: A proof with a wrong spec: it must fail, or the harness checks nothing.
 MUTANT = LifProof("mutant-shift-zero-n1", 1, dict(SMALL, tau=0.5), wrong_spec=True)
