@@ -14,7 +14,7 @@ from formal.lif import MUTANT, PROOFS, write_lif_proof
 from formal.sby import formal_root, run_sby, tools_missing
 
 
-def run_all(names=None, *, quick=False, solver="boolector", out=print):
+def run_all(names=None, *, quick=False, solver="boolector", timeout=None, out=print):
     root = formal_root()
     root.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -23,7 +23,8 @@ def run_all(names=None, *, quick=False, solver="boolector", out=print):
             continue
         if quick and proof.slow:
             continue
-        result = run_sby(write_lif_proof(proof, root, solver=solver), solver=solver)
+        result = run_sby(write_lif_proof(proof, root, solver=solver), solver=solver,
+                         timeout=timeout)
         want = "FAIL" if proof.wrong_spec else "PASS"
         ok = result.status == want
         rows.append({"proof": proof.name, "status": result.status, "expected": want,
@@ -43,12 +44,14 @@ def main(argv=None):
     parser.add_argument("names", nargs="*", help="proofs to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="skip the slow proofs")
     parser.add_argument("--solver", choices=("boolector", "z3"), default="boolector")
+    parser.add_argument("--timeout", type=float, default=1800,
+                        help="seconds per proof before it counts as failed (default 1800)")
     args = parser.parse_args(argv)
     missing = tools_missing(args.solver)
     if missing:
         print(f"formal: missing {', '.join(missing)} (pip install -e '.[dev]')", file=sys.stderr)
         return 2
-    rows = run_all(args.names, quick=args.quick, solver=args.solver)
+    rows = run_all(args.names, quick=args.quick, solver=args.solver, timeout=args.timeout)
     bad = [r["proof"] for r in rows if not r["ok"]]
     print(f"formal: {len(rows) - len(bad)} passed, {len(bad)} failed")
     return 1 if bad else 0

@@ -62,7 +62,7 @@ PROOFS = [
     LifProof("mul-zero-n2-outreg", 2, dict(SMALL, tau=0.6, tau_bits=3), memory_outreg=True,
              depth=11, slow=True),
     LifProof("aff-shift-sub-n1", 1, dict(SMALL, tau=0.5, reset="subtract", affine=True,
-                                         scale=Fixed(4, 2)), depth=11, slow=True),
+                                         scale=Fixed(4, 2)), depth=9, slow=True),
 ]
 #: A proof with a wrong spec: it must fail, or the harness checks nothing.
 MUTANT = LifProof("mutant-shift-zero-n1", 1, dict(SMALL, tau=0.5), wrong_spec=True)

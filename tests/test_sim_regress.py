@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sim.regress import DEFAULT_COUNT, draw_case, run_regression
+from sim.tally import record
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("SPIKEFOLD_BUILD_DIR", str(REPO / "build"))
@@ -44,6 +45,9 @@ def test_regression(chunk, capsys):
     summary = run_regression(size, first=chunk * size)
     out = capsys.readouterr().out
     print(out)
+    record(f"fast-regress-{chunk}", {"compared": summary["compared"],
+                                     "cycles": summary["cycles"],
+                                     "mismatches": len(summary["failures"])})
     assert summary["configurations"] == size
     assert not summary["failures"], "\n".join(
         f"seed {f['seed']} ({f['config']}): {f['first_mismatch']}; replay: {f['replay']}"
