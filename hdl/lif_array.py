@@ -8,85 +8,99 @@ executable form.
 Pipeline (stall-all: every register, every memory read port and every write moves only on
 ``en = ~o_spikes.valid | o_spikes.ready``). A beat accepted at edge ``e`` enters stage S1 at
 ``e``, stage S(j+1) at the next enabled edge, and leaves the last stage S``latency`` (the
-output register) at edge ``e + latency`` when ``o_spikes.ready`` stays high. Every memory's
-read data goes straight into a register (no logic between a block RAM and a flip-flop):
+output register) at edge ``e + latency`` when ``o_spikes.ready`` stays high. Each stage
+registers only the values a later stage uses; every memory's read data goes straight into
+a register or a carry chain's operand (no LUT between a block RAM and a flip-flop).
 
 =======  ===================================================================  ==========
 stage    combinational work in the stage (registered at its end)              present
 =======  ===================================================================  ==========
-accept   beat counter ``k`` and timestep ``t`` address the threshold and      always
-         affine memories (synchronous reads; the data is in S1)
-S1       memory data registered, nothing else                                 always
-S2       ``x * a`` (affine product: the multiplier has its own stage)         affine
-S3       ``y = sat_m((x*a >> Fa) + b)``                                        affine
-U        membrane: the registered memory data or a forwarded value, zero at   always
-         ``t == 0``; ``v * tau_q`` (multiply leak: its own stage)
-A        ``sum = leak(v) + y`` (shift leak ``v >> k`` here; without affine    always
-         ``y = sat_m(c << (Fm - Fc))`` is formed here or in U)
-A+1      ``v_pre = sat_m(sum)``; comparator (GT/LT/NEVER/ALWAYS) on the       always
-         unsaturated ``sum`` in parallel with the saturation
-A+2      reset (zero / ``sat_m(v_pre - theta)``) and membrane write;           always
-         this stage's registers are the output (spikes, ``v_pre``)
+accept   ``k`` / ``t`` address the threshold, affine and membrane memories    always
+S1       ``y = sat_m(c << (Fm - Fc))`` (free in the input register's LUTs)    no affine
+S1..3    affine: table data (S1), ``x * a`` (S2), ``y = sat_m(... + b)`` (S3)  affine
+U - 1    membrane read data registered (zeroed at ``t == 0`` by the          always
+         register's synchronous reset when nothing is forwarded)
+U        membrane ``v``: forwarded value or the register, zero at ``t == 0``;  always
+         ``v * tau_q`` (multiply leak: its own stage)
+A        ``~sum = ~(leak(v) + y)`` (registered inverted: the comparator's      always
+         carry chain takes it as it is)
+A+1      ``v_pre = sat_m(sum)`` and, in parallel, one carry chain deciding    always
+         the comparison (below); spike from the 2-bit code
+A+2      reset (zero / ``sat_m(v_pre - theta)``) and membrane write; this     always
+         stage's registers are the output (spikes, ``v_pre``)
 =======  ===================================================================  ==========
 
-``A`` is 2 (shift leak, no affine), 3 (multiply leak, no affine) or 4 (affine); ``U`` is
-``A`` for a shift leak and ``A - 1`` for a multiply leak; ``latency = A + 2``: 4, 5, 6, 6
-for shift, multiply, shift + affine, multiply + affine. The membrane memory is read at the
-edge entering ``U - 1`` and its data registered at the edge entering ``U``.
+``U`` is 2 (no affine; 3 for a multiply leak's ``A``) or ``A`` / ``A - 1`` with the affine
+stage (``A = 4``); ``latency = A + 2``: 4, 5, 6, 6 for shift, multiply, shift + affine,
+multiply + affine. ``theta`` and the code are read at the accept edge (so a load takes
+effect exactly for the beats accepted after its transfer cycle) and carried only to stage
+``A + 1`` (to ``A + 2`` with the subtract reset).
+
+The comparator is one carry chain for GT and LT: with ``c0`` the code's low bit,
+``(2 theta + ~c0) + (2 ~sum + 1) = 2 (theta - sum) - c0`` is negative iff ``sum > theta``
+(GT) or ``sum >= theta`` (LT: the spike is the complement); both operands enter with their
+sign bits flipped so the chain's carry out is the answer. It compares the unsaturated sum:
+equal to comparing ``v_pre`` because the code of GT at the membrane's top rail and
+of LT at its bottom rail is NEVER (those comparisons can never hold on a saturated
+membrane): :meth:`LIFArray._stored_compare` folds the rails into the code in stage ``A``
+from the registered ``theta`` (three LUT levels into the code's register; on the shared load
+port instead it was the ECP5 critical path, the load data fanning out to every lane's block
+RAM).
 
 Memories (``amaranth.lib.memory.Memory`` with ``init=``, synchronous read ports with the
 enable tied to ``en``, one write port each), organised per lane: lane ``p`` holds neurons
 ``p, p + P, p + 2P, ...`` at address ``k = i // P`` (depth ``ceil(N / P)``, at least 2), so
 the block RAM bits per neuron are ``Bm + Bth + 2`` plus rounding to the RAM geometry:
 
-* ``membrane_p``: ``signed(Bm)``, zero-initialised, written from stage ``A + 2``.
-* ``threshold_p``: ``theta: signed(Bth)`` + ``compare: unsigned(2)``, initialised from the
-  folded :class:`~golden.quantize.ThresholdTable` (entries past ``N`` are NEVER); read at
-  the accept edge, so a load takes effect for beats accepted after its transfer cycle;
-  written by ``load_threshold`` (index ``i`` -> lane ``i % P``, address ``i // P``; indices
-  ``>= N`` are ignored).
+* ``membrane_p``: ``signed(Bm)``, zero-initialised, written from stage ``A + 2``. Marked
+  ``no_rw_check`` (:data:`hdl.bram.NO_RW_CHECK`): a read of the address written at the same
+  edge is always overridden by forwarding, so Yosys adds no read-during-write emulation.
+* ``threshold_p``: ``theta: signed(Bth)`` + ``compare: unsigned(2)``,
+  initialised from the folded :class:`~golden.quantize.ThresholdTable` (entries past ``N``
+  are NEVER); read at the accept edge, so a load takes effect for beats accepted after its
+  transfer cycle; written by ``load_threshold`` (index ``i`` -> lane ``i % P``, address
+  ``i // P``; indices ``>= N`` are ignored). A load and a read of the same address at one
+  edge must return the old word, so this memory keeps Yosys's read-during-write
+  handling.
 * ``affine``: one table ``{a, b}`` at address ``(t, channel)``; one read port per group of
   lanes that see the same channel sequence (a single port when ``N / channels`` is a
   multiple of ``P``), each addressed by a small per-group channel counter; written by
   ``load_affine``.
 
+The accept side's ``k``, ``t``, "last beat of the timestep" and "timestep 0" are registers
+whose next values depend on registers only: the handshake (``o_spikes.ready`` -> ``en`` ->
+``take``) reaches them as a clock enable, never through their logic. ``i_current.ready``
+itself stays combinational in ``o_spikes.ready`` (``en & ~clear``): that is the stream
+contract of :class:`golden.timing.StallPipeline`, which a skid buffer or a registered ready
+would change.
+
 Read-after-write hazards on the membrane (a beat needing the membrane that the same neuron's
 beat of the previous timestep has not written yet) are resolved by forwarding, never by
 stalling. The same address comes back only after ``B = beats_per_step`` accepted beats, so a
 beat in stage ``U`` can depend only on a beat at least ``B`` stages ahead. Its read happened
-one enabled edge before it reached ``U``, so the writes it may have missed are those of the
-beats in stages ``U+1 .. L`` (not yet written) and of the two write-back shadow stages
-``L+1``, ``L+2`` (written at the last two edges; registers holding address and value). For
-each such stage ``j`` with ``j - U >= B`` the generator builds an address comparator and,
-for ``j <= L``, a copy of the remaining combinational update (``j .. A+2``) applied to that
-stage's registers; the youngest match wins. With ``B > L + 2 - U`` (e.g. ``B >= 5`` for a
-shift leak without affine) there is nothing to forward and no forwarding hardware at all.
-With fewer beats per timestep the forwarding makes one membrane update (leak, add,
-saturate, compare, reset) a single-cycle loop, which lowers Fmax for those shapes only.
+``lag`` enabled edges before it reached ``U`` (2: the read and the register at U's input;
+3 with registered memory outputs), so the writes it may have missed are those of the beats
+in stages ``U+1 .. L`` (not yet written) and of the ``lag`` write-back shadow stages
+``L+1 .. L+lag`` (registers holding address and value). For each such stage ``j`` with
+``j - U >= B`` the generator builds an address comparator and, for ``j <= L``, a copy of the
+remaining combinational update (``j .. A+2``) applied to that stage's registers; the
+youngest match wins. With ``B > L + lag - U`` (e.g. ``B >= 5`` for a shift leak without
+affine) there is nothing to forward and no forwarding hardware at all. With fewer beats per
+timestep the forwarding makes one membrane update (leak, add, saturate, compare, reset) a
+single-cycle loop, which lowers Fmax for those shapes only.
 
 Registered memory outputs (``memory_outreg=True``, default off): every memory becomes an
 :class:`hdl.bram.RegisteredMemory` (read latency 2: the RAM's read register plus an output
 register, both enabled by ``en``), and the whole datapath moves one stage later: the table
 data joins in stage 2, the affine stages are 3 and 4, ``A`` and ``U`` grow by one and so does
-``latency`` (5, 6, 7, 7). The membrane is read at the edge entering ``U - 2`` (address from
-stage ``U - 3`` or the accept stage), so a beat in ``U`` may have missed the writes of three
-edges: the write-back shadows are ``L + 1 .. L + 3`` and the forwarding stages
-``U < j <= L + 3`` with ``j - U >= B`` (nothing to forward once ``B >= 6`` for a shift leak).
-The values and the cycle of every output stay exactly those of the golden model and
-:class:`golden.timing.StallPipeline` with the larger ``latency``. On an ECP5 platform (or
-with ``bram="ecp5"``) the memories are ``DP16KD`` primitives with ``REGMODE_B="OUTREG"``: a
-block RAM's clock-to-output without its output register (~5.8 ns, what yosys's inference
-gives) caps ECP5 near 135 MHz, with it (~1 ns) the fabric paths decide. Elsewhere the output
-register is a fabric register after an inferred Memory (same cycles).
-
-Without an affine stage the registered-output pipeline also moves the comparator out of
-stage ``A + 1`` (where it followed the adder: the ECP5 critical path once the block RAMs are
-registered). Stage 2, which has the thresholds and the current but not yet the membrane,
-forms ``y`` and ``theta - y``; stage ``A`` takes the signs of ``theta - y - leak`` and
-``leak - (theta - y)`` (exactly ``sum > theta`` and ``sum < theta``) in parallel with
-``sum = leak + y`` and the rail flags ``theta < max``, ``theta > min``; stage ``A + 1`` keeps
-only the saturation and the rail corrections (LUT logic). Without forwarding the membrane's
-``t == 0`` zeroing moves before stage ``U``'s register (a synchronous reset).
+``latency`` (5, 6, 7, 7); ``lag`` is 3. The values and the cycle of every output stay exactly
+those of the golden model and :class:`golden.timing.StallPipeline` with the larger
+``latency``. On an ECP5 platform (or with ``bram="ecp5"``) the memories are ``DP16KD``
+primitives with ``REGMODE_B="OUTREG"``: a block RAM's clock-to-output without its output
+register (~5.8 ns, what yosys's inference gives) caps ECP5 near 135 MHz, with it (~1 ns) the
+fabric paths decide. Elsewhere the output register is a fabric register after an inferred
+Memory (same cycles, but on iCE40, whose block RAM has no output register, about 50 more
+logic cells per lane: the sweep registers them on ECP5 only).
 """
 
 from __future__ import annotations
@@ -254,7 +268,7 @@ class LIFArray(wiring.Component):
             self._stage_add = self._stage_use + 1 if mult_leak else self._stage_use
         self._latency = self._stage_add + 2
         self._stage_cmp = self._stage_add + 1
-        # The comparator's rails are folded into the stored codes (see _stored_compare).
+        # The comparator's rails are folded into the code in stage A (see _stored_compare).
         self._rails = config.threshold.max_int >= config.membrane.max_int
 
         members = {
@@ -370,9 +384,12 @@ class LIFArray(wiring.Component):
             # adder's LUTs and in the saturation's.
             out["nsum"] = ~(leak + out.pop("y"))
         if j == C - 1:
-            # Stage C receives bit 0 of the code inverted (free in this register's LUT; it
-            # enters the comparator's carry chain directly).
-            code = out.pop("compare")
+            # Stage C receives bit 0 of the code inverted (it enters the comparator's carry
+            # chain directly).
+            # The rails fold into the code here (NEVER for GT at the membrane's top rail and
+            # LT at its bottom one), from the registered theta: three LUT levels into a
+            # register, off the comparator's path and off the load port's.
+            code = self._stored_compare(out["theta"], out.pop("compare"))
             out["ccode"] = Cat(~code[0], code[1])
         if j == C:
             nsum = out.pop("nsum")
@@ -384,9 +401,9 @@ class LIFArray(wiring.Component):
             # sum >= theta (LT, c0 = 1: the spike is the complement). Both operands with
             # their sign bits flipped (+ 2^(W-1) each): the sum's carry out is 1 iff the
             # signed sum is >= 0, so the chain's carry out goes straight into the spike's
-            # LUT. Comparing the unsaturated sum equals comparing v_pre because the
-            # stored codes already say NEVER for GT at the top rail and LT at the bottom
-            # one (_stored_compare).
+            # LUT. Comparing the unsaturated sum equals comparing v_pre because the code
+            # already says NEVER for GT at the top rail and LT at the bottom one (folded in
+            # stage A).
             lhs = Cat(ccode[0], theta).as_signed()
             rhs = Cat(Const(1, 1), nsum).as_signed()
             width = max(len(lhs), len(rhs))
@@ -411,9 +428,9 @@ class LIFArray(wiring.Component):
         return out
 
     def _stored_compare(self, theta, compare):
-        """The code stored for ``(theta, compare)``: NEVER where the comparison can never
-        hold on a saturated membrane (GT at the membrane's top rail, LT at its bottom),
-        else ``compare``. Works on ints and on Amaranth values."""
+        """The code the comparator uses for ``(theta, compare)``: NEVER where the
+        comparison can never hold on a saturated membrane (GT at the membrane's top rail,
+        LT at its bottom), else ``compare``. Works on ints and on Amaranth values."""
         if not self._rails:
             return compare
         fmt = self._config.membrane
@@ -422,8 +439,8 @@ class LIFArray(wiring.Component):
                     (compare == Compare.LT and theta == fmt.min_int):
                 return int(Compare.NEVER)
             return compare
-        # Written bit by bit (GT = 00, LT = 01, NEVER = 10) so that the load port's path
-        # is three LUT levels: the two 16-input rail tests, then one LUT per code bit.
+        # Written bit by bit (GT = 00, LT = 01, NEVER = 10): three LUT levels, the two
+        # 16-input rail tests, then one LUT per code bit.
         at_max, at_min = theta == fmt.max_int, theta == fmt.min_int
         c0, c1 = compare[0], compare[1]
         return Cat(c0 & ~(at_min & ~c1), c1 | (at_max & ~c0) | (at_min & c0))
@@ -492,18 +509,14 @@ class LIFArray(wiring.Component):
         else:
             load_lane = load.payload.index % P
             load_addr = load.payload.index // P
-        stored_code = Signal(2)
-        m.d.comb += stored_code.eq(self._stored_compare(load.payload.theta,
-                                                        load.payload.compare))
         thr_data = []
         for p in range(P):
             init = []
             for kk in range(B):
                 i = kk * P + p
                 if i < N:
-                    theta = int(self._thresholds.theta_q[i])
-                    init.append({"theta": theta, "compare": self._stored_compare(
-                        theta, int(self._thresholds.compare[i]))})
+                    init.append({"theta": int(self._thresholds.theta_q[i]),
+                                 "compare": int(self._thresholds.compare[i])})
                 else:
                     init.append({"theta": 0, "compare": int(Compare.NEVER)})
             if self._outreg:
@@ -518,7 +531,7 @@ class LIFArray(wiring.Component):
                 rd.addr.eq(k), rd.en.eq(en),
                 wr.addr.eq(load_addr),
                 wr.data.theta.eq(load.payload.theta),
-                wr.data.compare.eq(stored_code),
+                wr.data.compare.eq(load.payload.compare),
                 wr.en.eq(load.valid & (load_lane == p) & (load.payload.index < N)),
             ]
             thr_data.append(rd.data)
