@@ -41,11 +41,16 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 __all__ = ["RegisteredMemory", "IMPLEMENTATIONS", "DP16KD_WIDTH", "DP16KD_DEPTH",
-           "dp16kd_initvals"]
+           "NO_RW_CHECK", "dp16kd_initvals"]
 
 IMPLEMENTATIONS = ("auto", "memory", "ecp5")
 DP16KD_WIDTH = 18       # data bits per primitive in the mode used here
 DP16KD_DEPTH = 1024     # words per primitive in that mode
+
+#: Memory attributes telling Yosys that a read of the address written at the same edge never
+#: matters (its data is overridden): no read-during-write emulation (on iCE40 a write-data
+#: register, an address comparator and a read-data multiplexer per memory).
+NO_RW_CHECK = {"no_rw_check": 1}
 
 
 def _addr_width(depth):
@@ -91,6 +96,10 @@ class RegisteredMemory(wiring.Component):
         Number of read ports (the ECP5 variant replicates the primitives per read port).
     implementation : str
         ``"auto"``, ``"memory"`` or ``"ecp5"`` (see the module docstring).
+    collisions : bool
+        ``False``: the user never depends on a read of the address written at the same edge
+        (its data is overridden), so synthesis need not emulate the old-data behaviour
+        (:data:`NO_RW_CHECK`; in simulation the read still returns the old data).
 
     Attributes
     ----------
@@ -100,7 +109,8 @@ class RegisteredMemory(wiring.Component):
         ``data`` is the word addressed two enabled edges ago.
     """
 
-    def __new__(cls, *, shape=None, depth=None, init=(), read_ports=1, implementation="auto"):
+    def __new__(cls, *, shape=None, depth=None, init=(), read_ports=1, implementation="auto",
+                collisions=True):
         # Refuse bad arguments before the object exists (else it warns "never used").
         cls._check(depth, init, read_ports, implementation)
         return super().__new__(cls, src_loc_at=1)
@@ -118,8 +128,10 @@ class RegisteredMemory(wiring.Component):
         if count > depth:
             raise ValueError(f"init has {count} entries, more than depth {depth}")
 
-    def __init__(self, *, shape, depth, init=(), read_ports=1, implementation="auto"):
+    def __init__(self, *, shape, depth, init=(), read_ports=1, implementation="auto",
+                 collisions=True):
         self._check(depth, init, read_ports, implementation)
+        self._collisions = bool(collisions)
         self._shape = shape
         self._depth = depth
         self._init = list(init)
@@ -155,7 +167,8 @@ class RegisteredMemory(wiring.Component):
 
     def _elaborate_memory(self):
         m = Module()
-        mem = memory.Memory(shape=self._shape, depth=self._depth, init=self._init)
+        mem = memory.Memory(shape=self._shape, depth=self._depth, init=self._init,
+                            attrs=None if self._collisions else NO_RW_CHECK)
         m.submodules.mem = mem
         wr = mem.write_port()
         m.d.comb += [wr.addr.eq(self.write.addr), wr.data.eq(self.write.data),

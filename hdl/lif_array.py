@@ -8,90 +8,104 @@ executable form.
 Pipeline (stall-all: every register, every memory read port and every write moves only on
 ``en = ~o_spikes.valid | o_spikes.ready``). A beat accepted at edge ``e`` enters stage S1 at
 ``e``, stage S(j+1) at the next enabled edge, and leaves the last stage S``latency`` (the
-output register) at edge ``e + latency`` when ``o_spikes.ready`` stays high. Every memory's
-read data goes straight into a register (no logic between a block RAM and a flip-flop):
+output register) at edge ``e + latency`` when ``o_spikes.ready`` stays high. Each stage
+registers only the values a later stage uses; every memory's read data goes straight into
+a register or a carry chain's operand (no LUT between a block RAM and a flip-flop).
 
 =======  ===================================================================  ==========
 stage    combinational work in the stage (registered at its end)              present
 =======  ===================================================================  ==========
-accept   beat counter ``k`` and timestep ``t`` address the threshold and      always
-         affine memories (synchronous reads; the data is in S1)
-S1       memory data registered, nothing else                                 always
-S2       ``x * a`` (affine product: the multiplier has its own stage)         affine
-S3       ``y = sat_m((x*a >> Fa) + b)``                                        affine
-U        membrane: the registered memory data or a forwarded value, zero at   always
-         ``t == 0``; ``v * tau_q`` (multiply leak: its own stage)
-A        ``sum = leak(v) + y`` (shift leak ``v >> k`` here; without affine    always
-         ``y = sat_m(c << (Fm - Fc))`` is formed here or in U)
-A+1      ``v_pre = sat_m(sum)``; comparator (GT/LT/NEVER/ALWAYS) on the       always
-         unsaturated ``sum`` in parallel with the saturation
-A+2      reset (zero / ``sat_m(v_pre - theta)``) and membrane write;           always
-         this stage's registers are the output (spikes, ``v_pre``)
+accept   ``k`` / ``t`` address the threshold, affine and membrane memories    always
+S1       ``y = sat_m(c << (Fm - Fc))`` (free in the input register's LUTs)    no affine
+S1..3    affine: table data (S1), ``x * a`` (S2), ``y = sat_m(... + b)`` (S3)  affine
+U - 1    membrane read data registered (zeroed at ``t == 0`` by the          always
+         register's synchronous reset when nothing is forwarded)
+U        membrane ``v``: forwarded value or the register, zero at ``t == 0``;  always
+         ``v * tau_q`` (multiply leak: its own stage)
+A        ``~sum = ~(leak(v) + y)`` (registered inverted: the comparator's      always
+         carry chain takes it as it is)
+A+1      ``v_pre = sat_m(sum)`` and, in parallel, one carry chain deciding    always
+         the comparison (below); spike from the 2-bit code
+A+2      reset (zero / ``sat_m(v_pre - theta)``) and membrane write; this     always
+         stage's registers are the output (spikes, ``v_pre``)
 =======  ===================================================================  ==========
 
-``A`` is 2 (shift leak, no affine), 3 (multiply leak, no affine) or 4 (affine); ``U`` is
-``A`` for a shift leak and ``A - 1`` for a multiply leak; ``latency = A + 2``: 4, 5, 6, 6
-for shift, multiply, shift + affine, multiply + affine. The membrane memory is read at the
-edge entering ``U - 1`` and its data registered at the edge entering ``U``.
+``U`` is 2 (no affine; 3 for a multiply leak's ``A``) or ``A`` / ``A - 1`` with the affine
+stage (``A = 4``); ``latency = A + 2``: 4, 5, 6, 6 for shift, multiply, shift + affine,
+multiply + affine. ``theta`` and the code are read at the accept edge (so a load takes
+effect exactly for the beats accepted after its transfer cycle) and carried only to stage
+``A + 1`` (to ``A + 2`` with the subtract reset).
+
+The comparator is one carry chain for GT and LT: with ``c0`` the code's low bit,
+``(2 theta + ~c0) + (2 ~sum + 1) = 2 (theta - sum) - c0`` is negative iff ``sum > theta``
+(GT) or ``sum >= theta`` (LT: the spike is the complement); both operands enter with their
+sign bits flipped so the chain's carry out is the answer. It compares the unsaturated sum:
+equal to comparing ``v_pre`` because the code of GT at the membrane's top rail and
+of LT at its bottom rail is NEVER (those comparisons can never hold on a saturated
+membrane): :meth:`LIFArray._stored_compare` folds the rails into the code in stage ``A``
+from the registered ``theta`` (three LUT levels into the code's register; on the shared load
+port instead it was the ECP5 critical path, the load data fanning out to every lane's block
+RAM).
 
 Memories (``amaranth.lib.memory.Memory`` with ``init=``, synchronous read ports with the
 enable tied to ``en``, one write port each), organised per lane: lane ``p`` holds neurons
 ``p, p + P, p + 2P, ...`` at address ``k = i // P`` (depth ``ceil(N / P)``, at least 2), so
 the block RAM bits per neuron are ``Bm + Bth + 2`` plus rounding to the RAM geometry:
 
-* ``membrane_p``: ``signed(Bm)``, zero-initialised, written from stage ``A + 2``.
-* ``threshold_p``: ``theta: signed(Bth)`` + ``compare: unsigned(2)``, initialised from the
-  folded :class:`~golden.quantize.ThresholdTable` (entries past ``N`` are NEVER); read at
-  the accept edge, so a load takes effect for beats accepted after its transfer cycle;
-  written by ``load_threshold`` (index ``i`` -> lane ``i % P``, address ``i // P``; indices
-  ``>= N`` are ignored).
+* ``membrane_p``: ``signed(Bm)``, zero-initialised, written from stage ``A + 2``. Marked
+  ``no_rw_check`` (:data:`hdl.bram.NO_RW_CHECK`): a read of the address written at the same
+  edge is always overridden by forwarding, so Yosys adds no read-during-write emulation.
+* ``threshold_p``: ``theta: signed(Bth)`` + ``compare: unsigned(2)``,
+  initialised from the folded :class:`~golden.quantize.ThresholdTable` (entries past ``N``
+  are NEVER); read at the accept edge, so a load takes effect for beats accepted after its
+  transfer cycle; written by ``load_threshold`` (index ``i`` -> lane ``i % P``, address
+  ``i // P``; indices ``>= N`` are ignored). A load and a read of the same address at one
+  edge must return the old word, so this memory keeps Yosys's read-during-write
+  handling.
 * ``affine``: one table ``{a, b}`` at address ``(t, channel)``; one read port per group of
   lanes that see the same channel sequence (a single port when ``N / channels`` is a
   multiple of ``P``), each addressed by a small per-group channel counter; written by
   ``load_affine``.
 
+The accept side's ``k``, ``t``, "last beat of the timestep" and "timestep 0" are registers
+whose next values depend on registers only: the handshake (``o_spikes.ready`` -> ``en`` ->
+``take``) reaches them as a clock enable, never through their logic. ``i_current.ready``
+itself stays combinational in ``o_spikes.ready`` (``en & ~clear``): that is the stream
+contract of :class:`golden.timing.StallPipeline`, which a skid buffer or a registered ready
+would change.
+
 Read-after-write hazards on the membrane (a beat needing the membrane that the same neuron's
 beat of the previous timestep has not written yet) are resolved by forwarding, never by
 stalling. The same address comes back only after ``B = beats_per_step`` accepted beats, so a
 beat in stage ``U`` can depend only on a beat at least ``B`` stages ahead. Its read happened
-one enabled edge before it reached ``U``, so the writes it may have missed are those of the
-beats in stages ``U+1 .. L`` (not yet written) and of the two write-back shadow stages
-``L+1``, ``L+2`` (written at the last two edges; registers holding address and value). For
-each such stage ``j`` with ``j - U >= B`` the generator builds an address comparator and,
-for ``j <= L``, a copy of the remaining combinational update (``j .. A+2``) applied to that
-stage's registers; the youngest match wins. With ``B > L + 2 - U`` (e.g. ``B >= 5`` for a
-shift leak without affine) there is nothing to forward and no forwarding hardware at all.
-With fewer beats per timestep the forwarding makes one membrane update (leak, add,
-saturate, compare, reset) a single-cycle loop, which lowers Fmax for those shapes only.
+``lag`` enabled edges before it reached ``U`` (2: the read and the register at U's input;
+3 with registered memory outputs), so the writes it may have missed are those of the beats
+in stages ``U+1 .. L`` (not yet written) and of the ``lag`` write-back shadow stages
+``L+1 .. L+lag`` (registers holding address and value). For each such stage ``j`` with
+``j - U >= B`` the generator builds an address comparator and, for ``j <= L``, a copy of the
+remaining combinational update (``j .. A+2``) applied to that stage's registers; the
+youngest match wins. With ``B > L + lag - U`` (e.g. ``B >= 5`` for a shift leak without
+affine) there is nothing to forward and no forwarding hardware at all. With fewer beats per
+timestep the forwarding makes one membrane update (leak, add, saturate, compare, reset) a
+single-cycle loop, which lowers Fmax for those shapes only.
 
 Registered memory outputs (``memory_outreg=True``, default off): every memory becomes an
 :class:`hdl.bram.RegisteredMemory` (read latency 2: the RAM's read register plus an output
 register, both enabled by ``en``), and the whole datapath moves one stage later: the table
 data joins in stage 2, the affine stages are 3 and 4, ``A`` and ``U`` grow by one and so does
-``latency`` (5, 6, 7, 7). The membrane is read at the edge entering ``U - 2`` (address from
-stage ``U - 3`` or the accept stage), so a beat in ``U`` may have missed the writes of three
-edges: the write-back shadows are ``L + 1 .. L + 3`` and the forwarding stages
-``U < j <= L + 3`` with ``j - U >= B`` (nothing to forward once ``B >= 6`` for a shift leak).
-The values and the cycle of every output stay exactly those of the golden model and
-:class:`golden.timing.StallPipeline` with the larger ``latency``. On an ECP5 platform (or
-with ``bram="ecp5"``) the memories are ``DP16KD`` primitives with ``REGMODE_B="OUTREG"``: a
-block RAM's clock-to-output without its output register (~5.8 ns, what yosys's inference
-gives) caps ECP5 near 135 MHz, with it (~1 ns) the fabric paths decide. Elsewhere the output
-register is a fabric register after an inferred Memory (same cycles).
-
-Without an affine stage the registered-output pipeline also moves the comparator out of
-stage ``A + 1`` (where it followed the adder: the ECP5 critical path once the block RAMs are
-registered). Stage 2, which has the thresholds and the current but not yet the membrane,
-forms ``y`` and ``theta - y``; stage ``A`` takes the signs of ``theta - y - leak`` and
-``leak - (theta - y)`` (exactly ``sum > theta`` and ``sum < theta``) in parallel with
-``sum = leak + y`` and the rail flags ``theta < max``, ``theta > min``; stage ``A + 1`` keeps
-only the saturation and the rail corrections (LUT logic). Without forwarding the membrane's
-``t == 0`` zeroing moves before stage ``U``'s register (a synchronous reset).
+``latency`` (5, 6, 7, 7); ``lag`` is 3. The values and the cycle of every output stay exactly
+those of the golden model and :class:`golden.timing.StallPipeline` with the larger
+``latency``. On an ECP5 platform (or with ``bram="ecp5"``) the memories are ``DP16KD``
+primitives with ``REGMODE_B="OUTREG"``: a block RAM's clock-to-output without its output
+register (~5.8 ns, what yosys's inference gives) caps ECP5 near 135 MHz, with it (~1 ns) the
+fabric paths decide. Elsewhere the output register is a fabric register after an inferred
+Memory (same cycles, but on iCE40, whose block RAM has no output register, about 50 more
+logic cells per lane: the sweep registers them on ECP5 only).
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -100,7 +114,7 @@ from golden.core import CoreConfig, CoreModel
 from golden.fold import Compare
 from golden.quantize import AffineTable, ThresholdTable
 
-from .bram import IMPLEMENTATIONS, RegisteredMemory
+from .bram import IMPLEMENTATIONS, NO_RW_CHECK, RegisteredMemory
 
 __all__ = ["LIFArray", "output_layout", "threshold_load_layout", "affine_load_layout"]
 
@@ -239,15 +253,23 @@ class LIFArray(wiring.Component):
         self._bram = bram
         # With registered memory outputs every memory's data arrives one stage later.
         off = self._off = 1 if self._outreg else 0
-        # With the extra stage and no affine stage, y and theta - y are formed in stage 2
-        # (before the membrane is needed), so that the comparator runs in stage A, in
-        # parallel with the sum, instead of after it (see the module docstring).
-        self._early = self._outreg and not config.affine
-
         mult_leak = config.leak_shift is None
-        self._stage_add = (4 if config.affine else (3 if mult_leak else 2)) + off
-        self._stage_use = self._stage_add - 1 if mult_leak else self._stage_add
+        # Enabled edges between a membrane read and the stage U that uses it: the read edge
+        # itself (the memory's read register), with registered outputs the output
+        # register, and the register at U's input (no logic between a block RAM and a
+        # flip-flop; it also zeroes the membrane at t == 0 as a synchronous reset when
+        # nothing is forwarded).
+        self._mem_lag = 2 + off
+        if config.affine:
+            self._stage_add = 4 + off
+            self._stage_use = self._stage_add - 1 if mult_leak else self._stage_add
+        else:
+            self._stage_use = 2 + off
+            self._stage_add = self._stage_use + 1 if mult_leak else self._stage_use
         self._latency = self._stage_add + 2
+        self._stage_cmp = self._stage_add + 1
+        # The comparator's rails are folded into the code in stage A (see _stored_compare).
+        self._rails = config.threshold.max_int >= config.membrane.max_int
 
         members = {
             "i_current": In(stream.Signature(
@@ -338,71 +360,90 @@ class LIFArray(wiring.Component):
         the last stage, ``v_new``: the membrane written back).
         """
         cfg = self._config
-        A = self._stage_add
+        A, U, C, L = self._stage_add, self._stage_use, self._stage_cmp, self._latency
         out = dict(lane)
         off = self._off
-        if cfg.affine and j == 2 + off:
-            x = out.pop("c") << cfg.align_shift
-            out["prod"] = x * out.pop("a")
-        if cfg.affine and j == 3 + off:
-            out["y"] = _saturate((out.pop("prod") >> cfg.scale.frac) + out.pop("b"), cfg.membrane)
-        early = self._early
-        if early and j == 1 + off:
-            y = _saturate(out.pop("c") << cfg.align_shift, cfg.membrane)
-            theta = out["theta"]
-            out["y"] = y
-            out["ty"] = theta - y
-        if not cfg.affine and not early and j == self._stage_use:
+        if cfg.affine:
+            if j == 2 + off:
+                x = out.pop("c") << cfg.align_shift
+                out["prod"] = x * out.pop("a")
+            if j == 3 + off:
+                out["y"] = _saturate((out.pop("prod") >> cfg.scale.frac) + out.pop("b"),
+                                     cfg.membrane)
+        elif j == 1:
             out["y"] = _saturate(out.pop("c") << cfg.align_shift, cfg.membrane)
-        if cfg.leak_shift is None and j == self._stage_use:
+        if cfg.leak_shift is None and j == U:
             out["pv"] = out.pop("v") * cfg.tau_q
         if j == A:
             if cfg.leak_shift is None:
                 leak = out.pop("pv") >> cfg.tau_bits
             else:
                 leak = out.pop("v") >> cfg.leak_shift
-            out["sum"] = leak + out.pop("y")
-            if early:
-                # leak + y > theta  <=>  theta - y - leak < 0 (exact integers): the sign
-                # bits of two subtractions, each a bare carry chain into a flip-flop.
-                ty = out.pop("ty")
-                out["gt"], out["lt"] = (ty - leak)[-1], (leak - ty)[-1]
-                # The rail flags from the registered theta (not from the block RAM's
-                # output: that path is the RAM's routing plus a comparator).
-                theta = out["theta"]
-                out["th_below_max"] = theta < cfg.membrane.max_int
-                out["th_above_min"] = theta > cfg.membrane.min_int
-        if j == A + 1:
-            total = out.pop("sum")
-            code, theta = out["compare"], out["theta"]
-            out["v_pre"] = _saturate(total, cfg.membrane)
-            # Compare the unsaturated sum in parallel with the saturation. theta lies inside
-            # the membrane range, so sat(total) > theta equals total > theta except when
-            # total is above the range (then: max > theta); likewise for < below the range.
-            if early:
-                gt, lt = out.pop("gt"), out.pop("lt")
-                below_max, above_min = out.pop("th_below_max"), out.pop("th_above_min")
-            else:
-                gt, lt = total > theta, total < theta
-                below_max = theta < cfg.membrane.max_int
-                above_min = theta > cfg.membrane.min_int
-            flags = _overflow(total, cfg.membrane)
-            if flags is not None:
-                above, below = flags
-                gt = Mux(above, below_max, gt)
-                lt = Mux(below, above_min, lt)
-            out["spike"] = Mux(code[1], code[0], Mux(code[0], lt, gt))
-            del out["compare"]
+            # Registered inverted: the comparator's carry chain takes ~sum as it is (an
+            # iCE40 carry input cannot be inverted) and the inversion is free in the
+            # adder's LUTs and in the saturation's.
+            out["nsum"] = ~(leak + out.pop("y"))
+        if j == C - 1:
+            # Stage C receives bit 0 of the code inverted (it enters the comparator's carry
+            # chain directly).
+            # The rails fold into the code here (NEVER for GT at the membrane's top rail and
+            # LT at its bottom one), from the registered theta: three LUT levels into a
+            # register, off the comparator's path and off the load port's.
+            code = self._stored_compare(out["theta"], out.pop("compare"))
+            out["ccode"] = Cat(~code[0], code[1])
+        if j == C:
+            nsum = out.pop("nsum")
+            ccode, theta = out.pop("ccode"), out["theta"]
+            c0, c1 = ~ccode[0], ccode[1]
+            out["v_pre"] = _saturate(~nsum, cfg.membrane)
+            # One carry chain for both comparisons: (2 theta + ~c0) + (2 ~sum + 1) =
+            # 2 (theta - sum) - c0, negative iff sum > theta (GT, c0 = 0) or iff
+            # sum >= theta (LT, c0 = 1: the spike is the complement). Both operands with
+            # their sign bits flipped (+ 2^(W-1) each): the sum's carry out is 1 iff the
+            # signed sum is >= 0, so the chain's carry out goes straight into the spike's
+            # LUT. Comparing the unsaturated sum equals comparing v_pre because the code
+            # already says NEVER for GT at the top rail and LT at the bottom one (folded in
+            # stage A).
+            lhs = Cat(ccode[0], theta).as_signed()
+            rhs = Cat(Const(1, 1), nsum).as_signed()
+            width = max(len(lhs), len(rhs))
+            lhs = lhs.as_signed() if len(lhs) == width else Cat(lhs, lhs[-1].replicate(width - len(lhs)))
+            rhs = rhs.as_signed() if len(rhs) == width else Cat(rhs, rhs[-1].replicate(width - len(rhs)))
+            lhs_b = Cat(lhs[:-1], ~lhs[-1])
+            rhs_b = Cat(rhs[:-1], ~rhs[-1])
+            nonneg = (lhs_b + rhs_b)[width]
+            out["spike"] = Mux(c1, c0, ~(nonneg ^ c0))
             if cfg.reset == "zero":
                 del out["theta"]
-        if j == A + 2:
-            if cfg.reset == "zero":
-                v_new = Mux(out["spike"], 0, out["v_pre"])
-            else:
-                v_new = Mux(out["spike"],
-                            _saturate(out["v_pre"] - out["theta"], cfg.membrane), out["v_pre"])
-            out = {"v_new": v_new}
+        if j == L or (C < j == L - 1):
+            if "v_new" not in out:
+                if cfg.reset == "zero":
+                    v_new = Mux(out["spike"], 0, out["v_pre"])
+                else:
+                    v_new = Mux(out["spike"], _saturate(out["v_pre"] - out.pop("theta"),
+                                                        cfg.membrane), out["v_pre"])
+                out["v_new"] = v_new
+            if j == L:
+                out = {"v_new": out["v_new"]}
         return out
+
+    def _stored_compare(self, theta, compare):
+        """The code the comparator uses for ``(theta, compare)``: NEVER where the
+        comparison can never hold on a saturated membrane (GT at the membrane's top rail,
+        LT at its bottom), else ``compare``. Works on ints and on Amaranth values."""
+        if not self._rails:
+            return compare
+        fmt = self._config.membrane
+        if isinstance(compare, int):
+            if (compare == Compare.GT and theta == fmt.max_int) or \
+                    (compare == Compare.LT and theta == fmt.min_int):
+                return int(Compare.NEVER)
+            return compare
+        # Written bit by bit (GT = 00, LT = 01, NEVER = 10): three LUT levels, the two
+        # 16-input rail tests, then one LUT per code bit.
+        at_max, at_min = theta == fmt.max_int, theta == fmt.min_int
+        c0, c1 = compare[0], compare[1]
+        return Cat(c0 & ~(at_min & ~c1), c1 | (at_max & ~c0) | (at_min & c0))
 
     def _v_new_from(self, j, lane):
         """The membrane a beat now in stage ``j`` will write (combinational copy)."""
@@ -441,18 +482,28 @@ class LIFArray(wiring.Component):
         take = Signal()
         m.d.comb += take.eq(self.i_current.valid & self.i_current.ready)
 
-        # Accept-side state: the beat index and timestep of the next beat.
+        # Accept-side state: the beat index and timestep of the next beat, and whether it
+        # is the last beat of its timestep / in timestep 0. All four are registers whose
+        # next values depend on registers only: the handshake (o_spikes.ready -> en ->
+        # take) reaches them as a clock enable, never through their logic.
         k = Signal(_width(B))
         t = Signal(_width(T))
-        last = Signal()
-        m.d.comb += [last.eq(k == B - 1), self.t.eq(t)]
-        with m.If(self.clear):
-            m.d.sync += [k.eq(0), t.eq(0)]
-        with m.Elif(take):
-            with m.If(last):
-                m.d.sync += [k.eq(0), t.eq(Mux(t == T - 1, 0, t + 1))]
+        last = Signal(init=int(B == 1))
+        first = Signal(init=1)
+        m.d.comb += self.t.eq(t)
+        # Their clock enable, clear | take, written from the four inputs so that it is one
+        # LUT (through en and take it was three: the iCE40 critical path at N = 1024).
+        step = Signal()
+        m.d.comb += step.eq(self.clear | (self.i_current.valid
+                                          & (~out_valid | self.o_spikes.ready)))
+        with m.If(step):
+            with m.If(self.clear):
+                m.d.sync += [k.eq(0), t.eq(0), last.eq(B == 1), first.eq(1)]
+            with m.Elif(last):
+                m.d.sync += [k.eq(0), t.eq(Mux(t == T - 1, 0, t + 1)), last.eq(B == 1),
+                             first.eq(t == T - 1)]
             with m.Else():
-                m.d.sync += k.eq(k + 1)
+                m.d.sync += [k.eq(k + 1), last.eq(k == B - 2)]
 
         # Threshold memories, one per lane, read at the accept edge.
         thr_layout = data.StructLayout({"theta": signed(Bth), "compare": unsigned(2)})
@@ -498,7 +549,7 @@ class LIFArray(wiring.Component):
         # Stage 1 registers (the accept stage's values); the table memories' data joins
         # in stage 1 (stage 2 with registered memory outputs).
         off = self._off
-        meta0 = {"valid": take, "k": k, "t": t, "first": t == 0, "last": last}
+        meta0 = {"valid": take, "k": k, "t": t, "first": first, "last": last}
         lanes0 = [{"c": self.i_current.payload[p]} for p in range(P)]
         metas = {1: self._register(m, en, meta0, "s1")}
         lanes = {1: [self._register(m, en, lanes0[p], f"s1_l{p}") for p in range(P)]}
@@ -509,52 +560,58 @@ class LIFArray(wiring.Component):
                 if cfg.affine:
                     lanes[j][p].update({"a": aff_data[p].a, "b": aff_data[p].b})
 
-        # Membrane memories: read at the edge entering stage U - 1 - off, the data
-        # registered at the edge entering stage U, written from stage L.
+        # Membrane memories: read at the edge entering stage U - lag + 1 (address from
+        # stage U - lag, 0 = the accept stage), the data used in stage U (with registered
+        # outputs through one more register, at whose input t == 0 zeroes it when nothing
+        # is forwarded: a synchronous reset), written from stage L.
+        lag = self._mem_lag
         mem_rd, mem_wr = [], []
         for p in range(P):
             if self._outreg:
-                mem = self._registered(signed(Bm), _depth(B), [])
+                mem = self._registered(signed(Bm), _depth(B), [], collisions=False)
                 m.submodules[f"membrane_{p}"] = mem
                 mem_rd.append(mem.read[0])
                 mem_wr.append(mem.write)
             else:
-                mem = memory.Memory(shape=signed(Bm), depth=_depth(B), init=[])
+                mem = memory.Memory(shape=signed(Bm), depth=_depth(B), init=[],
+                                    attrs=NO_RW_CHECK)
                 m.submodules[f"membrane_{p}"] = mem
                 mem_rd.append(mem.read_port(domain="sync"))
                 mem_wr.append(mem.write_port())
 
-        # Forwarding sources: stage j (U < j <= L + 2 + off; L + 1 .. L + 2 + off are
-        # write-back shadows) can hold the producer of the membrane a beat in stage U needs
-        # only if j - U >= B (see the module docstring).
-        fwd_stages = [j for j in range(U + 1, L + 3 + off) if j - U >= B] if T > 1 else []
+        # Forwarding sources: stage j (U < j <= L + lag; L + 1 .. L + lag are write-back
+        # shadows) can hold the producer of the membrane a beat in stage U needs only if
+        # j - U >= B (see the module docstring).
+        fwd_stages = [j for j in range(U + 1, L + lag + 1) if j - U >= B] if T > 1 else []
+        v_reg = True
+        zero_early = v_reg and not fwd_stages
 
-        zero_early = self._outreg and not fwd_stages
+        src = U - lag
         v_mem = [None] * P
         for j in range(1, L + 1):
             if j == 1 + off:
                 join_tables(j)
-            if j == U - 1:
-                src = U - 2 - off       # the stage presenting the read address
-                addr = k if src == 0 else metas[src]["k"]
-                m.d.comb += [rd.addr.eq(addr) for rd in mem_rd]
-                m.d.comb += [rd.en.eq(en) for rd in mem_rd]
+            if j == src:
+                addr = metas[src]["k"]
+            if v_reg and j == U - 1:
                 for p in range(P):
                     if zero_early:
-                        # No forwarding: zero the membrane at t == 0 before its register
-                        # (a synchronous reset of that flip-flop) instead of after it.
                         lanes[j][p]["v_mem"] = Mux(metas[j]["first"], 0, mem_rd[p].data)
                     else:
                         lanes[j][p]["v_mem"] = mem_rd[p].data
             if j == U:
                 for p in range(P):
-                    v_mem[p] = lanes[U][p].pop("v_mem")
+                    v_mem[p] = lanes[U][p].pop("v_mem") if v_reg else mem_rd[p].data
                     lanes[U][p]["v"] = Signal(signed(Bm), name=f"s{U}_l{p}_v")
             if j < L:
                 nxt = [self._stage(j, dict(lanes[j][p])) for p in range(P)]
                 metas[j + 1] = self._register(m, en, metas[j], f"s{j + 1}")
                 lanes[j + 1] = [self._register(m, en, nxt[p], f"s{j + 1}_l{p}")
                                 for p in range(P)]
+        if src == 0:
+            addr = k
+        m.d.comb += [rd.addr.eq(addr) for rd in mem_rd]
+        m.d.comb += [rd.en.eq(en) for rd in mem_rd]
 
         # Last stage: reset, write back, output.
         last_meta, last_lanes = metas[L], lanes[L]
@@ -567,11 +624,11 @@ class LIFArray(wiring.Component):
                 mem_wr[p].data.eq(v_new[p]),
                 mem_wr[p].en.eq(write),
             ]
-        # Write-back shadows: the writes of the last one and two enabled edges, which a
-        # beat now in stage U read too early to see in the memory.
+        # Write-back shadows: the writes of the last ``lag`` enabled edges, which a beat now
+        # in stage U read too early to see in the memory.
         shadow = {"valid": write, "k": last_meta["k"]}
         shadow_lanes = [{"v_new": v_new[p]} for p in range(P)]
-        for j in range(L + 1, L + 3 + off):
+        for j in range(L + 1, L + lag + 1):
             if any(s >= j for s in fwd_stages):
                 metas[j] = self._register(m, en, shadow, f"wb{j - L}")
                 lanes[j] = [self._register(m, en, shadow_lanes[p], f"wb{j - L}_l{p}")
@@ -597,11 +654,11 @@ class LIFArray(wiring.Component):
             m.d.comb += [payload.spikes[p].eq(spike), payload.membrane[p].eq(v_pre)]
         return m
 
-    def _registered(self, shape, depth, init, read_ports=1):
+    def _registered(self, shape, depth, init, read_ports=1, collisions=True):
         """With ``memory_outreg``: a :class:`hdl.bram.RegisteredMemory` (read latency 2;
         its ports have the ``addr``/``en``/``data`` of a Memory's ports)."""
         return RegisteredMemory(shape=shape, depth=depth, init=init, read_ports=read_ports,
-                                implementation=self._bram)
+                                implementation=self._bram, collisions=collisions)
 
     def _drive_forwarding(self, m, metas, lanes, v_mem, fwd_stages, zeroed=False):
         """Drive stage U's membrane: zero at ``t == 0``, else the youngest pending write,

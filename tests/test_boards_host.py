@@ -1,6 +1,9 @@
 """The protocol definition and the blocking host driver (over an in-memory device model)."""
 
+import os
 import struct
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from hdl.protocol import (ERROR_REPLY, REPLY_BIT, SYNC, Command, DeviceError, Er
                              FrameDecoder, LinkLayout, ProtocolError, crc16, crc16_byte_bits,
                              encode_frame, parse_status, status_bytes)
 from golden.examples import example_core, example_currents
+from golden.fixed import Fixed
 
 
 def test_crc16_is_ccitt_false():
@@ -149,3 +153,188 @@ def test_host_link_against_device_model():
     with pytest.raises(DeviceError, match="UNKNOWN_COMMAND"):
         link.transact(0x77)
     assert parse_status(link.transact(Command.STATUS))["errors"] == 1
+
+
+# -- a fake serial device on a pty pair: late replies, garbage, wrong lengths, bad fields ---
+
+class PtyDevice:
+    """:class:`DeviceModel` behind a pseudo-terminal: the driver opens the slave end with
+    pyserial as it would a USB-serial adapter. ``faults[i]`` (i = request number, from 0)
+    changes the reply to request ``i``: ``("delay", seconds)`` (later requests wait, as
+    on a device that answers in order), ``("garbage", bytes)`` (sent
+    before the reply), ``("replace", function(reply payload) -> payload)``."""
+
+    def __init__(self, folded, lanes, buffer_bytes=64, faults=None):
+        self.dev = DeviceModel(folded, lanes, buffer_bytes)
+        self.faults = dict(faults or {})
+        self.master, slave = os.openpty()
+        self.port = os.ttyname(slave)
+        self._slave = slave
+        self.requests = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _send(self, data):
+        os.write(self.master, data)
+
+    def _serve(self):
+        import select
+        decoder = FrameDecoder()
+        while not self._stop:
+            ready, _, _ = select.select([self.master], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:
+                return
+            for frame in decoder.feed(data):
+                n = len(self.requests)
+                self.requests.append(frame.command)
+                try:
+                    reply = self.dev.handle(frame.command, frame.payload)
+                except DeviceError as exc:
+                    reply = encode_frame(ERROR_REPLY, bytes([exc.code, frame.command]))
+                kind, arg = self.faults.get(n, (None, None))
+                if kind == "replace":
+                    body = FrameDecoder().feed(reply)[0]
+                    reply = encode_frame(body.command, arg(body.payload))
+                if kind == "garbage":
+                    reply = arg + reply
+                if kind == "delay":
+                    time.sleep(arg)         # in order, as a device: later requests wait
+                self._send(reply)
+
+    def close(self):
+        self._stop = True
+        self._thread.join()
+        os.close(self.master)
+        os.close(self._slave)
+
+
+@pytest.fixture
+def pty_device():
+    made = []
+
+    def make(folded, lanes, **kw):
+        made.append(PtyDevice(folded, lanes, **kw))
+        return made[-1]
+
+    yield make
+    for d in made:
+        d.close()
+
+
+#: The first RUN's request number: 0 is the driver's STATUS when it opens, 1 the STATUS
+#: that ``run`` asks before its first request (the device's position is not known yet).
+RUN = 2
+
+
+def _open(device, timeout=0.4):
+    return HostLink.open(device.port, timeout=timeout)
+
+
+def test_pty_device_round_trip(pty_device):
+    folded = example_core(16, T=3, seed=2)
+    dev = pty_device(folded, 4)
+    link = _open(dev)
+    currents = example_currents(folded.config, 6, seed=3)
+    spikes, v_pre = link.run(currents, membrane=True)
+    ref_spikes, ref_v = folded.model().run(currents)
+    np.testing.assert_array_equal(spikes, ref_spikes)
+    np.testing.assert_array_equal(v_pre, ref_v)
+    assert link.stale_frames == 0
+
+
+def test_timeout_then_late_reply_is_never_returned(pty_device):
+    """Request 1 (a RUN) is answered after the driver gave up. The late reply must not be
+    taken for the next request's: the driver probes with STATUS, drops it, refuses to run
+    from an unknown position, and after clear() returns golden's spikes."""
+    folded = example_core(16, T=3, seed=2)
+    dev = pty_device(folded, 4, faults={RUN: ("delay", 0.7)})
+    link = _open(dev, timeout=0.4)
+    c1 = example_currents(folded.config, 2, seed=4)
+    c2 = example_currents(folded.config, 2, seed=5)
+    with pytest.raises(ProtocolError, match="no reply"):
+        link.run(c1)
+    time.sleep(0.5)                          # the late reply is now in the input buffer
+    with pytest.raises(ProtocolError, match="call clear"):
+        link.run(c2)
+    link.clear()
+    spikes, _ = link.run(c2)
+    ref = folded.model()
+    ref.run(c1)
+    ref.clear()
+    np.testing.assert_array_equal(spikes, ref.run(c2)[0])
+
+
+def test_late_reply_arriving_after_the_next_request(pty_device):
+    """The late reply comes while the next request is already on its way: the STATUS
+    probe's reply is awaited past it."""
+    folded = example_core(16, T=3, seed=2)
+    dev = pty_device(folded, 4, faults={RUN: ("delay", 0.6)})
+    link = _open(dev, timeout=0.4)
+    with pytest.raises(ProtocolError, match="no reply"):
+        link.run(example_currents(folded.config, 2, seed=4))
+    link.clear()                                # probe sent at ~0.4 s, stale reply at 0.6 s
+    assert link.stale_frames == 1
+    c2 = example_currents(folded.config, 2, seed=5)
+    ref = folded.model()
+    np.testing.assert_array_equal(link.run(c2)[0], ref.run(c2)[0])
+
+
+def test_garbage_without_sync_is_skipped(pty_device):
+    folded = example_core(16, T=3, seed=2)
+    dev = pty_device(folded, 4, faults={RUN: ("garbage", bytes(range(0x10, 0x40)))})
+    link = _open(dev)
+    c = example_currents(folded.config, 2, seed=6)
+    np.testing.assert_array_equal(link.run(c)[0], folded.model().run(c)[0])
+
+
+def test_damaged_reply_then_recovery(pty_device):
+    folded = example_core(16, T=3, seed=2)
+    bad = encode_frame(Command.RUN | REPLY_BIT, b"\x01\x02")
+    bad = bad[:-1] + bytes([bad[-1] ^ 0xFF])                    # wrong CRC
+    dev = pty_device(folded, 4, faults={RUN: ("garbage", bad)})
+    link = _open(dev)
+    c = example_currents(folded.config, 2, seed=6)
+    with pytest.raises(ProtocolError, match="CRC"):
+        link.run(c)
+    link.clear()
+    np.testing.assert_array_equal(link.run(c)[0], folded.model().run(c)[0])
+
+
+@pytest.mark.parametrize("name, change, message", [
+    ("short", lambda p: p[:-3], "sent 8 beats, the reply has 21 bytes"),
+    ("long", lambda p: p + p[:3], "sent 8 beats, the reply has 27 bytes"),
+    ("all 0xFF", lambda p: b"\xff" * len(p), r"record 0: \(t, beat\) = \(255, 255\)"),
+    ("previous timestep", lambda p: bytes(b if i % 3 != 1 else (b + 2) % 3
+                                          for i, b in enumerate(p)), r"\(t, beat\)"),
+    ("beats swapped", lambda p: p[3:6] + p[:3] + p[6:], r"record 0: \(t, beat\) = \(0, 1\)"),
+    ("padding lane spikes", lambda p: p[:9] + bytes([p[9] | 0x0C]) + p[10:],
+     "record 3: spikes .* lanes 2..7"),
+])
+def test_impossible_records_are_refused(pty_device, name, change, message):
+    """RUN replies of the right frame but wrong contents (N = 14, P = 4: beat 3 has lanes
+    0..1 only; records are spikes, t, beat)."""
+    folded = example_core(14, T=3, seed=2)
+    dev = pty_device(folded, 4, faults={RUN: ("replace", change)})
+    link = _open(dev)
+    with pytest.raises(ProtocolError, match=message):
+        link.run(example_currents(folded.config, 2, seed=7))
+
+
+def test_impossible_membrane_is_refused():
+    """A 12-bit membrane in a 2-byte field: a value outside 12 bits cannot come from the
+    device."""
+    folded = example_core(16, T=3, seed=2, membrane=Fixed(12, 6))
+    lay = LinkLayout(folded.config, 4, 64, True, 3)
+    from boards.host import check_records
+    rb = lay.out_record_bytes(True)
+    rec = bytearray(rb)
+    rec[1:3] = (5000).to_bytes(2, "little", signed=True)
+    with pytest.raises(ProtocolError, match="membrane of lane 0 = 5000"):
+        check_records(lay, bytes(rec), True, 1, (0, 0))
+    rec[1:3] = (2000).to_bytes(2, "little", signed=True)
+    assert check_records(lay, bytes(rec), True, 1, (0, 0))[1][0, 0] == 2000

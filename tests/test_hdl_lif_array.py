@@ -260,6 +260,16 @@ def test_memories_per_lane(tmp_path):
         assert init[row] == want
 
 
+def test_only_membranes_skip_read_during_write_emulation(tmp_path):
+    """The membrane memories carry Yosys's no_rw_check (forwarding overrides a read of the
+    address written at the same edge); the threshold memories do not (a load and a read of
+    one address at one edge must give the old word)."""
+    from hdl.export import export_verilog
+    v_path, _ = export_verilog(_core(10, affine=True), 4, tmp_path)
+    marked = re.findall(r"\(\* no_rw_check = [^*]*\*\)\s*reg \[\d+:0\] (\w+) \[", v_path.read_text())
+    assert sorted(marked) == [f"membrane_{p}" for p in range(4)]
+
+
 def test_bad_arguments():
     fc = _core(8, affine=True)
     th, af = fc.thresholds, fc.affine
