@@ -62,14 +62,22 @@ def add_arguments(parser):
                         help="write the Verilog and build scripts, run no tool")
     parser.add_argument("--no-outreg", action="store_true",
                         help="read block RAM without its output register (one stage less "
-                             "latency, much lower Fmax)")
+                             "latency, much lower Fmax; the default registers it on ECP5 only, "
+                             "iCE40 block RAM has none)")
 
 
 def build_board(folded, lanes, target, out, *, bench=False, freq=None, baudrate=115200,
-                memory_outreg=True,
+                memory_outreg=None,
                 buffer_bytes=512, readback=True, plan_only=False, log=print):
-    """Build (or with ``plan_only`` only prepare) one board; returns the build.json dict."""
+    """Build (or with ``plan_only`` only prepare) one board; returns the build.json dict.
+
+    ``memory_outreg=None`` registers block-RAM outputs where the family has the output
+    register (ECP5's DP16KD ``OUTREG``); on iCE40 it would only add fabric flip-flops.
+    """
+    from .sweep import outreg_for
     from .top import BenchBoardTop, BoardTop, bench_platform
+    if memory_outreg is None:
+        memory_outreg = outreg_for(target)
     est = check_fit(folded.config, lanes, target, host_link=not bench,
                     buffer_bytes=buffer_bytes)
     out = Path(out)
@@ -379,5 +387,5 @@ def run(args):
     build_board(folded, args.lanes, target, out, bench=args.bench, freq=args.freq,
                 baudrate=args.baudrate, buffer_bytes=args.buffer_bytes,
                 readback=not args.no_readback, plan_only=args.plan_only,
-                memory_outreg=not args.no_outreg)
+                memory_outreg=False if args.no_outreg else None)
     return 0
