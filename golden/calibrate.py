@@ -71,7 +71,7 @@ def calibrate(network, x, *, bits=16, weight_bits=None, input_bits=8, headroom=1
     Parameters
     ----------
     network : Network or FoldedNetwork
-    x : float array (n, n_in)
+    x : float array (n, *input_shape)
         Calibration inputs (e.g. the training split).
     bits : int
         Total width of currents, membranes and affine scales.
@@ -86,30 +86,18 @@ def calibrate(network, x, *, bits=16, weight_bits=None, input_bits=8, headroom=1
         raise ValueError(f"headroom must be a number >= 1, not {headroom!r}")
     weight_bits = bits if weight_bits is None else weight_bits
     x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or len(x) == 0:
-        raise ValueError(f"calibration inputs must have shape (n > 0, n_in), not {x.shape}")
-    r = folded.forward(x)
+    if x.ndim < 2 or len(x) == 0:
+        raise ValueError(f"calibration inputs must have shape (n > 0, *input_shape), not "
+                         f"{x.shape}")
     input_fmt = format_for(np.max(np.abs(x)), input_bits, what="input")
     layers = []
-    s = np.broadcast_to(x, (folded.T,) + x.shape)
-    for i, layer in enumerate(folded.layers):
-        raw = s @ layer.weight.T + layer.bias
-        weight = format_for(np.max(np.abs(layer.weight)), weight_bits,
-                            what=f"layer{i} weight")
-        current = format_for(np.max(np.abs(raw)), bits, headroom=headroom,
-                             what=f"layer{i} current")
-        membrane = scale = None
-        if not layer.readout:
-            m = max(np.max(np.abs(r.u_pre[i])), np.max(np.abs(r.currents[i])))
-            if layer.affine is not None:
-                m = max(m, np.max(np.abs(layer.affine.b)))
-                scale = format_for(np.max(np.abs(layer.affine.a)), bits,
-                                   what=f"layer{i} affine scale")
-            membrane = format_for(m, bits, headroom=headroom, what=f"layer{i} membrane")
-            if current.frac > membrane.frac:
-                current = Fixed(bits, membrane.frac)
-            s = r.spikes[i].astype(np.float64)
-        layers.append(LayerFormats(weight, current, membrane, scale))
+
+    def observe(i, layer, s, trace):
+        pick = getattr(layer, "calibrate", None)
+        layers.append(None if pick is None else pick(
+            trace, bits=bits, weight_bits=weight_bits, headroom=headroom, where=f"layer{i}"))
+
+    folded.forward(x, observe=observe)
     return NetworkFormats(input_fmt, tuple(layers))
 
 
@@ -137,9 +125,10 @@ class CalibrationReport:
             "| spikes agree | saturations |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
+        agreement = iter(self.spike_agreement)          # one per spiking layer
         for i, row in enumerate(self.spec):
-            agree = (f"{self.spike_agreement[i]:.3%}" if i < len(self.spike_agreement)
-                     else "readout")
+            agree = (f"{next(agreement):.3%}" if row["membrane"] is not None
+                     else "readout" if i == len(self.spec) - 1 else "-")
             sats = dict(self.saturations[i])
             if self.weight_clipped[i]:
                 sats["weight"] = self.weight_clipped[i]

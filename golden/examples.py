@@ -14,7 +14,7 @@ from .fold import AffineRule, fold_mpbn
 from .quantize import quantize_affine, quantize_rule
 
 __all__ = ["example_mpbn_params", "example_core", "example_currents", "example_network",
-           "add_core_arguments", "core_from_args"]
+           "example_conv_network", "add_core_arguments", "core_from_args"]
 
 
 def example_mpbn_params(neurons, seed=0):
@@ -97,6 +97,92 @@ def example_network(sizes, *, norm="tdbn", mpbn=True, T=4, tau=0.25, seed=0,
         layers.append(Layer(w, b, norm=norm, norm_params=params, norm_eps=NORM_EPS[norm],
                             mpbn=m))
     return Network(layers, T=T, tau=tau)
+
+
+def example_conv_network(in_shape=(1, 8, 8), layers=None, *, classes=10, norm="tdbn",
+                         mpbn="channel", T=4, tau=0.25, seed=0, weight_scale=2.0):
+    """A random trained-looking convolutional :class:`golden.network.Network` (float).
+
+    ``layers`` lists the hidden layers as model-file-like dicts, default::
+
+        [{"kind": "conv2d", "out_channels": 4, "kernel": 3, "padding": 1},
+         {"kind": "pool2d", "kernel": 2, "mode": "max"},
+         {"kind": "conv2d", "out_channels": 8, "kernel": 3, "stride": 2, "padding": 1},
+         {"kind": "flatten"}]
+
+    (``conv2d``: ``out_channels``, ``kernel``, ``stride`` 1, ``padding`` 0 by default;
+    ``pool2d``: ``kernel``, ``stride``, ``mode``); a dense readout of ``classes`` follows.
+    Every conv layer has normalizer ``norm`` and, with ``mpbn`` ``"channel"`` (state
+    ``(C,)``) or ``"element"`` (``(C, H, W)``), MPBN with gamma of every sign: the first
+    fifth of the entries (at least one) flip their comparison and the last two have
+    gamma = 0, one never and one always firing. ``mpbn=None``: no MPBN.
+    """
+    from .layers import Conv2d, Dense, Flatten, Pool2d
+    from .network import Network
+    from .normalizers import NORM_EPS, NORM_PARAMS, param_shape
+    if mpbn not in (None, "channel", "element"):
+        raise ValueError(f"mpbn must be None, 'channel' or 'element', not {mpbn!r}")
+    if layers is None:
+        layers = [{"kind": "conv2d", "out_channels": 4, "kernel": 3, "padding": 1},
+                  {"kind": "pool2d", "kernel": 2, "mode": "max"},
+                  {"kind": "conv2d", "out_channels": 8, "kernel": 3, "stride": 2,
+                   "padding": 1},
+                  {"kind": "flatten"}]
+    rng = np.random.default_rng(seed)
+
+    def norm_params(C):
+        params = {}
+        for name, code in NORM_PARAMS[norm].items():
+            shape = param_shape(code, T, C)
+            if name == "running_var":
+                params[name] = rng.uniform(0.2, 2.0, shape)
+            elif name in ("gamma", "p", "g"):
+                params[name] = rng.uniform(0.5, 1.5, shape)
+            else:
+                params[name] = rng.normal(0.0, 0.3, shape)
+        return params
+
+    def mpbn_params(shape):
+        n = int(np.prod(shape))
+        gamma = rng.normal(1.0, 0.5, n)
+        gamma[:max(1, n // 5)] = -np.abs(gamma[:max(1, n // 5)])
+        beta = rng.normal(0.0, 0.3, n)
+        if n >= 3:
+            gamma[-2:] = 0.0
+            beta[-2] = -1.0                        # never fires
+            beta[-1] = 1.0                         # always fires (beta > v_th)
+        return {"gamma": gamma.reshape(shape), "beta": beta.reshape(shape),
+                "running_mean": rng.normal(0.2, 0.3, shape),
+                "running_var": rng.uniform(0.1, 1.0, shape)}
+
+    net, shape = [], tuple(in_shape)
+    for i, spec in enumerate(layers):
+        spec = dict(spec)
+        kind = spec.pop("kind", None)
+        if kind == "conv2d":
+            c_out, k = spec.pop("out_channels"), spec.pop("kernel")
+            w = rng.normal(0, weight_scale / np.sqrt(shape[0] * k * k), (c_out, shape[0], k, k))
+            layer = Conv2d(w, rng.normal(0, 0.2, c_out), shape, stride=spec.pop("stride", 1),
+                           padding=spec.pop("padding", 0), norm=norm,
+                           norm_params=norm_params(c_out), norm_eps=NORM_EPS[norm])
+            if mpbn is not None:
+                layer.mpbn = mpbn_params((c_out,) if mpbn == "channel" else layer.out_shape)
+        elif kind == "pool2d":
+            layer = Pool2d(shape, spec.pop("kernel", 2), spec.pop("stride", None),
+                           spec.pop("mode", "max"))
+        elif kind == "flatten":
+            layer = Flatten(shape)
+        else:
+            raise ValueError(f"layers[{i}].kind must be conv2d, pool2d or flatten, not {kind!r}")
+        if spec:
+            raise ValueError(f"layers[{i}] has unknown fields {sorted(spec)}")
+        layer.check(T, where=f"layers[{i}]")
+        net.append(layer)
+        shape = layer.out_shape
+    n_in = int(np.prod(shape))
+    net.append(Dense(rng.normal(0, weight_scale / np.sqrt(n_in), (classes, n_in)),
+                     rng.normal(0, 0.2, classes), readout=True))
+    return Network(net, T=T, tau=tau)
 
 
 def example_currents(config, steps, seed=0, scale=0.6):

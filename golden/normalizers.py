@@ -45,6 +45,8 @@ from .fold import AffineRule, affine_from_bn, fold_into_weights, fold_mpbn
 __all__ = [
     "ThresholdDependentBN", "PerTimestepBN", "TemporalEffectiveBN", "MembranePotentialBN",
     "TemporalAccumulatedBN", "HomeostaticNorm", "TemporalHomeostaticNorm",
+    "NORMS", "PER_TIMESTEP_NORMS", "NORM_PARAMS", "NORM_EPS", "param_shape", "from_state",
+    "eval_sequence", "fold_state", "mpbn_from_state",
 ]
 
 
@@ -726,3 +728,131 @@ class TemporalHomeostaticNorm(HomeostaticNorm):
         """The layer as a per-timestep :class:`~golden.fold.AffineRule` (T, C)."""
         self._check_state()
         return AffineRule(self.gamma * self.g, self.gamma * self.b + self.beta)
+
+
+# -- the registry: normalizer kinds of a network layer ------------------------------------
+
+#: Normalizers after a layer's synapses, by the name model files and the trainer use. ``bn``
+#: is batch norm with statistics pooled over T and N (tdBN with ``alpha * v_th = 1``),
+#: ``tdbn`` the same with the fixed factor ``alpha * v_th`` on the normalized term.
+NORMS = ("none", "bn", "tdbn", "bntt", "tebn", "tab", "homeostatic", "temporal-homeostatic")
+
+#: Normalizers that differ per timestep: they fold into an affine stage of the LIF core.
+PER_TIMESTEP_NORMS = ("bntt", "tebn", "tab", "temporal-homeostatic")
+
+#: Eval-mode state of each normalizer: name -> shape code ("C": (C,), "TC": (T, C), "T": (T,)).
+NORM_PARAMS = {
+    "none": {},
+    "bn": {"gamma": "C", "beta": "C", "running_mean": "C", "running_var": "C"},
+    "tdbn": {"gamma": "C", "beta": "C", "running_mean": "C", "running_var": "C"},
+    "bntt": {"gamma": "TC", "running_mean": "TC", "running_var": "TC"},
+    "tebn": {"gamma": "C", "beta": "C", "running_mean": "C", "running_var": "C", "p": "T"},
+    "tab": {"gamma": "TC", "beta": "TC", "running_mean": "TC", "running_var": "TC", "p": "T"},
+    "homeostatic": {"gamma": "C", "beta": "C", "g": "C", "b": "C"},
+    "temporal-homeostatic": {"gamma": "TC", "beta": "TC", "g": "TC", "b": "TC"},
+}
+
+#: Default eps of each normalizer (BNTT's official code uses 1e-4).
+NORM_EPS = {kind: (1e-4 if kind == "bntt" else 1e-5) for kind in NORMS}
+
+_NORM_CLASSES = {
+    "bn": ThresholdDependentBN, "tdbn": ThresholdDependentBN, "bntt": PerTimestepBN,
+    "tebn": TemporalEffectiveBN, "tab": TemporalAccumulatedBN, "homeostatic": HomeostaticNorm,
+    "temporal-homeostatic": TemporalHomeostaticNorm,
+}
+
+
+def param_shape(code, T, C):
+    """The shape a :data:`NORM_PARAMS` code stands for."""
+    return {"C": (C,), "TC": (T, C), "T": (T,)}[code]
+
+
+def from_state(kind, params, *, C, T, eps, alpha=1.0, v_th=1.0, where="norm"):
+    """The eval-mode normalizer ``kind`` with its trained state ``params`` (or ``None``).
+
+    ``params`` holds the arrays of :data:`NORM_PARAMS` ``[kind]`` for ``C`` channels and
+    ``T`` steps; ``alpha`` and ``v_th`` give tdBN's fixed factor (``bn`` is tdBN with the
+    factor 1). Errors name ``where``.
+    """
+    if kind not in NORMS:
+        raise ValueError(f"{where} must be one of {NORMS}, not {kind!r}")
+    if kind == "none":
+        return None
+    want = NORM_PARAMS[kind]
+    unknown = set(params) - set(want)
+    if unknown:
+        raise ValueError(f"{where}: unknown {kind} parameters {sorted(unknown)}")
+    missing = [name for name in want if name not in params]
+    if missing:
+        raise ValueError(f"{where}.{missing[0]} is missing")
+    cls = _NORM_CLASSES[kind]
+    if kind in ("bn", "tdbn"):
+        norm = cls(C, threshold=v_th if kind == "tdbn" else 1.0,
+                   alpha=alpha if kind == "tdbn" else 1.0, eps=eps)
+    elif kind == "homeostatic":
+        norm = cls(C, eps=eps)
+    else:
+        norm = cls(C, T, eps=eps)
+    for name in want:
+        setattr(norm, name, params[name])
+    try:
+        norm._check_state()
+    except ValueError as exc:
+        raise ValueError(f"{where}.{exc}") from None
+    return norm
+
+
+def eval_sequence(norm, x_seq):
+    """Eval-mode ``norm`` on a sequence ``(T, N, C, ...)`` (``None``: the identity)."""
+    if norm is None:
+        return x_seq
+    if isinstance(norm, HomeostaticNorm) and not isinstance(norm, TemporalHomeostaticNorm):
+        T, N = x_seq.shape[:2]
+        y = norm.forward(np.reshape(x_seq, (T * N,) + x_seq.shape[2:]), training=False)
+        return y.reshape(x_seq.shape)
+    return norm.forward_sequence(x_seq, training=False)
+
+
+def fold_state(norm, weight, bias, T):
+    """Fold eval-mode ``norm`` after the synapses ``weight``/``bias``.
+
+    Returns ``(weight, bias, affine)``: the shared-over-time norms (bn, tdBN, homeostatic)
+    fold into the weights and ``affine`` is ``None``; the per-timestep ones leave the
+    weights and give an :class:`~golden.fold.AffineRule` of shape ``(T, C)``.
+    """
+    if norm is None:
+        return weight, bias, None
+    if isinstance(norm, ThresholdDependentBN):
+        weight, bias = norm.fold_into(weight, bias)
+        return weight, bias, None
+    rule = norm.fold()
+    if isinstance(norm, HomeostaticNorm) and not isinstance(norm, TemporalHomeostaticNorm):
+        weight, bias = fold_into_weights(weight, bias, rule.a[0], rule.b[0])
+        return weight, bias, None
+    if rule.T != T:
+        rule = AffineRule(np.broadcast_to(rule.a, (T, rule.channels)).copy(),
+                          np.broadcast_to(rule.b, (T, rule.channels)).copy())
+    return weight, bias, rule
+
+
+def mpbn_from_state(params, *, v_th, eps, shape=None, where="mpbn"):
+    """Eval-mode :class:`MembranePotentialBN` with trained ``params`` (``gamma``, ``beta``,
+    ``running_mean``, ``running_var``), channel-wise ``(C,)`` or element-wise ``shape``."""
+    unknown = set(params) - set(MembranePotentialBN._state)
+    if unknown:
+        raise ValueError(f"{where}: unknown mpbn parameters {sorted(unknown)}")
+    for name in MembranePotentialBN._state:
+        if name not in params:
+            raise ValueError(f"{where}.{name} is missing")
+    gamma_shape = np.shape(params["gamma"])
+    if not gamma_shape:
+        raise ValueError(f"{where}.gamma must have at least one axis, not a scalar")
+    norm = MembranePotentialBN(gamma_shape[0], threshold=v_th, eps=eps,
+                               shape=None if shape is None or len(shape) == 1 else shape)
+    for name in MembranePotentialBN._state:
+        setattr(norm, name, params[name])
+    try:
+        norm._check_state()
+    except ValueError as exc:
+        raise ValueError(f"{where}.{exc}") from None
+    return norm

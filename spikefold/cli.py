@@ -10,8 +10,11 @@ import argparse
 import importlib
 import sys
 
+from spikefold import flow
+
 COMMANDS = {
     "demo": ("spikefold.demo", "run the main job on the embedded default and print a summary"),
+    "eval": ("spikefold.flow", "evaluate a trained network model in float and fixed point"),
     "bench": ("golden.bench", "benchmark the bit-exact core model against float NumPy"),
     "verilog": ("hdl.export", "write Verilog + a JSON port description for a folded core"),
     "cosim": ("sim.cosim", "co-simulate RTL against the golden model and write a report"),
@@ -45,6 +48,7 @@ def build_parser():
             raise
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
+        flow.extend_parser(name, p)
         p.set_defaults(_run=module.run)
     return parser
 
@@ -53,7 +57,8 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args._run(args) or 0)
+        handler = flow.route(args) or args._run
+        return int(handler(args) or 0)
     except USER_ERRORS as exc:
         print(f"spikefold {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -17,7 +17,15 @@ import torch.nn.functional as F
 from .data import PIXEL_SCALE, load_digits_split
 from .modules import METHODS, SNN
 
-__all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "to_tensor"]
+__all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "to_tensor", "ARCHS",
+           "CONV_DEFAULTS"]
+
+#: Network architectures: the MLP of :class:`train.modules.SNN` or the conv SNN of
+#: :class:`train.conv.ConvSNN` (input 1 x 8 x 8).
+ARCHS = ("mlp", "conv")
+
+#: Settings of the shipped conv model that differ from the MLP's (see README).
+CONV_DEFAULTS = {"T": 8, "lr": 3e-3}
 
 
 @dataclass
@@ -34,8 +42,25 @@ class TrainConfig:
     tau: float = 0.25
     v_th: float = 0.5
     threads: int = 1
+    arch: str = "mlp"
+    channels: tuple = (16, 32)
+    pools: tuple = (True, False)
+    pool: str = "max"
+    elementwise: bool = False
 
     def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, not {self.arch!r}")
+        self.channels = tuple(int(c) for c in self.channels)
+        self.pools = tuple(bool(p) for p in self.pools)
+        if self.arch == "conv":
+            if not self.channels or min(self.channels) < 1:
+                raise ValueError(f"channels must list positive counts, not {self.channels!r}")
+            if len(self.pools) != len(self.channels):
+                raise ValueError(f"pools must have one flag per conv layer "
+                                 f"({len(self.channels)}), not {self.pools!r}")
+            if self.pool not in ("max", "avg"):
+                raise ValueError(f"pool must be 'max' or 'avg', not {self.pool!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -51,6 +76,8 @@ class TrainConfig:
     def to_json(self):
         d = asdict(self)
         d["hidden"] = list(self.hidden)
+        d["channels"] = list(self.channels)
+        d["pools"] = list(self.pools)
         return d
 
 
@@ -89,8 +116,15 @@ def train(config=None, data=None, log=None):
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    sizes = (xtr.shape[1], *config.hidden, int(max(ytr.max(), yte.max())) + 1)
-    model = SNN(sizes, method=config.method, T=config.T, tau=config.tau, v_th=config.v_th)
+    classes = int(max(ytr.max(), yte.max())) + 1
+    if config.arch == "conv":
+        from .conv import ConvSNN
+        model = ConvSNN(config.method, T=config.T, channels=config.channels, classes=classes,
+                        pool=config.pool, pools=config.pools, elementwise=config.elementwise,
+                        tau=config.tau, v_th=config.v_th)
+    else:
+        sizes = (xtr.shape[1], *config.hidden, classes)
+        model = SNN(sizes, method=config.method, T=config.T, tau=config.tau, v_th=config.v_th)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps_per_epoch = math.ceil(len(xtr) / config.batch)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(

@@ -78,6 +78,23 @@ def _bn_buffers(module, shape):
     module.register_buffer("running_var", torch.ones(shape))
 
 
+def _ch(v, ndim):
+    """Per-channel ``v`` (C,) shaped to broadcast against one step ``(N, C, ...)`` of
+    ``ndim`` axes (unchanged for ``(N, C)``)."""
+    return v.reshape(v.shape + (1,) * (ndim - 2))
+
+
+def _channel_last(x):
+    """Rows of C values: the batch-norm reduction over every axis but the channel. ``x`` is
+    one step ``(N, C)`` / ``(N, C, H, W)`` or a window ``(t, N, C)`` / ``(t, N, C, H, W)``."""
+    if x.ndim == 2:
+        return x
+    axis = 1 if x.ndim in (2, 4) else 2
+    if x.ndim == 3:          # a dense window (t, N, C)
+        return x.reshape(-1, x.shape[-1])
+    return x.movedim(axis, -1).reshape(-1, x.shape[axis])
+
+
 def _update(running_mean, running_var, mu, var_b, n, momentum):
     with torch.no_grad():
         running_mean.mul_(1 - momentum).add_(momentum * mu)
@@ -99,12 +116,12 @@ class PooledBN(nn.Module):
             self.p = nn.Parameter(torch.ones(T))
 
     def forward(self, c):
-        T, N, C = c.shape
-        y = F.batch_norm(c.reshape(T * N, C), self.running_mean, self.running_var,
+        T, N = c.shape[:2]
+        y = F.batch_norm(c.reshape(T * N, *c.shape[2:]), self.running_mean, self.running_var,
                          self.gamma * self.factor, self.beta, self.training, self.momentum,
-                         self.eps).reshape(T, N, C)
+                         self.eps).reshape(c.shape)
         if self.kind == "tebn":
-            y = self.p[:, None, None] * y
+            y = self.p.reshape((-1,) + (1,) * (c.ndim - 1)) * y
         return y
 
 
@@ -135,18 +152,19 @@ class TAB(nn.Module):
         _bn_buffers(self, (T, C))
 
     def forward(self, c):
-        T, N, C = c.shape
+        T, n = c.shape[0], c.ndim - 1
         out = []
         for t in range(T):
             if self.training:
-                window = c[:t + 1].reshape(-1, C)
+                window = _channel_last(c[:t + 1])
                 mu = window.mean(0)
                 var = window.var(0, unbiased=False)
                 _update(self.running_mean[t], self.running_var[t], mu.detach(), var.detach(),
                         window.shape[0], self.momentum)
             else:
                 mu, var = self.running_mean[t], self.running_var[t]
-            y = self.gamma[t] * (c[t] - mu) / torch.sqrt(var + self.eps) + self.beta[t]
+            y = (_ch(self.gamma[t], n) * (c[t] - _ch(mu, n)) / torch.sqrt(_ch(var, n) + self.eps)
+                 + _ch(self.beta[t], n))
             out.append(self.p[t] ** 2 * y)
         return torch.stack(out)
 
@@ -176,18 +194,21 @@ class Homeostatic(nn.Module):
                     self.momentum)
 
     def forward(self, c):
-        T, N, C = c.shape
+        T, N = c.shape[:2]
+        n = c.ndim - 1
         if not self.temporal:
             if self.training:
-                self._adapt(c.reshape(T * N, C), Ellipsis)
-            return self.gamma * (self.g * c + self.b) + self.beta
+                self._adapt(_channel_last(c.reshape(T * N, *c.shape[2:])), Ellipsis)
+            return (_ch(self.gamma, n) * (_ch(self.g, n) * c + _ch(self.b, n))
+                    + _ch(self.beta, n))
         out = []
         for t in range(T):
             if self.training:
-                self._adapt(c[t], t)
+                self._adapt(_channel_last(c[t]), t)
             # clone: adapting step t + 1 writes into the same buffer
-            out.append(self.gamma[t] * (self.g[t].clone() * c[t] + self.b[t].clone())
-                       + self.beta[t])
+            out.append(_ch(self.gamma[t], n) * (_ch(self.g[t].clone(), n) * c[t]
+                                                 + _ch(self.b[t].clone(), n))
+                       + _ch(self.beta[t], n))
         return torch.stack(out)
 
 
@@ -210,16 +231,23 @@ class MPBN(nn.Module):
     """Batch norm on the membrane before the comparator: per-step batch statistics, one
     set of running statistics updated at every step."""
 
-    def __init__(self, C, eps=1e-5, momentum=0.1):
+    def __init__(self, C, eps=1e-5, momentum=0.1, shape=None):
         super().__init__()
         self.eps, self.momentum = eps, momentum
-        self.gamma = nn.Parameter(torch.ones(C))
-        self.beta = nn.Parameter(torch.zeros(C))
-        _bn_buffers(self, C)
+        # shape (C, H, W): element-wise MPBN (the paper's Eq. 13), statistics over N only.
+        self.shape = (C,) if shape is None else tuple(shape)
+        self.gamma = nn.Parameter(torch.ones(self.shape))
+        self.beta = nn.Parameter(torch.zeros(self.shape))
+        _bn_buffers(self, self.shape)
 
     def forward(self, u):
-        return F.batch_norm(u, self.running_mean, self.running_var, self.gamma, self.beta,
-                            self.training, self.momentum, self.eps)
+        if len(self.shape) == 1:
+            return F.batch_norm(u, self.running_mean, self.running_var, self.gamma, self.beta,
+                                self.training, self.momentum, self.eps)
+        flat = F.batch_norm(u.reshape(len(u), -1), self.running_mean.view(-1),
+                            self.running_var.view(-1), self.gamma.reshape(-1),
+                            self.beta.reshape(-1), self.training, self.momentum, self.eps)
+        return flat.reshape(u.shape)
 
 
 class LIFLayer(nn.Module):
