@@ -34,7 +34,7 @@ Dataflow, one input vector (a timestep of spikes, or a sample of pixels) after a
    from a two-bank buffer (as DenseStage).
 
 Scatter and drain of one vector do not overlap (one bank of partial sums); the ingest of
-the next vector does. Cycles per vector: ``a * k*k * G + SCATTER_DEPTH + B * P`` (plus
+the next vector does. Cycles per vector: ``a * k*k * G + scatter_depth + B * P`` (plus
 output stalls): :func:`hdl.plan.conv_plan`.
 
 Scatter pipeline (not stalled; only the drain sees the output's ``ready``):
@@ -71,12 +71,9 @@ from amaranth.utils import ceil_log2
 from golden.layers.conv2d import IntegerConv2d
 
 from .dense import _clamp, _pack, _positive
+from .plan import conv_scatter_depth
 
-__all__ = ["ConvStage", "conv_weight_words", "SCATTER_DEPTH"]
-
-#: Cycles from the scatter issuing its last operation to that sum written back, plus the
-#: one cycle of the hand-over to the drain (spikes; analog: one more).
-SCATTER_DEPTH = 6
+__all__ = ["ConvStage", "conv_weight_words"]
 
 
 def _width(count):
@@ -226,7 +223,17 @@ class ConvStage(wiring.Component):
     @property
     def scatter_depth(self):
         """Cycles from the last scatter issue to the drain's first read."""
-        return SCATTER_DEPTH + (1 if self._analog else 0)
+        return conv_scatter_depth(self._analog)
+
+    @property
+    def latency(self):
+        """Cycles from the scatter's last issue (for an empty list: the cycle it sees the
+        list) to the vector's first output beat offered: :attr:`scatter_depth`, ``P``
+        drain reads and the output register (analog ``T > 1``: the replay starts after the
+        whole drain, ``B * P`` reads, and its buffer write and read, two more)."""
+        if self._analog and self._T > 1:
+            return self.scatter_depth + self._beats * self._lanes + 3
+        return self.scatter_depth + self._lanes + 1
 
     def vector_cycles(self, active):
         """Scatter + drain cycles of one input vector with ``active`` non-zero inputs
@@ -384,7 +391,7 @@ class ConvStage(wiring.Component):
         # The drain's last read must be used before the scatter takes the shared read port.
         m.d.comb += issue.eq(ready & (n != 0) & ~d1_valid)
         last_op = (kx == k - 1) & (ky == k - 1) & (g == G - 1) & (e + 1 >= n)
-        flush = Signal(range(SCATTER_DEPTH + 2))
+        flush = Signal(range(self.scatter_depth + 2))
         with m.If(issue):
             with m.If(kx == k - 1):
                 m.d.sync += kx.eq(0)

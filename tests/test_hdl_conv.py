@@ -210,3 +210,23 @@ def test_back_to_back_same_sum(k, padding):
     inputs[1, 0, 2, 2] = inputs[1, 1, 2 - (k - 1), 2 - (k - 1)] = 1
     inputs[2] = rng.random((2, 4, 4)) < 0.5
     check(ConvStage(layer, 3, in_lanes=4), inputs, seed=k)
+
+
+@pytest.mark.parametrize("analog,T", [(False, 1), (True, 1), (True, 3)])
+@pytest.mark.parametrize("active", [0, 1, 4])
+def test_latency_in_simulation(analog, T, active):
+    """One input beat with ``a`` active inputs: the first output beat comes ``max(1, a)``
+    (ingest) + ``max(1, a * k * k * G)`` (scatter) + ``latency`` cycles after it (plan and
+    component agree)."""
+    from hdl.plan import conv_plan
+    rng = np.random.default_rng(40 + active)
+    layer = random_conv(rng, (2, 3, 3), 5, 3, padding=1, analog=analog)
+    dut = ConvStage(layer, 2, in_lanes=18, T=T)
+    vec = np.zeros((1, 2, 3, 3), dtype=np.int64)
+    vec.reshape(-1)[[1, 5, 9, 16][:active]] = 3 if analog else 1
+    got, _, when = run_conv(dut, input_beats(dut, vec), 1)
+    assert np.array_equal(got, expected_beats(layer, vec, 2, T)[:1])
+    plan = conv_plan(layer, 2, 18, T)
+    assert plan.latency == dut.latency
+    # The input beat is taken in cycle 0.
+    assert when[0] == max(1, active) + max(1, active * 9 * dut.groups) + dut.latency
