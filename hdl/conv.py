@@ -29,15 +29,20 @@ Dataflow, one input vector (a timestep of spikes, or a sample of pixels) after a
 3. **Drain**: the partial sums are read in the stream's neuron order, one neuron per cycle
    (the word ``(c // P, yo, xo)``, lane ``c % P``), plus ``bias_q[c]``, requantized into lane
    ``q`` of the output beat; every ``P`` cycles a beat. A word is cleared as its last channel
-   is read, so the sums start from zero for the next vector. ``B * P`` cycles per vector.
+   is read, so the sums start from zero when the bank is scattered into again. ``B * P + 1``
+   cycles per vector. (The sums are stored ``P`` channels per word for the scatter, the
+   stream wants ``P`` positions of one channel per beat: the drain reads one neuron per
+   cycle rather than transposing.)
 4. **Replay** (analog input, ``T > 1``): the ``B`` beats of a sample are emitted ``T`` times
    from a two-bank buffer (as DenseStage).
 
-Scatter and drain of one vector do not overlap (one bank of partial sums); the ingest of
-the next vector does. Cycles per vector: ``a * k*k * G + scatter_depth + B * P`` (plus
-output stalls): :func:`hdl.plan.conv_plan`.
+The partial sums have two banks: the drain empties one vector's while the scatter fills
+the next one's, and the ingest of the vector after that fills the other list bank. Steady
+state cycles per vector: ``max(max(1, a * k*k * G) + scatter_depth - 1, B * P + 1)`` (plus
+output stalls; :meth:`ConvStage.vector_cycles`, :func:`hdl.plan.conv_plan`).
 
-Scatter pipeline (not stalled; only the drain sees the output's ``ready``):
+Scatter pipeline (not stalled; only the drain sees the output's ``ready``; the scatter
+waits for a free bank):
 
 =====  ======================================================================
 stage  work
@@ -53,7 +58,7 @@ S5     analog: ``sum += W * x_q`` written back
 
 Memories (``amaranth.lib.memory.Memory``): weights ``G * Ci * k * k`` words of ``P * Bw``
 bits (word ``((g * Ci + ci) * k + ky) * k + kx``, lane ``p`` = channel ``g * P + p``, zero
-past ``Co``); partial sums ``G * HW`` words of ``P * Bacc`` bits; biases ``Co`` words of
+past ``Co``); partial sums two banks of ``G * HW`` words of ``P * Bacc`` bits; biases ``Co`` words of
 ``Bb`` bits; the coordinate ROM ``Ci * H * W`` words; the active list
 ``2 * 2**ceil(log2(Ci * H * W))`` entries; the replay buffer ``2 * 2**ceil(log2 B)`` words of
 ``P * Bc`` bits; every depth at least 2. :func:`hdl.plan.conv_plan` lists the same without
@@ -235,11 +240,23 @@ class ConvStage(wiring.Component):
             return self.scatter_depth + self._beats * self._lanes + 3
         return self.scatter_depth + self._lanes + 1
 
-    def vector_cycles(self, active):
-        """Scatter + drain cycles of one input vector with ``active`` non-zero inputs
-        (no output stall)."""
+    def scatter_cycles(self, active):
+        """Cycles the scatter is busy with one vector of ``active`` non-zero inputs (from
+        its first issue to handing the sums to the drain)."""
         k = self._layer.kernel
-        return int(active) * k * k * self._groups + self.scatter_depth + self._beats * self._lanes
+        return max(1, int(active) * k * k * self._groups) + self.scatter_depth - 1
+
+    @property
+    def drain_cycles(self):
+        """Cycles the drain is busy with one vector (no output stall): ``B * P`` reads and
+        the hand-back of the bank."""
+        return self._beats * self._lanes + 1
+
+    def vector_cycles(self, active):
+        """Steady-state cycles per vector of ``active`` non-zero inputs (no output stall):
+        the scatter of one vector overlaps the drain of the one before, so the slower of
+        the two."""
+        return max(self.scatter_cycles(active), self.drain_cycles)
 
     # -- elaboration ---------------------------------------------------------------------
 
@@ -349,8 +366,11 @@ class ConvStage(wiring.Component):
             shape=unsigned(P * Bw), depth=_depth(G * Ci * kk),
             init=_pack(conv_weight_words(layer, P), Bw))
         psum_layout = data.ArrayLayout(signed(Bacc), P)
-        m.submodules.psums = pmem = memory.Memory(shape=unsigned(P * Bacc),
-                                                  depth=_depth(G * HW), init=[])
+        # Two banks of partial sums: the drain empties one while the scatter fills the other.
+        pmems = []
+        for b in range(2):
+            pmems.append(memory.Memory(shape=unsigned(P * Bacc), depth=_depth(G * HW), init=[]))
+            m.submodules[f"psums_{b}"] = pmems[b]
         bias = np.asarray(layer.bias_q, dtype=np.int64)
         m.submodules.biases = bmem = memory.Memory(
             shape=signed(Bb), depth=_depth(Co), init=[int(v) for v in bias])
@@ -367,12 +387,15 @@ class ConvStage(wiring.Component):
         lrd = lmem.read_port()
         crd = cmem.read_port()
         wrd = wmem.read_port()
-        prd = pmem.read_port()
-        pwr = pmem.write_port()
+        prds = [mem.read_port() for mem in pmems]
+        pwrs = [mem.write_port() for mem in pmems]
         brd = bmem.read_port()
+        pfull = Signal(2)                     # bank b holds a finished vector's sums
+        sb = Signal()                         # the bank the scatter fills
+        db = Signal()                         # the bank the drain empties
 
-        SCATTER, FLUSH, DRAIN = 0, 1, 2
-        phase = Signal(2)
+        RUN, FLUSH = 0, 1
+        phase = Signal()
 
         # -- scatter S0: issue (e, g, ky, kx)
         rb = Signal()
@@ -385,11 +408,9 @@ class ConvStage(wiring.Component):
         gp = Signal(range(max(2, G * HW)))
         n = Signal(range(n_in + 1))
         m.d.comb += n.eq(Mux(rb, count[1], count[0]))
-        ready = (phase == SCATTER) & Mux(rb, full[1], full[0])
+        ready = (phase == RUN) & Mux(rb, full[1], full[0]) & ~Mux(sb, pfull[1], pfull[0])
         issue = Signal()
-        d1_valid = Signal()
-        # The drain's last read must be used before the scatter takes the shared read port.
-        m.d.comb += issue.eq(ready & (n != 0) & ~d1_valid)
+        m.d.comb += issue.eq(ready & (n != 0))
         last_op = (kx == k - 1) & (ky == k - 1) & (g == G - 1) & (e + 1 >= n)
         flush = Signal(range(self.scatter_depth + 2))
         with m.If(issue):
@@ -464,20 +485,24 @@ class ConvStage(wiring.Component):
         last_addr = Signal.like(sa["paddr"])
         last_sum = Signal(psum_layout)
         fwd = last_valid & (last_addr == sa["paddr"])
-        old = data.ArrayLayout(signed(Bacc), P)(Mux(fwd, last_sum.as_value(), prd.data))
+        prd_data = Mux(sb, prds[1].data, prds[0].data)
+        old = data.ArrayLayout(signed(Bacc), P)(Mux(fwd, last_sum.as_value(), prd_data))
         new = Signal(psum_layout)
         for p in range(P):
             m.d.comb += new[p].eq(old[p] + addends[p])
         m.d.sync += [last_valid.eq(sa["valid"]), last_addr.eq(sa["paddr"]), last_sum.eq(new)]
 
-        # FLUSH: let the last operations write back, release the list bank.
+        # FLUSH: let the last operations write back, release the list bank, hand the sums
+        # to the drain.
         with m.If(phase == FLUSH):
             m.d.sync += flush.eq(flush + 1)
             with m.If(flush == self.scatter_depth - 2):
-                m.d.sync += [phase.eq(DRAIN), rb.eq(~rb)]
+                m.d.sync += [phase.eq(RUN), rb.eq(~rb), sb.eq(~sb)]
                 for b in range(2):
                     with m.If(rb == b):
                         m.d.sync += full[b].eq(0)
+                    with m.If(sb == b):
+                        m.d.sync += pfull[b].eq(1)
 
         # -- drain (stall-all on the output register)
         out_valid = Signal()
@@ -490,7 +515,9 @@ class ConvStage(wiring.Component):
         q = Signal(range(max(2, P)))
         nb = Signal(range(max(2, B)))
         dissue = Signal()
-        m.d.comb += dissue.eq((phase == DRAIN) & en)
+        dwait = Signal()                      # every read issued, the last one in D1
+        d1_valid = Signal()
+        m.d.comb += dissue.eq(Mux(db, pfull[1], pfull[0]) & ~dwait & en)
         real = c < Co
         last_of_word = real & ((lane == P - 1) | (c == Co - 1))
         final = (nb == B - 1) & (q == P - 1)
@@ -508,24 +535,23 @@ class ConvStage(wiring.Component):
             with m.Else():
                 m.d.sync += q.eq(q + 1)
             with m.If(final):
-                m.d.sync += [phase.eq(SCATTER), c.eq(0), pos.eq(0), lane.eq(0), base.eq(0),
+                m.d.sync += [dwait.eq(1), c.eq(0), pos.eq(0), lane.eq(0), base.eq(0),
                              q.eq(0), nb.eq(0)]
 
         drain_addr = (base + pos)[:_width(G * HW)]
-        m.d.comb += [
-            prd.addr.eq(Mux(phase == DRAIN, drain_addr, scatter_raddr)),
-            # Outside the drain the port holds while the drain's last read waits in D1.
-            prd.en.eq(Mux(phase == DRAIN, en, ~d1_valid)),
-            brd.addr.eq(c[:_width(Co)]),
-            brd.en.eq(en),
-        ]
-        # The scatter writes back; the drain clears a word as its last channel is read.
-        with m.If(phase == DRAIN):
-            m.d.comb += [pwr.addr.eq(drain_addr), pwr.data.eq(0),
-                         pwr.en.eq(dissue & last_of_word)]
-        with m.Else():
-            m.d.comb += [pwr.addr.eq(sa["paddr"]), pwr.data.eq(new.as_value()),
-                         pwr.en.eq(sa["valid"])]
+        m.d.comb += [brd.addr.eq(c[:_width(Co)]), brd.en.eq(en)]
+        # A full bank belongs to the drain (its reads stall with the output; it clears a
+        # word as the word's last channel is read), an empty one to the scatter. The drain
+        # releases its bank once its last read has been used in D1.
+        for b in range(2):
+            with m.If(pfull[b]):
+                m.d.comb += [prds[b].addr.eq(drain_addr), prds[b].en.eq(en),
+                             pwrs[b].addr.eq(drain_addr), pwrs[b].data.eq(0),
+                             pwrs[b].en.eq(dissue & last_of_word & (db == b))]
+            with m.Else():
+                m.d.comb += [prds[b].addr.eq(scatter_raddr),
+                             pwrs[b].addr.eq(sa["paddr"]), pwrs[b].data.eq(new.as_value()),
+                             pwrs[b].en.eq(sa["valid"] & (sb == b))]
 
         d1_real = Signal()
         d1_lane = Signal.like(lane)
@@ -534,7 +560,7 @@ class ConvStage(wiring.Component):
         with m.If(en):
             m.d.sync += [d1_valid.eq(dissue), d1_real.eq(real), d1_lane.eq(lane), d1_q.eq(q),
                          d1_end.eq(q == P - 1)]
-        word = data.ArrayLayout(signed(Bacc), P)(prd.data)
+        word = data.ArrayLayout(signed(Bacc), P)(Mux(db, prds[1].data, prds[0].data))
         acc = Signal(signed(Bacc + 1))
         m.d.comb += acc.eq(brd.data + word[d1_lane])
         shift = layer.shift
@@ -549,6 +575,11 @@ class ConvStage(wiring.Component):
                 m.d.sync += out_valid.eq(1)
                 for p in range(P):
                     m.d.sync += out.payload[p].eq(value if p == P - 1 else staging[p])
+            with m.If(dwait & d1_end):
+                m.d.sync += [dwait.eq(0), db.eq(~db)]
+                for b in range(2):
+                    with m.If(db == b):
+                        m.d.sync += pfull[b].eq(0)
         with m.If(out.valid & out.ready & ~(d1_valid & d1_end)):
             m.d.sync += out_valid.eq(0)
         m.d.comb += out.valid.eq(out_valid)

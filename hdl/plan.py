@@ -93,9 +93,10 @@ class StagePlan:
     per_sample : bool
         The input vector comes once per sample (the analog first dense or conv stage,
         replayed ``T`` times) rather than once per timestep.
-    active_cost, vector_cost : int
-        ``conv2d`` only: cycles per active input (``k * k * G``) and per vector (the
-        scatter pipeline's flush and the drain's ``B * P``), see :mod:`hdl.conv`.
+    active_cost, scatter_cost, drain_cost : int
+        ``conv2d`` only: the scatter's cycles per active input (``k * k * G``) and per
+        vector (its pipeline flush), the drain's cycles per vector (``B * P + 1``); the
+        two overlap (see :mod:`hdl.conv`).
     """
 
     name: str
@@ -109,12 +110,14 @@ class StagePlan:
     per_sample: bool = False
     T: int = 1
     active_cost: int = 0
-    vector_cost: int = 0
+    scatter_cost: int = 0
+    drain_cost: int = 0
 
     def cycles(self, active=0):
         """Busy cycles of the stage for one input vector with ``active`` non-zero inputs
-        (dense: ``beats * max(1, active)`` engine cycles; conv: ``active * k * k * G +
-        flush + B * P`` (scatter, then drain); pool: ``max(in_beats, beats)``; LIF:
+        (dense: ``beats * max(1, active)`` engine cycles; conv: the slower of the scatter,
+        ``max(1, active * k * k * G) + flush``, and the drain of the vector before,
+        ``B * P + 1``; pool: ``max(in_beats, beats)``; LIF:
         ``beats``; readout: its ``in_beats`` per timestep; the input ingest overlaps the
         engine)."""
         active = int(active)
@@ -123,7 +126,7 @@ class StagePlan:
         if self.kind == "dense":
             return self.beats * max(1, active)
         if self.kind == "conv2d":
-            return active * self.active_cost + self.vector_cost
+            return max(max(1, active * self.active_cost) + self.scatter_cost, self.drain_cost)
         if self.kind == "pool2d":
             return max(self.in_beats, self.beats)
         if self.kind == "lif":
@@ -283,7 +286,8 @@ def conv_plan(layer, lanes, in_lanes, T, *, name="conv"):
     mems = [
         MemoryPlan("active_list", jw + (layer.input_bits if analog else 0), 2 << jw),
         MemoryPlan("weights", P * layer.formats.weight.bits, _depth(G * Ci * k * k)),
-        MemoryPlan("psums", P * layer.acc_bits, _depth(G * Ho * Wo)),
+        MemoryPlan("psums_0", P * layer.acc_bits, _depth(G * Ho * Wo)),
+        MemoryPlan("psums_1", P * layer.acc_bits, _depth(G * Ho * Wo)),
         MemoryPlan("biases", layer.bias_bits, _depth(Co)),
         MemoryPlan("coords", _width(Ci * k * k) + _width(H) + _width(W), _depth(n_in)),
     ]
@@ -293,7 +297,8 @@ def conv_plan(layer, lanes, in_lanes, T, *, name="conv"):
     depth = conv_scatter_depth(analog)
     latency = depth + B * P + 3 if replay else depth + P + 1
     return StagePlan(name, "conv2d", P, Q, IB, B, latency, tuple(mems), per_sample=replay,
-                     T=int(T), active_cost=k * k * G, vector_cost=depth + B * P)
+                     T=int(T), active_cost=k * k * G, scatter_cost=depth - 1,
+                     drain_cost=B * P + 1)
 
 
 def pool_plan(layer, lanes, in_lanes, T, *, name="pool"):

@@ -167,22 +167,27 @@ def test_weight_words_layout():
 
 
 @pytest.mark.parametrize("analog", [False, True])
-def test_cycles_match_model(analog):
-    """Back to back, no stall: each vector takes exactly ``ConvStage.vector_cycles(active)``
-    (the interval between the last beats of consecutive vectors; the ingest of the next
-    vector overlaps, so it is hidden)."""
-    rng = np.random.default_rng(5)
+@pytest.mark.parametrize("active", [3, 18])
+def test_cycles_match_model(analog, active):
+    """Vectors of ``a`` active inputs back to back, no stall: in steady state each takes
+    ``ConvStage.vector_cycles(a)`` = max(scatter, drain) (the interval between the last
+    beats of consecutive vectors); 3 active inputs are drain-bound, 18 scatter-bound."""
+    rng = np.random.default_rng(5 + active)
     layer = random_conv(rng, (2, 6, 6), 4, 3, padding=1, analog=analog)
     dut = ConvStage(layer, 2, in_lanes=8, T=1)
-    inputs = random_inputs(rng, layer, 5, 0.2)
-    inputs[2] = 0
+    inputs = np.zeros((6, 72), dtype=np.int64)
+    for v in range(len(inputs)):
+        inputs[v, rng.choice(72, active, replace=False)] = rng.integers(1, 60, active)
+    inputs = inputs.reshape(6, 2, 6, 6) if analog else np.minimum(inputs, 1).reshape(6, 2, 6, 6)
     want = expected_beats(layer, inputs, 2, 1)
     got, cycles, when = run_conv(dut, input_beats(dut, inputs), len(want), seed=1)
     assert np.array_equal(got, want)
     B = dut.beats
-    for v in range(1, len(inputs)):
+    bound = dut.scatter_cycles(active) > dut.drain_cycles
+    assert bound == (active == 18)
+    for v in range(3, len(inputs)):
         interval = when[(v + 1) * B - 1] - when[v * B - 1]
-        assert interval == dut.vector_cycles(np.count_nonzero(inputs[v])), (v, interval)
+        assert interval == dut.vector_cycles(active), (v, interval)
 
 
 def test_bad_arguments():
