@@ -68,7 +68,7 @@ from .lif_array import LIFArray
 from .mapping import HardwareMapping
 from .plan import network_plan
 from .skid import RegisterSlice
-from .stages import builder_for, sized
+from .stages import builder_for, layer_sizes, sized
 
 __all__ = ["Readout", "SpikingNetwork", "result_layout", "export_network_verilog",
            "FORMAT", "VERSION"]
@@ -355,10 +355,14 @@ def describe_network(dut, name):
     for i, row in enumerate(net.spec()):
         row = dict(row)
         row["lanes"] = dut.lanes[i]
-        row["beats_per_step"] = dut.dense[i].beats
-        if i < len(dut.lif):
-            row["lif_latency"] = dut.lif[i].latency
-            row["config"] = dut.lif[i].config.to_json()
+        parts = [p for p in dut.parts if p.layer == i]
+        # A flatten stage has no part: its beats are the previous stage's.
+        row["beats_per_step"] = (parts[0].component.beats if parts
+                                 else layers[-1]["beats_per_step"])
+        for part in parts:
+            if isinstance(part.component, LIFArray):
+                row["lif_latency"] = part.component.latency
+                row["config"] = part.component.config.to_json()
         layers.append(row)
     # Every LIF array's o_spikes stream, as cocotb sees it inside the exported hierarchy
     # (``dut.<instance>.<signal>``): the co-simulation checks every layer's spikes.
@@ -375,7 +379,8 @@ def describe_network(dut, name):
                 "fields": payload_fields(shape, "o_spikes__payload")})
     return {
         "format": FORMAT, "version": VERSION, "top": name, "T": net.T,
-        "sizes": [net.layers[0].n_in] + [layer.n_out for layer in net.layers],
+        "sizes": [layer_sizes(net.layers[0])[0]] + [layer_sizes(layer)[1]
+                                                    for layer in net.layers],
         "input": net.input_format.to_json(), "in_lanes": dut.in_lanes,
         "in_beats": dut.in_beats, "lanes": list(dut.lanes), "outreg": dut.outreg,
         "classes": dut.classes, "logit_bits": dut.logit_bits, "layers": layers,

@@ -99,3 +99,20 @@ def test_flatten_lanes_must_match():
     with pytest.raises(ValueError, match="layer3: flatten has lanes 3 but the stage before "
                                          "has 2"):
         SpikingNetwork(inet, HardwareMapping((4, 3, 2, 3, 5), in_lanes=5))
+
+
+def test_export_conv_network_verilog(tmp_path):
+    """The conv network converts to Verilog; the description lists every layer and the
+    LIF arrays' monitors."""
+    import json
+
+    from hdl.network import export_network_verilog
+    inet = conv_network(seed=2, T=2)
+    v, j = export_network_verilog(inet, HardwareMapping((4, 3, 2, 2, 5), in_lanes=4), tmp_path,
+                                  name="convnet")
+    assert "module convnet(" in v.read_text()
+    desc = json.loads(j.read_text())
+    assert desc["sizes"] == [64, 256, 64, 32, 32, 5]
+    assert [row["beats_per_step"] for row in desc["layers"]] == [64, 22, 16, 16, 1]
+    assert [m["instance"] for m in desc["monitors"]] == ["lif0", "lif2"]
+    assert [m["neurons"] for m in desc["monitors"]] == [256, 32]
