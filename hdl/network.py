@@ -15,6 +15,13 @@ RegisterSlice`, ``<part>_slice``: one cycle of latency, no ``ready`` path across
 is one :class:`hdl.mapping.HardwareMapping`; what each stage builds (memories,
 latency, beats, cycles) is its :mod:`hdl.plan` plan, known before elaboration.
 
+A conv stage gives a :class:`hdl.conv.ConvStage` (``conv<i>``) and a LIF array over its
+``C * H * W`` neurons; a max pooling stage a :class:`hdl.pool.PoolStage` (``pool<i>``); a
+flatten stage nothing (every link already carries maps flattened channel-major)::
+
+    i_pixels -> ConvStage 0 (MAC, once per sample) -> LIFArray 0 -> PoolStage 1
+             -> ConvStage 2 (spike-driven) -> LIFArray 2 -> [flatten] -> DenseStage 4 -> Readout
+
 Every link is an ``amaranth.lib.stream`` with valid/ready, so any stage may stall any other;
 the tensor and beat layout on every link is written down in :mod:`hdl.layout`. Lock-step
 with the golden model holds by construction: a sample is ``ceil(n_in / Q)`` pixel beats;
@@ -61,7 +68,7 @@ from .lif_array import LIFArray
 from .mapping import HardwareMapping
 from .plan import network_plan
 from .skid import RegisterSlice
-from .stages import builder_for
+from .stages import builder_for, layer_sizes, sized
 
 __all__ = ["Readout", "SpikingNetwork", "result_layout", "export_network_verilog",
            "FORMAT", "VERSION"]
@@ -230,8 +237,10 @@ class SpikingNetwork(wiring.Component):
         if not isinstance(network, IntegerNetwork):
             raise TypeError(f"network must be a golden.network.IntegerNetwork, not {network!r}")
         # Check every count before building anything (nothing half-built is left behind).
-        mapping = HardwareMapping.for_network(network, mapping, in_lanes, outreg)
+        mapping = HardwareMapping.for_network(sized(network), mapping, in_lanes, outreg)
         builders = [builder_for(layer) for layer in network.layers]
+        for i, (layer, builder) in enumerate(zip(network.layers, builders)):
+            builder.plan(layer, i, mapping, network.T)     # pure: raises on a bad mapping
         self._network = network
         self._mapping = mapping
         parts = []
@@ -298,7 +307,7 @@ class SpikingNetwork(wiring.Component):
     @property
     def in_beats(self):
         """Pixel beats per sample."""
-        return self._dense[0].in_beats
+        return self._parts[0].component.in_beats
 
     @property
     def parts(self):
@@ -346,10 +355,14 @@ def describe_network(dut, name):
     for i, row in enumerate(net.spec()):
         row = dict(row)
         row["lanes"] = dut.lanes[i]
-        row["beats_per_step"] = dut.dense[i].beats
-        if i < len(dut.lif):
-            row["lif_latency"] = dut.lif[i].latency
-            row["config"] = dut.lif[i].config.to_json()
+        parts = [p for p in dut.parts if p.layer == i]
+        # A flatten stage has no part: its beats are the previous stage's.
+        row["beats_per_step"] = (parts[0].component.beats if parts
+                                 else layers[-1]["beats_per_step"])
+        for part in parts:
+            if isinstance(part.component, LIFArray):
+                row["lif_latency"] = part.component.latency
+                row["config"] = part.component.config.to_json()
         layers.append(row)
     # Every LIF array's o_spikes stream, as cocotb sees it inside the exported hierarchy
     # (``dut.<instance>.<signal>``): the co-simulation checks every layer's spikes.
@@ -366,7 +379,8 @@ def describe_network(dut, name):
                 "fields": payload_fields(shape, "o_spikes__payload")})
     return {
         "format": FORMAT, "version": VERSION, "top": name, "T": net.T,
-        "sizes": [net.layers[0].n_in] + [layer.n_out for layer in net.layers],
+        "sizes": [layer_sizes(net.layers[0])[0]] + [layer_sizes(layer)[1]
+                                                    for layer in net.layers],
         "input": net.input_format.to_json(), "in_lanes": dut.in_lanes,
         "in_beats": dut.in_beats, "lanes": list(dut.lanes), "outreg": dut.outreg,
         "slices": dut.mapping.slices,

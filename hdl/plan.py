@@ -17,10 +17,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from amaranth.utils import ceil_log2
 
 __all__ = ["MemoryPlan", "StagePlan", "NetworkPlan", "dense_plan", "lif_plan", "readout_plan",
-           "network_plan", "lif_latency", "dense_engine_depth", "BRAM_MIN_DEPTH"]
+           "conv_plan", "pool_plan", "network_plan", "lif_latency", "dense_engine_depth",
+           "conv_scatter_depth", "BRAM_MIN_DEPTH", "SYNAPTIC_KINDS"]
+
+#: Stage kinds whose cycles depend on the number of active inputs.
+SYNAPTIC_KINDS = ("dense", "conv2d")
 
 #: Memories at least this deep become block RAM (shallower ones are left to LUT RAM or
 #: flip-flops by Yosys's memory mapper; with registered outputs DenseStage gives them an
@@ -71,10 +76,10 @@ class StagePlan:
     Attributes
     ----------
     name : str
-        Its submodule name in :class:`hdl.network.SpikingNetwork` (``dense0``, ``lif0``,
-        ``readout``).
+        Its submodule name in :class:`hdl.network.SpikingNetwork` (``dense0``, ``conv0``,
+        ``pool1``, ``lif0``, ``readout``).
     kind : str
-        ``"dense"``, ``"lif"`` or ``"readout"``.
+        ``"dense"``, ``"conv2d"``, ``"pool2d"``, ``"lif"`` or ``"readout"``.
     lanes, in_lanes : int
         Values per output beat / per input beat.
     in_beats, beats : int
@@ -86,8 +91,12 @@ class StagePlan:
         included).
     memories : tuple of MemoryPlan
     per_sample : bool
-        The input vector comes once per sample (the analog first dense stage, replayed
-        ``T`` times) rather than once per timestep.
+        The input vector comes once per sample (the analog first dense or conv stage,
+        replayed ``T`` times) rather than once per timestep.
+    active_cost, scatter_cost, drain_cost : int
+        ``conv2d`` only: the scatter's cycles per active input (``k * k * G``) and per
+        vector (its pipeline flush), the drain's cycles per vector (``B * P + 1``); the
+        two overlap (see :mod:`hdl.conv`).
     """
 
     name: str
@@ -100,16 +109,26 @@ class StagePlan:
     memories: tuple
     per_sample: bool = False
     T: int = 1
+    active_cost: int = 0
+    scatter_cost: int = 0
+    drain_cost: int = 0
 
     def cycles(self, active=0):
         """Busy cycles of the stage for one input vector with ``active`` non-zero inputs
-        (dense: ``beats * max(1, active)`` engine cycles; LIF: ``beats``; readout: its
-        ``in_beats`` per timestep; the input ingest overlaps the engine)."""
+        (dense: ``beats * max(1, active)`` engine cycles; conv: the slower of the scatter,
+        ``max(1, active * k * k * G) + flush``, and the drain of the vector before,
+        ``B * P + 1``; pool: ``max(in_beats, beats)``; LIF:
+        ``beats``; readout: its ``in_beats`` per timestep; the input ingest overlaps the
+        engine)."""
         active = int(active)
         if active < 0:
             raise ValueError(f"active must be a non-negative integer, not {active!r}")
         if self.kind == "dense":
             return self.beats * max(1, active)
+        if self.kind == "conv2d":
+            return max(max(1, active * self.active_cost) + self.scatter_cost, self.drain_cost)
+        if self.kind == "pool2d":
+            return max(self.in_beats, self.beats)
         if self.kind == "lif":
             return self.beats
         return self.in_beats
@@ -156,15 +175,15 @@ class NetworkPlan:
 
     def cycles_per_sample(self, active):
         """Cycles per sample with the stages overlapped: the busiest stage's cycles for this
-        sample (``active[i]``: the non-zero inputs of the ``i``-th dense stage, one value
-        for the analog first stage, one per timestep for the others). Averaged over samples
-        streamed back to back it is the measured steady-state interval between results
-        (``tests/test_hdl_plan.py``: within 5 % in simulation); single samples differ by
-        the neighbours' overlap."""
-        dense = [s for s in self.stages if s.kind == "dense"]
+        sample (``active[i]``: the non-zero inputs of the ``i``-th dense or conv stage, one
+        value for the analog first stage, one per timestep for the others). Averaged over
+        samples streamed back to back it is the measured steady-state interval between
+        results (``tests/test_hdl_plan.py``: within 5 % in simulation); single samples
+        differ by the neighbours' overlap."""
+        dense = [s for s in self.stages if s.kind in SYNAPTIC_KINDS]
         if len(active) != len(dense):
-            raise ValueError(f"active lists {len(active)} dense stages, the network has "
-                             f"{len(dense)}")
+            raise ValueError(f"active lists {len(active)} dense or conv stages, the network "
+                             f"has {len(dense)}")
         worst = 0
         for s, a in zip(dense, active):
             if s.per_sample:
@@ -173,7 +192,7 @@ class NetworkPlan:
             else:
                 worst = max(worst, sum(s.cycles(v) for v in a))
         for s in self.stages:
-            if s.kind != "dense":
+            if s.kind not in SYNAPTIC_KINDS:
                 worst = max(worst, s.cycles() * self.T)
         return worst
 
@@ -247,13 +266,56 @@ def readout_plan(classes, lanes, T, current_bits, *, name="readout"):
     return StagePlan(name, "readout", 1, P, B, 1, int(classes) + 1, (), T=int(T))
 
 
+def conv_scatter_depth(analog):
+    """``ConvStage.scatter_depth``: cycles from the scatter's last issue to the drain's
+    first read (S1 .. S4 and the flush; one more stage for the analog products)."""
+    return 6 + (1 if analog else 0)
+
+
+def conv_plan(layer, lanes, in_lanes, T, *, name="conv"):
+    """Plan of ``hdl.conv.ConvStage(layer, lanes, in_lanes=in_lanes, T=T)`` (geometry in
+    :mod:`hdl.conv`'s docstring; plain memories, every depth at least 2)."""
+    Ci, H, W = (int(v) for v in layer.in_shape)
+    Co, Ho, Wo = (int(v) for v in layer.out_shape)
+    k = int(layer.kernel)
+    P, Q = int(lanes), int(in_lanes)
+    n_in, n_out = Ci * H * W, Co * Ho * Wo
+    G, B, IB = -(-Co // P), -(-n_out // P), -(-n_in // Q)
+    analog = layer.input_bits is not None
+    jw = _width(n_in)
+    mems = [
+        MemoryPlan("active_list", jw + (layer.input_bits if analog else 0), 2 << jw),
+        MemoryPlan("weights", P * layer.formats.weight.bits, _depth(G * Ci * k * k)),
+        MemoryPlan("psums_0", P * layer.acc_bits, _depth(G * Ho * Wo)),
+        MemoryPlan("psums_1", P * layer.acc_bits, _depth(G * Ho * Wo)),
+        MemoryPlan("biases", layer.bias_bits, _depth(Co)),
+        MemoryPlan("coords", _width(Ci * k * k) + _width(H) + _width(W), _depth(n_in)),
+    ]
+    replay = analog and T > 1
+    if replay:
+        mems.append(MemoryPlan("replay", P * layer.formats.current.bits, 2 << _width(B)))
+    depth = conv_scatter_depth(analog)
+    latency = depth + B * P + 3 if replay else depth + P + 1
+    return StagePlan(name, "conv2d", P, Q, IB, B, latency, tuple(mems), per_sample=replay,
+                     T=int(T), active_cost=k * k * G, scatter_cost=depth - 1,
+                     drain_cost=B * P + 1)
+
+
+def pool_plan(layer, lanes, in_lanes, T, *, name="pool"):
+    """Plan of ``hdl.pool.PoolStage(layer, lanes, in_lanes=in_lanes)``: no memory (two
+    register bitmaps of ``N_out`` bits), latency 1."""
+    n_in, n_out = int(np.prod(layer.in_shape)), int(np.prod(layer.out_shape))
+    P, Q = int(lanes), int(in_lanes)
+    return StagePlan(name, "pool2d", P, Q, -(-n_in // Q), -(-n_out // P), 1, (), T=int(T))
+
+
 def network_plan(inet, mapping=None):
     """The :class:`NetworkPlan` of ``inet`` under ``mapping`` (a
     :class:`hdl.mapping.HardwareMapping`, or what ``HardwareMapping.for_network`` takes
     as ``lanes``)."""
     from .mapping import HardwareMapping
-    from .stages import builder_for
-    mapping = HardwareMapping.for_network(inet, mapping)
+    from .stages import builder_for, sized
+    mapping = HardwareMapping.for_network(sized(inet), mapping)
     stages = []
     for index, layer in enumerate(inet.layers):
         stages.extend(builder_for(layer).plan(layer, index, mapping, inet.T))

@@ -20,10 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .plan import BRAM_MIN_DEPTH, dense_plan, lif_plan, readout_plan
+from types import SimpleNamespace
 
-__all__ = ["Part", "StageBuilder", "DenseBuilder", "BUILDERS", "register", "builder_for",
-           "layer_kind"]
+import numpy as np
+
+from .plan import BRAM_MIN_DEPTH, conv_plan, dense_plan, lif_plan, pool_plan, readout_plan
+
+__all__ = ["Part", "StageBuilder", "DenseBuilder", "ConvBuilder", "PoolBuilder",
+           "FlattenBuilder", "BUILDERS", "register", "builder_for", "layer_kind",
+           "layer_sizes", "sized"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,90 @@ class DenseBuilder(StageBuilder):
         return parts
 
 
+def _lif_part(layer, index, mapping):
+    """The LIF array of a hidden integer stage (dense or conv): ``lif<index>``."""
+    from .lif_array import LIFArray
+    P = mapping.lanes[index]
+    # Shallow memories stay out of block RAM primitives (LUT RAM or flip-flops after an
+    # inferred memory, and a fabric output register).
+    beats = -(-layer.config.neurons // P)
+    bram = "memory" if mapping.outreg and beats < BRAM_MIN_DEPTH else "auto"
+    return Part(f"lif{index}", LIFArray(layer.config, P, thresholds=layer.thresholds,
+                                        affine=layer.affine, memory_outreg=mapping.outreg,
+                                        bram=bram),
+                "i_current", "o_spikes", index)
+
+
+class ConvBuilder(StageBuilder):
+    """A conv integer stage: :class:`hdl.conv.ConvStage` (``conv<i>``) then a
+    :class:`hdl.lif_array.LIFArray` (``lif<i>``) over its ``C_out * H_out * W_out``
+    neurons, channel-major (golden's flatten order, :mod:`hdl.layout`), with the layer's
+    per-neuron threshold table (channel-wise MPBN is already broadcast to every neuron by
+    golden) and its per-channel affine table (``channels = C_out``). The conv stage's
+    memories are plain (``mapping.outreg`` applies to the LIF array only)."""
+
+    kind = "conv2d"
+
+    def plan(self, layer, index, mapping, T):
+        P = mapping.lanes[index]
+        return [conv_plan(layer, P, mapping.layer_in_lanes(index), T, name=f"conv{index}"),
+                lif_plan(layer.config, P, outreg=mapping.outreg, name=f"lif{index}")]
+
+    def build(self, layer, index, mapping, T):
+        from .conv import ConvStage
+        try:
+            conv = ConvStage(layer, mapping.lanes[index], in_lanes=mapping.layer_in_lanes(index),
+                             T=T)
+        except ValueError as exc:
+            raise ValueError(f"layer{index}: {exc}") from None
+        return [Part(f"conv{index}", conv, "i_pixels" if conv.analog else "i_spikes",
+                     "o_current", index), _lif_part(layer, index, mapping)]
+
+
+class PoolBuilder(StageBuilder):
+    """A pooling integer stage: :class:`hdl.pool.PoolStage` (``pool<i>``, max pooling)."""
+
+    kind = "pool2d"
+
+    def plan(self, layer, index, mapping, T):
+        return [pool_plan(layer, mapping.lanes[index], mapping.layer_in_lanes(index), T,
+                          name=f"pool{index}")]
+
+    def build(self, layer, index, mapping, T):
+        from .pool import PoolStage
+        try:
+            pool = PoolStage(layer, mapping.lanes[index], in_lanes=mapping.layer_in_lanes(index))
+        except ValueError as exc:
+            raise ValueError(f"layer{index}: {exc}") from None
+        return [Part(f"pool{index}", pool, "i_spikes", "o_spikes", index)]
+
+
+class FlattenBuilder(StageBuilder):
+    """A flatten integer stage: no hardware. The stream already carries every map
+    flattened channel-major (:mod:`hdl.layout`), which is exactly golden's flatten order,
+    so the next stage reads the previous stage's beats unchanged; the flatten's lanes must
+    therefore equal the previous stage's (``ValueError`` otherwise)."""
+
+    kind = "flatten"
+
+    def _check(self, index, mapping):
+        if index == 0:
+            raise ValueError("layer0: a flatten layer first is not supported in hardware; "
+                             "give the first dense layer the flat input")
+        if mapping.lanes[index] != mapping.layer_in_lanes(index):
+            raise ValueError(f"layer{index}: flatten has lanes {mapping.lanes[index]} but the "
+                             f"stage before has {mapping.layer_in_lanes(index)}; flatten is a "
+                             f"no-op on the stream, give it the same lanes")
+
+    def plan(self, layer, index, mapping, T):
+        self._check(index, mapping)
+        return []
+
+    def build(self, layer, index, mapping, T):
+        self._check(index, mapping)
+        return []
+
+
 BUILDERS = {}
 
 
@@ -120,6 +209,9 @@ def register(builder):
 
 
 register(DenseBuilder())
+register(ConvBuilder())
+register(PoolBuilder())
+register(FlattenBuilder())
 
 
 def layer_kind(layer):
@@ -135,3 +227,20 @@ def builder_for(layer):
     except KeyError:
         raise ValueError(f"no hardware builder for layer kind {kind!r}; known kinds: "
                          f"{', '.join(sorted(BUILDERS))}") from None
+
+
+def layer_sizes(layer):
+    """``(n_in, n_out)`` of an integer stage of any kind (a dense stage's attributes, else
+    the element counts of ``in_shape`` and ``out_shape``)."""
+    if hasattr(layer, "n_in") and hasattr(layer, "n_out"):
+        return int(layer.n_in), int(layer.n_out)
+    return int(np.prod(layer.in_shape)), int(np.prod(layer.out_shape))
+
+
+def sized(inet):
+    """``inet`` as :meth:`hdl.mapping.HardwareMapping.for_network` reads it: ``layers``
+    with ``n_in`` and ``n_out`` for every kind (a conv, pool or flatten stage has shapes
+    instead)."""
+    return SimpleNamespace(layers=[SimpleNamespace(**dict(zip(("n_in", "n_out"),
+                                                              layer_sizes(layer))))
+                                   for layer in inet.layers])
