@@ -60,6 +60,7 @@ class NetworkTB:
         mask = (1 << Bx) - 1
         self.words = []
         for x in x_q:
+            x = np.ravel(x)                     # a (C, H, W) map streams channel-major
             padded = np.zeros(per * Q, dtype=np.int64)
             padded[:len(x)] = x
             for beat in padded.reshape(per, Q):

@@ -62,18 +62,22 @@ def prepare_network_rtl(inet, mapping=None, *, lanes=None, in_lanes=None, outreg
 
 
 def golden_layers(inet, x):
-    """Golden per-sample results of ``x`` and, per hidden layer ``l``, ``spikes<l>`` and
-    ``v_pre<l>`` (T, S, n_out): what the co-simulation compares at every timestep."""
+    """Golden per-sample results of ``x`` and, per LIF layer ``l`` (its stage index: a
+    dense or conv layer with a neuron), ``spikes<l>`` and ``v_pre<l>`` (T, S, neurons,
+    flattened channel-major): what the co-simulation compares at every timestep."""
     res = inet.run(x, per_sample=True)
     arrays = {}
-    for l, layer in enumerate(inet.layers[:-1]):
-        c = res.currents_q[l]
+    for l, (layer, trace) in enumerate(zip(inet.layers, res.traces)):
+        if trace.spikes is None:
+            continue                      # readout, pooling, flatten: no LIF array
+        T, S = trace.current.shape[:2]
+        c = trace.current.reshape(T, S, -1)
         v_pre = np.empty(c.shape, dtype=np.int64)
-        for s in range(c.shape[1]):
+        for s in range(S):
             core = layer.core()
-            for t in range(c.shape[0]):
+            for t in range(T):
                 v_pre[t, s] = core.step(c[t, s]).v_pre
-        arrays[f"spikes{l}"] = res.spikes[l].astype(np.uint8)
+        arrays[f"spikes{l}"] = trace.spikes.reshape(T, S, -1).astype(np.uint8)
         arrays[f"v_pre{l}"] = v_pre
     return res, arrays
 

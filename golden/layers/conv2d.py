@@ -486,6 +486,16 @@ class IntegerConv2d:
         return self.W_q.shape[-1]
 
     @property
+    def n_in(self):
+        """Input elements per timestep (the flattened ``in_shape``)."""
+        return int(np.prod(self.in_shape))
+
+    @property
+    def n_out(self):
+        """Output elements per timestep (the flattened ``out_shape``)."""
+        return int(np.prod(self.out_shape))
+
+    @property
     def out_shape(self):
         k = self.kernel
         return (self.W_q.shape[0], conv_out_size(self.in_shape[1], k, self.stride, self.padding),

@@ -87,6 +87,16 @@ class IntegerFlatten:
     weight_clipped = 0
 
     @property
+    def n_in(self):
+        """Input elements per timestep (the flattened ``in_shape``)."""
+        return int(np.prod(self.in_shape))
+
+    @property
+    def n_out(self):
+        """Output elements per timestep (the flattened ``out_shape``)."""
+        return int(np.prod(self.out_shape))
+
+    @property
     def out_shape(self):
         return (int(np.prod(self.in_shape)),)
 

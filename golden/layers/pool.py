@@ -161,6 +161,16 @@ class IntegerPool2d:
     weight_clipped = 0
 
     @property
+    def n_in(self):
+        """Input elements per timestep (the flattened ``in_shape``)."""
+        return int(np.prod(self.in_shape))
+
+    @property
+    def n_out(self):
+        """Output elements per timestep (the flattened ``out_shape``)."""
+        return int(np.prod(self.out_shape))
+
+    @property
     def out_shape(self):
         return (self.in_shape[0], conv_out_size(self.in_shape[1], self.kernel, self.stride, 0),
                 conv_out_size(self.in_shape[2], self.kernel, self.stride, 0))
