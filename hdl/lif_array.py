@@ -2,8 +2,8 @@
 
 The datapath is exactly :class:`golden.core.CoreModel` (the table in ``golden/core.py`` is
 the definition); this module only decides where the registers go. The stream contract
-(ports, widths, timing) is ``notes/interface.md``; :class:`golden.timing.StallPipeline` is its
-executable form.
+(ports, widths, timing) is this class's docstring and :mod:`hdl.layout`;
+:class:`golden.timing.StallPipeline` is its executable form.
 
 Pipeline (stall-all: every register, every memory read port and every write moves only on
 ``en = ~o_spikes.valid | o_spikes.ready``). A beat accepted at edge ``e`` enters stage S1 at
