@@ -45,11 +45,35 @@ def _flat_input(s, n_in, where):
     return s.reshape(s.shape[:2] + (n_in,))
 
 
+class _DenseShape:
+    """Shapes of a dense layer from its ``(n_out, n_in)`` matrix (``_matrix``)."""
+
+    @property
+    def n_in(self):
+        return self._matrix.shape[1]
+
+    @property
+    def n_out(self):
+        return self._matrix.shape[0]
+
+    @property
+    def in_shape(self):
+        return (self.n_in,)
+
+    @property
+    def out_shape(self):
+        return (self.n_out,)
+
+    @property
+    def spiking(self):
+        return not self.readout
+
+
 # -- trained ----------------------------------------------------------------------------------
 
 @register
 @dataclass
-class Dense:
+class Dense(_DenseShape):
     """One dense layer as trained.
 
     Parameters
@@ -88,24 +112,8 @@ class Dense:
     kind = "dense"
 
     @property
-    def n_in(self):
-        return self.weight.shape[1]
-
-    @property
-    def n_out(self):
-        return self.weight.shape[0]
-
-    @property
-    def in_shape(self):
-        return (self.n_in,)
-
-    @property
-    def out_shape(self):
-        return (self.n_out,)
-
-    @property
-    def spiking(self):
-        return not self.readout
+    def _matrix(self):
+        return self.weight
 
     def check(self, T, where="layer"):
         """Validate shapes, finiteness and normalizer state; store float64 arrays."""
@@ -251,7 +259,7 @@ class Dense:
 # -- folded ------------------------------------------------------------------------------------
 
 @dataclass
-class FoldedDense:
+class FoldedDense(_DenseShape):
     """Folded dense layer: ``c = weight @ s + bias``, then ``affine`` (per-timestep, or
     ``None``), then a LIF with firing ``rule`` and ``neuron`` (``rule=None``: the readout;
     ``neuron=None``: the network's tau, hard reset)."""
@@ -265,28 +273,12 @@ class FoldedDense:
     kind = "dense"
 
     @property
-    def n_in(self):
-        return self.weight.shape[1]
-
-    @property
-    def n_out(self):
-        return self.weight.shape[0]
-
-    @property
-    def in_shape(self):
-        return (self.n_in,)
-
-    @property
-    def out_shape(self):
-        return (self.n_out,)
+    def _matrix(self):
+        return self.weight
 
     @property
     def readout(self):
         return self.rule is None
-
-    @property
-    def spiking(self):
-        return not self.readout
 
     def check(self, T, where="layer"):
         if self.rule is not None and self.rule.shape != (self.n_out,):
@@ -401,7 +393,7 @@ def quantize_lif(rule, affine_rule, fmt, *, T, neuron, neurons, where, channels=
 # -- bit-exact integer stage ---------------------------------------------------------------
 
 @dataclass
-class IntegerDense:
+class IntegerDense(_DenseShape):
     """Integer tables of one dense layer; ``config`` is ``None`` for the readout."""
 
     W_q: np.ndarray
@@ -419,28 +411,12 @@ class IntegerDense:
     out_max = 1
 
     @property
-    def n_in(self):
-        return self.W_q.shape[1]
-
-    @property
-    def n_out(self):
-        return self.W_q.shape[0]
-
-    @property
-    def in_shape(self):
-        return (self.n_in,)
-
-    @property
-    def out_shape(self):
-        return (self.n_out,)
+    def _matrix(self):
+        return self.W_q
 
     @property
     def readout(self):
         return self.config is None
-
-    @property
-    def spiking(self):
-        return not self.readout
 
     @property
     def bias_bits(self):
