@@ -57,10 +57,16 @@ def _load_npy(path, flag):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{flag}: no such file: {path}")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        raise ValueError(f"{flag} {path}: not a NumPy .npy array (it starts with {magic!r})")
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{flag} {path}: not a NumPy .npy array ({exc})") from None
+    except ValueError:
+        raise ValueError(f"{flag} {path}: holds Python objects, not numbers") from None
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{flag} {path}: truncated or damaged .npy ({exc})") from None
 
 
 def model_inputs(model, inputs=None, labels=None, samples=None):
@@ -125,10 +131,24 @@ def add_arguments(parser):
                         help="output directory for eval.npz (default reports/eval)")
 
 
+def check_args(args):
+    """Refuse bad options before any file is read or written."""
+    samples = getattr(args, "samples", 0) or 0
+    if samples < 0:
+        raise ValueError(f"--samples must be >= 0, not {samples}")
+    if not 2 <= args.bits <= 48:
+        raise ValueError(f"--bits must be an integer in 2..48, not {args.bits}")
+    for flag, value in (("--in-lanes", getattr(args, "in_lanes", None)),
+                        ("--lanes", getattr(args, "lanes", None))):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be a positive integer, not {value}")
+
+
 def run(args):
+    check_args(args)
     model = load_model(args.model)
-    out = out_dir(args.out)
     x, y = model_inputs(model, args.inputs, args.labels, args.samples)
+    out = out_dir(args.out)
     inet = integer_network(model, args.bits)
     f = model.network.forward(x)
     q = inet.run(x)
@@ -213,9 +233,10 @@ def _verilog(args):
 
 
 def _cosim(args):
+    check_args(args)
     model = load_model(args.model)
-    out = out_dir(args.out)
     x, y = model_inputs(model, args.inputs, None, None)
+    out = out_dir(args.out)
     n = args.samples if args.samples else len(x)
     x = x[:n]
     y = None if y is None else y[:n]

@@ -52,10 +52,18 @@ def test_eval_calibrates_a_model_without_formats(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "absent.npz"], "--model: no such file: absent.npz"),
+    (["--model", str(DEFAULT_MODEL), "--samples", "-1"], "--samples must be >= 0, not -1"),
+    (["--model", str(DEFAULT_MODEL), "--bits", "1"], "--bits must be an integer in 2..48, not 1"),
+    (["--model", str(DEFAULT_MODEL), "--labels", "/etc/hostname"],
+     "--labels /etc/hostname: not a NumPy .npy array (it starts with"),
     (["--model", str(DEFAULT_MODEL), "--out", "/proc/version/x"], "is a file, not a directory"),
 ])
-def test_eval_errors_are_one_line(args, message, capsys):
+def test_eval_errors_are_one_line(args, message, capsys, tmp_path):
+    out = tmp_path / "never"
+    if "--out" not in args:
+        args = [*args, "--out", str(out)]
     assert main(["eval", *args]) == 2
+    assert not out.exists()                        # refused before anything is written
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
 

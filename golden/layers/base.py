@@ -64,6 +64,21 @@ def bits_for(values):
     return max(1, max(hi.bit_length(), (-lo - 1).bit_length() if lo < 0 else 0) + 1)
 
 
+class FlatSizes:
+    """``n_in``/``n_out``: the element counts of ``in_shape``/``out_shape`` (what the
+    hardware mapping sizes a stage by)."""
+
+    @property
+    def n_in(self):
+        """Input elements per timestep (the flattened ``in_shape``)."""
+        return int(np.prod(self.in_shape))
+
+    @property
+    def n_out(self):
+        """Output elements per timestep (the flattened ``out_shape``)."""
+        return int(np.prod(self.out_shape))
+
+
 @dataclass(frozen=True)
 class Neuron:
     """The LIF neuron of one spiking layer (paper Eqs. 1-3).

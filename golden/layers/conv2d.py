@@ -60,10 +60,10 @@ from ..fixed import Fixed, check_finite, floor_shift, round_half_up
 from ..fold import AffineRule, Compare, ThresholdRule
 from ..lif import lif, lif_folded
 from ..quantize import AffineTable, ThresholdTable
-from .base import LayerFormats, Neuron, Trace, bits_for, register
+from .base import FlatSizes, LayerFormats, Neuron, Trace, bits_for, register
 from .dense import (
-    MPBN_PARAMS, _number, batched_core, calibrate_lif_formats, core_saturations, product_bits,
-    quantize_lif, run_core,
+    MPBN_PARAMS, _number, batched_core, calibrate_lif_formats, core_saturations,
+    quantize_lif, run_core, SynapseWidths,
 )
 
 __all__ = ["Conv2d", "FoldedConv2d", "IntegerConv2d", "windows", "conv_out_size",
@@ -459,7 +459,7 @@ class FoldedConv2d:
 # -- bit-exact integer stage ---------------------------------------------------------------
 
 @dataclass
-class IntegerConv2d:
+class IntegerConv2d(FlatSizes, SynapseWidths):
     """Integer tables of one conv LIF layer (rules in the module docstring)."""
 
     W_q: np.ndarray
@@ -486,16 +486,6 @@ class IntegerConv2d:
         return self.W_q.shape[-1]
 
     @property
-    def n_in(self):
-        """Input elements per timestep (the flattened ``in_shape``)."""
-        return int(np.prod(self.in_shape))
-
-    @property
-    def n_out(self):
-        """Output elements per timestep (the flattened ``out_shape``)."""
-        return int(np.prod(self.out_shape))
-
-    @property
     def out_shape(self):
         k = self.kernel
         return (self.W_q.shape[0], conv_out_size(self.in_shape[1], k, self.stride, self.padding),
@@ -507,22 +497,9 @@ class IntegerConv2d:
         return int(self.in_shape[0] * self.kernel * self.kernel)
 
     @property
-    def bias_bits(self):
-        return bits_for(self.bias_q)
-
-    @property
-    def product_bits(self):
-        return product_bits(self.formats.weight.bits, self.input_bits, self.input_max)
-
-    @property
-    def acc_bits(self):
-        """Accumulator width that no sum of this layer can overflow."""
-        return max(self.product_bits, self.bias_bits) + math.ceil(math.log2(self.window + 1))
-
-    @property
-    def shift(self):
-        """Right shift from the accumulator grid to the current grid (negative: left)."""
-        return self.acc_frac - self.formats.current.frac
+    def terms(self):
+        """Terms summed per output: the ``C_in * k * k`` window."""
+        return self.window
 
     def accumulate(self, s_q):
         """``acc`` (T, B, C_out, H_out, W_out) int64 of the integer input ``s_q``."""

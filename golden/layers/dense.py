@@ -45,6 +45,31 @@ def _flat_input(s, n_in, where):
     return s.reshape(s.shape[:2] + (n_in,))
 
 
+class SynapseWidths:
+    """The accumulator rule every integer stage with synapses shares (``W_q``, ``bias_q``,
+    ``acc_frac``, ``formats``, ``input_bits``, ``input_max`` and ``terms``, the number of
+    products summed per output): bias width, product width, the accumulator width that no
+    sum can overflow, and the shift to the current grid."""
+
+    @property
+    def bias_bits(self):
+        return bits_for(self.bias_q)
+
+    @property
+    def product_bits(self):
+        return product_bits(self.formats.weight.bits, self.input_bits, self.input_max)
+
+    @property
+    def acc_bits(self):
+        """Accumulator width that no sum of this layer can overflow."""
+        return max(self.product_bits, self.bias_bits) + math.ceil(math.log2(self.terms + 1))
+
+    @property
+    def shift(self):
+        """Right shift from the accumulator grid to the current grid (negative: left)."""
+        return self.acc_frac - self.formats.current.frac
+
+
 class _DenseShape:
     """Shapes of a dense layer from its ``(n_out, n_in)`` matrix (``_matrix``)."""
 
@@ -393,7 +418,7 @@ def quantize_lif(rule, affine_rule, fmt, *, T, neuron, neurons, where, channels=
 # -- bit-exact integer stage ---------------------------------------------------------------
 
 @dataclass
-class IntegerDense(_DenseShape):
+class IntegerDense(_DenseShape, SynapseWidths):
     """Integer tables of one dense layer; ``config`` is ``None`` for the readout."""
 
     W_q: np.ndarray
@@ -419,22 +444,9 @@ class IntegerDense(_DenseShape):
         return self.config is None
 
     @property
-    def bias_bits(self):
-        return bits_for(self.bias_q)
-
-    @property
-    def product_bits(self):
-        return product_bits(self.formats.weight.bits, self.input_bits, self.input_max)
-
-    @property
-    def acc_bits(self):
-        """Accumulator width that no sum of this layer can overflow."""
-        return max(self.product_bits, self.bias_bits) + math.ceil(math.log2(self.n_in + 1))
-
-    @property
-    def shift(self):
-        """Right shift from the accumulator grid to the current grid (negative: left)."""
-        return self.acc_frac - self.formats.current.frac
+    def terms(self):
+        """Terms summed per output: the ``n_in`` inputs."""
+        return self.n_in
 
     def synapse(self, s_q):
         """Accumulate and requantize: inputs ``(B, n_in)`` integers (``x_q`` or 0/1 spikes)

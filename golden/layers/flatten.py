@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .base import Trace, register
+from .base import FlatSizes, Trace, register
 from .conv2d import _positive_int, check_sequence
 
 __all__ = ["Flatten", "IntegerFlatten"]
@@ -73,7 +73,7 @@ class Flatten:
 
 
 @dataclass
-class IntegerFlatten:
+class IntegerFlatten(FlatSizes):
     """The integer flatten stage (a reshape)."""
 
     in_shape: tuple
@@ -85,16 +85,6 @@ class IntegerFlatten:
     spiking = False
     formats = None
     weight_clipped = 0
-
-    @property
-    def n_in(self):
-        """Input elements per timestep (the flattened ``in_shape``)."""
-        return int(np.prod(self.in_shape))
-
-    @property
-    def n_out(self):
-        """Output elements per timestep (the flattened ``out_shape``)."""
-        return int(np.prod(self.out_shape))
 
     @property
     def out_shape(self):

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .base import Trace, register
+from .base import FlatSizes, Trace, register
 from .conv2d import _positive_int, check_image_shape, check_sequence, conv_out_size, windows
 
 __all__ = ["Pool2d", "IntegerPool2d", "POOL_MODES", "absorb_average"]
@@ -145,7 +145,7 @@ class Pool2d:
 
 
 @dataclass
-class IntegerPool2d:
+class IntegerPool2d(FlatSizes):
     """The integer pooling stage: max (OR of spikes) or sum (counts) of each window."""
 
     in_shape: tuple
@@ -159,16 +159,6 @@ class IntegerPool2d:
     spiking = False
     formats = None
     weight_clipped = 0
-
-    @property
-    def n_in(self):
-        """Input elements per timestep (the flattened ``in_shape``)."""
-        return int(np.prod(self.in_shape))
-
-    @property
-    def n_out(self):
-        """Output elements per timestep (the flattened ``out_shape``)."""
-        return int(np.prod(self.out_shape))
 
     @property
     def out_shape(self):
