@@ -113,16 +113,17 @@ def program_commands(target, bitfile):
     """How to load ``bitfile`` onto ``target``: ``[(what, command line)]``."""
     bitfile = str(bitfile)
     if target.name.startswith("ulx3s"):
-        return [("into SRAM (until power-off)", f"openFPGALoader -b ulx3s {bitfile}"),
-                ("into flash", f"openFPGALoader -b ulx3s -f {bitfile}"),
+        return [("program into SRAM (lost at power-off)", f"openFPGALoader -b ulx3s {bitfile}"),
+                ("program into flash", f"openFPGALoader -b ulx3s -f {bitfile}"),
                 ("or with fujprog", f"fujprog {bitfile}")]
     if target.name == "icebreaker":
-        return [("into flash", f"iceprog {bitfile}"),
+        return [("program into flash", f"iceprog {bitfile}"),
                 ("or with openFPGALoader", f"openFPGALoader -b icebreaker {bitfile}")]
     if target.name.startswith("orangecrab"):
         dfu = str(Path(bitfile).with_suffix(".dfu"))
-        return [("hold the button while plugging in, then", f"dfu-util -D {dfu}")]
-    return [("with the vendor's tools", bitfile)]
+        return [("hold the button while plugging it in, then program",
+                 f"dfu-util -D {dfu}")]
+    return [("program with the vendor's tools", bitfile)]
 
 
 def _first_mismatch(got, want):
@@ -166,7 +167,7 @@ def run(args):
                   f"{r.get('fmax_main_mhz')} MHz (board clock {info.get('clock_mhz')} MHz)")
         print(f"bitstream: {bitfile}")
         for what, command in program_commands(target, bitfile):
-            print(f"  program it {what}: {command}")
+            print(f"  {what}: {command}")
     if args.build_only:
         return 0
 

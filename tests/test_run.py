@@ -124,11 +124,11 @@ def test_stale_build_is_rebuilt(tmp_path, inet, monkeypatch, capsys):
                  "--out", str(out)])
     text = capsys.readouterr().out
     assert code == 0 and calls == [("NetworkBoardTop", False)], text
-    assert "reusing" not in text and "program it into flash" in text
+    assert "reusing" not in text and "program into flash: openFPGALoader -b ulx3s -f" in text
 
 
 def test_program_commands():
     assert program_commands(get_target("icebreaker"), "b/top.bin")[0] == \
-        ("into flash", "iceprog b/top.bin")
+        ("program into flash", "iceprog b/top.bin")
     assert "dfu-util -D b/top.dfu" in program_commands(get_target("orangecrab-25f"),
                                                        "b/top.bit")[0][1]
