@@ -98,3 +98,21 @@ def test_network_top_cocotb():
     _run("network_tiny", top, plan,
          {"network.pkl": lambda p: p.write_bytes(pickle.dumps(inet)),
           "images.npy": lambda p: np.save(p, x)}, NETWORK_TESTS)
+
+
+def test_digits_network_top_cocotb():
+    """The default digits MLP (64-128-128-10, the default mapping) behind the UART: one
+    CLASSIFY and one CLASSIFY_COUNTS image equal golden."""
+    from boards.top import NetworkLinkTop
+    from golden.modelfile import load_default
+    model = load_default()
+    inet = model.integer()
+    x = model.inputs(model.test_x[:2])
+    plan = {"network": "network.pkl", "images": "images.npy", "divisor": 4,
+            "buffer_bytes": 128, "timeout_bytes": 8, "seed": 13, "batch": 1}
+    top = NetworkLinkTop(inet, divisor=plan["divisor"], buffer_bytes=plan["buffer_bytes"],
+                         timeout_bytes=plan["timeout_bytes"])
+    plan["in_lanes"] = top.network.in_lanes
+    _run("network_digits", top, plan,
+         {"network.pkl": lambda p: p.write_bytes(pickle.dumps(inet)),
+          "images.npy": lambda p: np.save(p, x)}, NETWORK_TESTS[:1])
