@@ -542,8 +542,14 @@ class NetworkHost(_FramedLink):
 
     @classmethod
     def open(cls, port, network=None, *, baudrate=115200, timeout=2.0):
-        """Open a serial port (pyserial URL or device name)."""
-        return cls(_serial(port, baudrate), network, baudrate=baudrate, timeout=timeout)
+        """Open a serial port (pyserial URL or device name); closed again if the device
+        is refused."""
+        stream = _serial(port, baudrate)
+        try:
+            return cls(stream, network, baudrate=baudrate, timeout=timeout)
+        except BaseException:
+            stream.close()
+            raise
 
     def status(self):
         st = drive(op_net_status(), self.transact)

@@ -100,8 +100,9 @@ def test_wrong_devices_are_refused(digits, device):
 
     def lif_core(cmd, payload):          # a LIF-core bitstream: no network commands
         return encode_frame(0xEE, bytes([ErrorCode.UNKNOWN_COMMAND, cmd]))
-    with pytest.raises(WrongDevice, match="not running a network host-link bitstream"):
-        NetworkHost.open(FakeSerialDevice(lif_core).port, inet)
+    with FakeSerialDevice(lif_core) as dev, \
+            pytest.raises(WrongDevice, match="not running a network host-link bitstream"):
+        NetworkHost.open(dev.port, inet)
 
 
 def test_timeout_then_late_reply_is_never_returned(digits, device):
