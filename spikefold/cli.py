@@ -25,6 +25,7 @@ COMMANDS = {
     "sweep": ("boards.sweep", "sweep lanes/N/widths on a device: size, Fmax, throughput"),
     "train": ("golden.train_cli", "train a small SNN on scikit-learn digits (needs [train])"),
     "import": ("spikefold.importer.cli", "import an snnTorch/SpikingJelly module or a NIR file"),
+    "run": ("spikefold.run", "classify images with a network on a board through its UART"),
 }
 
 #: Errors a user can cause; reported in one line, never as a stack trace.
@@ -35,6 +36,7 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, RuntimeError)
 OUTPUTS = {
     "demo": {"out": "dir"}, "verilog": {"out": "dir"}, "cosim": {"out": "dir"},
     "build": {"out": "dir"}, "sweep": {"out": "dir"}, "train": {"out": "file"},
+    "run": {"out": "dir"},
 }
 
 #: Install hint for Icarus Verilog, which every co-simulation runs.
