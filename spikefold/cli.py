@@ -23,6 +23,7 @@ COMMANDS = {
     "cosim": ("sim.cosim", "co-simulate RTL against the golden model and write a report"),
     "build": ("boards.build", "build a bitstream for a board and report size and Fmax"),
     "sweep": ("boards.sweep", "sweep lanes/N/widths on a device: size, Fmax, throughput"),
+    "plan": ("boards.capacity", "plan a network on a device: block RAM, cycles, what fits"),
     "train": ("golden.train_cli", "train a small SNN on scikit-learn digits (needs [train])"),
     "import": ("spikefold.importer.cli", "import an snnTorch/SpikingJelly module or a NIR file"),
     "run": ("spikefold.run", "classify images with a network on a board through its UART"),
