@@ -173,3 +173,43 @@ def test_snntorch_conv_export_comes_in_through_the_cli(tmp_path, capsys):
     agree = agreement(network, module, x)
     assert agree.spikes == [1.0, 1.0] and agree.predictions == 1.0, agree.summary()
     assert all(0.05 < r < 0.9 for r in agree.spike_rates), agree.spike_rates
+
+
+@pytest.mark.parametrize("mpbn", ["channel", "element"])
+def test_import_nir_carries_every_comparator_kind_exactly(tmp_path, mpbn):
+    """Per-neuron rules of every kind (u > theta, u < theta, never, always) come into the
+    trained Network as MPBN that folds back to the same rule bit for bit; the weights are
+    the graph's (nothing is rescaled)."""
+    from golden.examples import example_conv_network
+    from golden.fold import Compare
+
+    layers = [{"kind": "conv2d", "out_channels": 6, "kernel": 3, "padding": 1},
+              {"kind": "pool2d", "kernel": 2, "mode": "sum"},
+              {"kind": "conv2d", "out_channels": 8, "kernel": 3, "stride": 2, "padding": 1},
+              {"kind": "flatten"}]
+    net = example_conv_network(layers=layers, mpbn=mpbn, T=4, seed=3)
+    if mpbn == "element":           # NIR can negate whole channels only: no LT neurons here
+        for layer in net.layers:
+            if layer.kind == "conv2d":
+                layer.mpbn["gamma"] = np.where(layer.mpbn["gamma"] < 0, 0.7,
+                                               layer.mpbn["gamma"])
+    folded = net.fold()
+    path = tmp_path / "g.nir"
+    write_nir(path, net, dt=1e-3)
+    network, table = import_nir(path)
+    back = network.fold()
+    for a, b in zip(folded.layers, back.layers):
+        if getattr(a, "rule", None) is not None:
+            np.testing.assert_array_equal(a.rule.compare, b.rule.compare)
+            np.testing.assert_array_equal(a.rule.theta, b.rule.theta)
+        if hasattr(a, "weight"):
+            np.testing.assert_array_equal(a.weight, b.weight)
+    kinds = set(np.unique(folded.layers[0].rule.compare).tolist())
+    assert {int(Compare.NEVER), int(Compare.ALWAYS)} <= kinds
+    assert (int(Compare.LT) in kinds) == (mpbn == "channel")
+    assert network.layers[0].mpbn["gamma"].shape == ((6,) if mpbn == "channel" else (6, 8, 8))
+    x = np.random.default_rng(1).integers(0, 17, (100, 1, 8, 8)) / 16.0
+    want, got = net.forward(x), network.forward(x)
+    for a, b in zip(want.spikes, got.spikes):
+        np.testing.assert_array_equal(a, b)
+    assert any("carried as MPBN" in c for r in table.rows for c in r.conversions)
