@@ -91,9 +91,12 @@ Firing rules. NIR compares ``v > v_threshold`` only, so:
 * ``LT`` neurons (MPBN with ``gamma < 0``) are made positive: their incoming weight row and
   bias are negated and the threshold becomes ``-theta``. With hard reset to zero the
   membrane of the new neuron is exactly ``-u`` at every step, and ``u < theta`` iff
-  ``-u > -theta``: the spikes are identical. A conv layer can only negate whole channels
-  (its weights are shared): an element-wise rule mixing ``LT`` and other neurons in one
-  channel is refused;
+  ``-u > -theta``: the spikes are identical (in float; other readers see this neuron). The
+  LIF node's metadata ``spikefold_negated`` lists the negated rows (conv: channels), and
+  :func:`from_nir` negates them back to the original ``LT`` rule, bit for bit (the integer
+  model is not odd-symmetric: floor shifts and rounding). A conv layer can only negate
+  whole channels (its weights are shared): an element-wise rule mixing ``LT`` and other
+  neurons in one channel is refused;
 * ``NEVER`` neurons (gamma = 0, beta <= v_th) get ``v_threshold = +inf`` and ``ALWAYS``
   neurons (gamma = 0, beta > v_th) ``v_threshold = -inf`` -- exact, since a finite membrane
   is never above +inf and always above -inf. Import maps +-inf back.

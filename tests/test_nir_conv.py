@@ -269,63 +269,6 @@ def test_every_target_reads_back(tmp_path):
 
 # -- snnTorch and Norse read our exports ------------------------------------------------------
 
-def run_nir_module(module, x, T, spiking):
-    """``(spikes, out)`` of a torch module built from NIR by snnTorch or Norse, one sample at
-    a time (NIR shapes carry no batch axis: both libraries build ``Flatten(0, -1)``), ``T``
-    steps of the same input, the state reset per sample. ``spiking`` names the neuron module
-    class; spikes per such module ``(T, B, *shape)`` and the output ``(T, B, classes)``."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)         # tiny tensors: threads only contend (30x slower here)
-    mods = [m for m in module.modules() if type(m).__name__ == spiking]
-    store = {id(m): [] for m in mods}
-
-    def hook(m, inputs, out):
-        z = out[0] if isinstance(out, tuple) else out
-        store[id(m)].append(z.detach().numpy().copy())
-
-    hooks = [m.register_forward_hook(hook) for m in mods]
-    outs = []
-    # Without a Flatten node the module also runs a whole batch at once (an MLP).
-    batched = not any(isinstance(m, torch.nn.Flatten) for m in module.modules())
-    x32 = np.asarray(x, dtype=np.float32)
-    try:
-        with torch.no_grad():
-            for sample in ([x32] if batched else x32):
-                xb = torch.from_numpy(sample)
-                state = None
-                for m in mods:
-                    if hasattr(m, "reset_mem"):
-                        m.reset_mem()
-                for _ in range(T):
-                    out = module(xb) if spiking == "Leaky" else module(xb, state)
-                    if isinstance(out, tuple):
-                        out, state = out
-                    outs.append(out.double().numpy())
-    finally:
-        for h in hooks:
-            h.remove()
-        torch.set_num_threads(threads)
-    B = len(x)
-
-    def seq(values):
-        if batched:                       # T entries of (B, ...)
-            return np.stack(values)
-        return np.stack(values).reshape((B, T) + values[0].shape).swapaxes(0, 1)
-    return [seq(store[id(m)]) != 0 for m in mods], seq(outs)
-
-
-def library_agreement(net, module, x, spiking):
-    spikes, out = run_nir_module(module, x, net.T, spiking)
-    ref = net.forward(x)
-    assert len(spikes) == len(ref.spikes)
-    same = [float(np.mean(a.reshape(b.shape) == b)) for a, b in zip(spikes, ref.spikes)]
-    rates = [float(b.mean()) for b in ref.spikes]
-    predictions = float(np.mean(out.mean(axis=0).argmax(axis=1) == ref.predict()))
-    return same, predictions, rates
-
-
 def mlp_positive_thresholds():
     """The default MLP with its MPBN made to fold into positive per-neuron thresholds
     (snnTorch's importer takes one threshold per layer: positive per-neuron thresholds scale
@@ -340,10 +283,10 @@ def mlp_positive_thresholds():
 
 
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
-def test_snntorch_import_from_nir_runs_our_export_exactly(kind, capsys):
+def test_snntorch_import_from_nir_runs_our_export_exactly(kind):
     pytest.importorskip("torch")
     pytest.importorskip("snntorch")
-    from snntorch.import_nir import import_from_nir
+    from spikefold.importer.nir import library_agreement
 
     if kind == "mlp":
         net = mlp_positive_thresholds()
@@ -352,19 +295,18 @@ def test_snntorch_import_from_nir_runs_our_export_exactly(kind, capsys):
         net, x = small_conv("avg"), digits_like(100)
     graph = to_nir(net, target="snntorch")                # dt = 1e-4, as snnTorch assumes
     assert graph.metadata["spikefold_dt"] == 1e-4
-    module = import_from_nir(graph)
-    capsys.readouterr()                                   # snnTorch prints while importing
-    same, predictions, rates = library_agreement(net, module, x, "Leaky")
-    assert same == [1.0] * len(same) and predictions == 1.0, (same, predictions)
-    assert all(0.01 < r < 0.9 for r in rates), rates
+    agree = library_agreement(net, graph, x, "snntorch")
+    print(f"\nsnnTorch import_from_nir, {kind}: {agree.summary()} ({len(x)} samples)")
+    assert agree.spikes == [1.0] * len(agree.spikes) and agree.predictions == 1.0, \
+        agree.summary()
+    assert all(0.01 < r < 0.9 for r in agree.spike_rates), agree.spike_rates
 
 
-# Norse 1.1's from_nir calls nirtorch.load, which nirtorch 2.6 deprecates (not ours to fix).
-@pytest.mark.filterwarnings("ignore:nirtorch.load is being deprecated:DeprecationWarning")
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
 def test_norse_from_nir_runs_our_export_exactly(kind, tmp_path):
     pytest.importorskip("torch")
-    norse = pytest.importorskip("norse.torch")
+    pytest.importorskip("norse.torch")
+    from spikefold.importer.nir import library_agreement
 
     if kind == "mlp":                              # every comparator kind, +-inf thresholds
         net = load_default().network
@@ -375,7 +317,8 @@ def test_norse_from_nir_runs_our_export_exactly(kind, tmp_path):
     write_nir(path, net, target="norse")           # dt = 1e-3, Norse's default
     graph = nir.read(path)
     assert all(np.all(graph.nodes[k].r == 1) for k in graph.nodes if k.startswith("lif"))
-    module = norse.from_nir(graph, dt=float(graph.metadata["spikefold_dt"]))
-    same, predictions, rates = library_agreement(net, module, x, "LIFBoxCell")
-    assert same == [1.0] * len(same) and predictions == 1.0, (same, predictions)
-    assert all(0.01 < r < 0.9 for r in rates), rates
+    agree = library_agreement(net, graph, x, "norse")
+    print(f"\nNorse from_nir, {kind}: {agree.summary()} ({len(x)} samples)")
+    assert agree.spikes == [1.0] * len(agree.spikes) and agree.predictions == 1.0, \
+        agree.summary()
+    assert all(0.01 < r < 0.9 for r in agree.spike_rates), agree.spike_rates

@@ -22,6 +22,9 @@ as such a LIF, so the import warns: import the module itself
 
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +35,8 @@ from golden.network import Network
 
 from .table import ImportTable
 
-__all__ = ["import_nir", "network_from_folded", "RESET_WARNING", "MPBN_EPS"]
+__all__ = ["import_nir", "network_from_folded", "RESET_WARNING", "MPBN_EPS", "LIBRARIES",
+           "library_module", "run_library", "library_agreement"]
 
 RESET_WARNING = ("NIR does not record the reset mode: every LIF is imported with reset to "
                  "v_reset = 0. snnTorch's NIR export writes its default subtract-reset Leaky "
@@ -56,9 +60,11 @@ def _carry_rule(rule):
     kinds = np.bincount(compare.ravel(), minlength=4)
     note = (f"per-neuron thresholds {float(theta.min()):.6g}..{float(theta.max()):.6g} "
             f"carried as MPBN (u - theta_i) > 0 with v_th = 0, exact")
+    if kinds[Compare.LT]:
+        note += f"; {kinds[Compare.LT]} neurons fire on u < theta_i (gamma = -1)"
     if kinds[Compare.NEVER] or kinds[Compare.ALWAYS]:
-        note += (f" ({kinds[Compare.NEVER]} never-, {kinds[Compare.ALWAYS]} always-firing "
-                 f"neurons: gamma = 0)")
+        note += (f"; {kinds[Compare.NEVER]} never-, {kinds[Compare.ALWAYS]} always-firing "
+                 f"neurons (gamma = 0)")
     return 0.0, mpbn, note
 
 
@@ -131,3 +137,97 @@ def import_nir(path, *, T=None, dt=None):
         raise FileNotFoundError(f"NIR file {path} does not exist")
     folded, sources = from_nir_sources(_nir().read(path), T=T, dt=dt)   # warns if not ours
     return network_from_folded(folded, sources=sources)
+
+
+# -- a NIR graph in snnTorch or Norse (what their importers build) ---------------------------
+
+#: Libraries whose NIR importers :func:`library_module` calls, and their neuron module.
+LIBRARIES = {"snntorch": "Leaky", "norse": "LIFBoxCell"}
+
+
+def library_module(graph, library):
+    """The torch module ``library``'s own NIR importer builds from ``graph``:
+    ``snntorch.import_nir.import_from_nir(graph)`` (it assumes dt = 1e-4) or
+    ``norse.torch.from_nir(graph, dt=...)`` with the graph's ``spikefold_dt``."""
+    if library not in LIBRARIES:
+        raise ValueError(f"library must be one of {sorted(LIBRARIES)}, not {library!r}")
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        # Both call nirtorch APIs that nirtorch 2.6 deprecates; snnTorch prints as it goes.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if library == "snntorch":
+            from snntorch.import_nir import import_from_nir
+            return import_from_nir(graph)
+        import norse.torch
+        dt = (graph.metadata or {}).get("spikefold_dt")
+        if dt is None:
+            raise ValueError("the graph does not record dt (spikefold_dt); Norse's from_nir "
+                             "needs the step the graph was made with")
+        return norse.torch.from_nir(graph, dt=float(np.asarray(dt)))
+
+
+def run_library(module, x, T, spiking):
+    """``(spikes, out)`` of a module from :func:`library_module` on inputs ``x`` (B,
+    *input_shape): ``T`` steps of the same input, state reset per sample; spikes per
+    ``spiking`` module ``(T, B, *shape)`` (bool) and the output ``(T, B, classes)``.
+
+    NIR shapes carry no batch axis, so both libraries build ``Flatten(0, -1)``: a module
+    with a Flatten runs one sample at a time, others the whole batch at once.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)         # tiny tensors: threads only contend (30x slower here)
+    mods = [m for m in module.modules() if type(m).__name__ == spiking]
+    store = {id(m): [] for m in mods}
+
+    def hook(m, inputs, out):
+        z = out[0] if isinstance(out, tuple) else out
+        store[id(m)].append(z.detach().numpy().copy())
+
+    hooks = [m.register_forward_hook(hook) for m in mods]
+    outs = []
+    batched = not any(isinstance(m, torch.nn.Flatten) for m in module.modules())
+    x32 = np.asarray(x, dtype=np.float32)
+    try:
+        with torch.no_grad():
+            for sample in ([x32] if batched else x32):
+                xb = torch.from_numpy(sample)
+                state = None
+                for m in mods:
+                    if hasattr(m, "reset_mem"):
+                        m.reset_mem()
+                for _ in range(T):
+                    out = module(xb) if spiking == "Leaky" else module(xb, state)
+                    if isinstance(out, tuple):
+                        out, state = out
+                    outs.append(out.double().numpy())
+    finally:
+        for h in hooks:
+            h.remove()
+        torch.set_num_threads(threads)
+    B = len(x)
+
+    def seq(values):
+        if batched:                       # T entries of (B, ...)
+            return np.stack(values)
+        return np.stack(values).reshape((B, T) + values[0].shape).swapaxes(0, 1)
+    return [seq(store[id(m)]) != 0 for m in mods], seq(outs)
+
+
+def library_agreement(network, graph, x, library):
+    """:class:`spikefold.importer.check.Agreement` of ``library``'s import of ``graph`` (an
+    export of ``network``) with ``network``'s float model on inputs ``x``."""
+    from .check import Agreement
+
+    module = library_module(graph, library)
+    x = np.asarray(x, dtype=np.float64)
+    spikes, out = run_library(module, x, network.T, LIBRARIES[library])
+    ref = network.forward(x)
+    if len(spikes) != len(ref.spikes):
+        raise ValueError(f"{library} has {len(spikes)} spiking layers, the network "
+                         f"{len(ref.spikes)}")
+    same = [float(np.mean(a.reshape(b.shape) == b)) for a, b in zip(spikes, ref.spikes)]
+    logits = out.mean(axis=0)
+    return Agreement(same, float(np.mean(logits.argmax(axis=1) == ref.predict())),
+                     float(np.max(np.abs(logits - ref.logits))),
+                     [float(a.mean()) for a in spikes])
