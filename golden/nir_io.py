@@ -12,6 +12,10 @@ spikefold (folded)     NIR node(s)             notes
 =====================  ======================  =================================================
 ``dense`` (LIF)        ``Affine`` + ``LIF``    import also takes ``Linear`` (bias 0)
 ``dense`` readout      ``Affine``              the last stage; logits = mean over T
+``tau = 1`` (IF)       ``IF``                  ``dv/dt = r I``: Euler ``v += dt r I``, written
+                                               with ``r = 1/dt`` (as SpikingJelly does; Norse's
+                                               IAF adds ``I``); not for target ``"snntorch"``
+                                               (its importer reads IF as ``beta = 0.9``)
 ``conv2d``             ``Conv2d`` + ``LIF``    square kernel, stride 1 or 2 (both axes equal),
                                                zero padding ``p < k`` (or ``"valid"``; ``"same"``
                                                for stride 1 and odd k), ``dilation = 1`` and
@@ -144,7 +148,7 @@ RESET_WARNING = ("NIR does not record the reset mode: this graph's LIFs are impo
                  "Leaky the same way; if the model was trained with subtract reset this is a "
                  "different network (import the snnTorch module itself: spikefold import)")
 
-_SUPPORTED = "Input, Affine, Linear, Conv2d, LIF, SumPool2d, AvgPool2d, Flatten, Output"
+_SUPPORTED = "Input, Affine, Linear, Conv2d, LIF, IF, SumPool2d, AvgPool2d, Flatten, Output"
 
 
 def _nir():
@@ -281,9 +285,10 @@ class _Export:
         """``(weight, bias, nir.LIF)`` of a spiking layer (rules in the module docstring)."""
         where = f"layer{i}"
         conv = layer.kind == "conv2d"
-        if neuron.tau >= 1.0:
-            raise ValueError(f"{where}: tau = {neuron.tau!r} (no leak) has no finite NIR LIF "
-                             f"time constant")
+        if neuron.tau >= 1.0 and self.target == "snntorch":
+            raise ValueError(f"{where}: tau = 1 (IF neuron): snnTorch 1.0's import_from_nir "
+                             f"reads NIR's IF as a Leaky with beta = 0.9 (use target "
+                             f"'spikefold' or 'norse')")
         if neuron.reset != "zero":
             raise ValueError(f"{where}: {neuron.reset} reset cannot be expressed in NIR (its "
                              f"LIF resets to v_reset)")
@@ -316,15 +321,21 @@ class _Export:
         if self.target == "snntorch":
             weight, bias, theta = _uniform_threshold(where, conv, weight, bias, theta)
         shape = theta.shape
+        # ``meta``: which rows (conv: channels) were negated, so that our importer restores
+        # the LT rule exactly: the integer model is not odd-symmetric (floor shifts, rounding).
+        meta = {} if rows is None else {NEGATED: np.asarray(rows, dtype=np.int8)}
+        if neuron.tau >= 1.0:
+            # NIR's IF, dv/dt = r I, at Euler step dt: v += dt r I; r = 1/dt is unit gain
+            # (as SpikingJelly writes it; Norse's IAF adds I and ignores r and dt).
+            return weight, bias, self.nir.IF(r=np.full(shape, 1.0 / self.dt),
+                                             v_threshold=theta, v_reset=np.zeros(shape),
+                                             metadata=meta)
         tau_nir = self.dt / (1.0 - neuron.tau)
         if self.target == "norse":
             r = np.ones(shape)
             theta = theta * (self.dt / tau_nir)          # +-inf stay
         else:
             r = np.full(shape, tau_nir / self.dt)
-        # Which rows (conv: channels) were negated, so that our importer restores the LT
-        # rule exactly: the integer model is not odd-symmetric (floor shifts, rounding).
-        meta = {} if rows is None else {NEGATED: np.asarray(rows, dtype=np.int8)}
         lif = self.nir.LIF(tau=np.full(shape, tau_nir), r=r, v_leak=np.zeros(shape),
                            v_threshold=theta, v_reset=np.zeros(shape), metadata=meta)
         return weight, bias, lif
@@ -488,9 +499,9 @@ class _Import:
                     continue
                 lif_name = stages[i + 1]
                 lif = self.graph.nodes[lif_name]
-                if not isinstance(lif, self.nir.LIF):
+                if not isinstance(lif, (self.nir.LIF, self.nir.IF)):
                     raise ValueError(f"node {lif_name!r} after {name!r} is a "
-                                     f"{type(lif).__name__}; expected LIF")
+                                     f"{type(lif).__name__}; expected LIF or IF")
                 if i + 2 >= len(stages):
                     raise ValueError(
                         f"the graph ends with LIF {lif_name!r} (a spiking readout); spikefold "
@@ -504,7 +515,7 @@ class _Import:
             elif isinstance(node, self.nir.Flatten):
                 self.flatten(name, node)
                 i += 1
-            elif isinstance(node, self.nir.LIF):
+            elif isinstance(node, (self.nir.LIF, self.nir.IF)):
                 raise ValueError(f"LIF {name!r} does not follow a synapse (Affine, Linear or "
                                  f"Conv2d)")
             else:
@@ -682,7 +693,11 @@ class _Import:
         """``(bias, rule, neuron, conversions)`` of a LIF over neurons of ``shape``."""
         n = int(np.prod(shape))
         params = {}
+        integrate = type(lif).__name__ == "IF"
         for key in ("tau", "r", "v_leak", "v_threshold", "v_reset"):
+            if integrate and key in ("tau", "v_leak"):     # IF: dv/dt = r I, no leak
+                params[key] = np.full(shape, self.dt) if key == "tau" else np.zeros(shape)
+                continue
             value = getattr(lif, key)
             value = np.zeros(shape) if value is None else np.asarray(value, dtype=np.float64)
             if value.shape != shape and value.size == n:
@@ -707,20 +722,24 @@ class _Import:
             raise ValueError(f"LIF {name!r}.v_reset must be 0 (hard reset to zero)")
         if np.any(np.isnan(params["v_threshold"])):
             raise ValueError(f"LIF {name!r}.v_threshold holds NaN")
-        step = self.dt / params["tau"]
-        raw = 1.0 - step
-        d = np.array([snap_float32(v) for v in raw.ravel()]).reshape(shape)
-        if np.ptp(d) > 0:
-            raise ValueError(f"LIF {name!r} has per-neuron decays {d.min()}..{d.max()}; the "
-                             f"core has one decay per layer")
-        d0 = float(d.flat[0])
-        if not 0.0 < d0 <= 1.0:
-            raise ValueError(f"LIF {name!r}: decay 1 - dt/tau = {d0!r} is outside (0, 1] "
-                             f"(dt = {self.dt!r}); pass the dt the graph was made with")
-        notes = [f"decay 1 - dt/tau = {d0!r}" + ("" if np.all(raw == d0) else
-                                                   f" (snapped from {float(raw.flat[0])!r})")]
+        if integrate:                 # Euler: v += dt r I -- a gain dt r, no decay
+            d0, step = 1.0, np.full(shape, self.dt)
+            notes = ["IF: decay 1 (no leak)"]
+        else:
+            step = self.dt / params["tau"]
+            raw = 1.0 - step
+            d = np.array([snap_float32(v) for v in raw.ravel()]).reshape(shape)
+            if np.ptp(d) > 0:
+                raise ValueError(f"LIF {name!r} has per-neuron decays {d.min()}..{d.max()}; "
+                                 f"the core has one decay per layer")
+            d0 = float(d.flat[0])
+            if not 0.0 < d0 <= 1.0:
+                raise ValueError(f"LIF {name!r}: decay 1 - dt/tau = {d0!r} is outside (0, 1] "
+                                 f"(dt = {self.dt!r}); pass the dt the graph was made with")
+            notes = [f"decay 1 - dt/tau = {d0!r}" + (
+                "" if np.all(raw == d0) else f" (snapped from {float(raw.flat[0])!r})")]
         gain = params["r"] * step
-        gain = _snap_to(_snap_to(gain, 1.0), 1.0 - d0)
+        gain = _snap_to(gain, 1.0) if integrate else _snap_to(_snap_to(gain, 1.0), 1.0 - d0)
         if np.any(gain <= 0):
             raise ValueError(f"LIF {name!r}: input gain r*dt/tau = {float(gain.min())!r} must "
                              f"be > 0")

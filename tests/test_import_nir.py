@@ -213,3 +213,42 @@ def test_import_nir_carries_every_comparator_kind_exactly(tmp_path, mpbn):
     for a, b in zip(want.spikes, got.spikes):
         np.testing.assert_array_equal(a, b)
     assert any("carried as MPBN" in c for r in table.rows for c in r.conversions)
+
+
+def test_spikingjelly_conv_export_comes_in_through_the_cli(tmp_path, capsys):
+    """SpikingJelly's own ``export_to_nir`` of a conv net with LIFNode (tau 2, decay_input)
+    and IFNode (NIR's IF, r = 1/dt) -> ``spikefold import`` -> SpikingJelly's forward, spike
+    for spike. (SpikingJelly fires on >=, NIR on >: equal only off exact ties, which these
+    float inputs do not hit; import the module itself for an exact >=.)"""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("spikingjelly")
+    nir = pytest.importorskip("nir")
+    from spikingjelly.activation_based import layer, neuron
+    from spikingjelly.activation_based.nir_exchange.to_nir import export_to_nir
+
+    from spikefold.importer.check import agreement
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(
+        layer.Conv2d(1, 4, 3, padding=1), neuron.LIFNode(tau=2.0),
+        layer.AvgPool2d(2),
+        layer.Conv2d(4, 6, 3, padding=1, stride=2), neuron.IFNode(),
+        layer.Flatten(),
+        layer.Linear(24, 10)).eval()
+    with torch.no_grad():
+        module[0].weight.mul_(8.0)
+        module[3].weight.mul_(4.0)
+    graph = export_to_nir(module, torch.rand(1, 1, 8, 8))       # dt = 1e-4
+    path = tmp_path / "sj.nir"
+    nir.write(path, graph)
+    out = tmp_path / "m.npz"
+    with pytest.warns(UserWarning, match="does not record the reset mode"):
+        assert main(["import", str(path), "-T", "6", "--dt", "1e-4", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "decay 1 - dt/tau = 0.5" in text and "IF: decay 1" in text
+    network = ModelFile.load(out).network
+    assert [network.neuron(i).tau for i in (0, 2)] == [0.5, 1.0]
+    x = np.random.default_rng(1).uniform(0, 1, (200, 1, 8, 8))
+    agree = agreement(network, module, x)
+    assert agree.spikes == [1.0, 1.0] and agree.predictions == 1.0, agree.summary()
+    assert all(0.05 < r < 0.9 for r in agree.spike_rates), agree.spike_rates

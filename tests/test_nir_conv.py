@@ -302,7 +302,26 @@ def test_snntorch_import_from_nir_runs_our_export_exactly(kind):
     assert all(0.01 < r < 0.9 for r in agree.spike_rates), agree.spike_rates
 
 
-@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def if_conv():
+    """``small_conv`` with an IF first layer (tau = 1: NIR's IF node)."""
+    net = small_conv("sum")
+    net.layers[0].neuron = Neuron(1.0, 0.5, "zero")
+    return net.check()
+
+
+def test_if_neurons_export_as_nir_if():
+    net = if_conv()
+    graph = to_nir(net, dt=1e-4)
+    assert type(graph.nodes["lif0"]).__name__ == "IF"
+    np.testing.assert_array_equal(graph.nodes["lif0"].r, np.full((4, 8, 8), 1e4))
+    back = from_nir(graph)
+    assert back.layers[0].neuron.tau == 1.0 and back.layers[2].neuron.tau == 0.5
+    assert_same_float(net.fold(), back, digits_like(100))
+    with pytest.raises(ValueError, match="layer0: tau = 1 \\(IF neuron\\): snnTorch 1.0's"):
+        to_nir(net, target="snntorch")
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv", "conv-if"])
 def test_norse_from_nir_runs_our_export_exactly(kind, tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("norse.torch")
@@ -312,11 +331,12 @@ def test_norse_from_nir_runs_our_export_exactly(kind, tmp_path):
         net = load_default().network
         x = load_default().inputs(load_default().test_x[:200])
     else:
-        net, x = small_conv("sum"), digits_like(100)
+        net, x = (small_conv("sum") if kind == "conv" else if_conv()), digits_like(100)
     path = tmp_path / "g.nir"
     write_nir(path, net, target="norse")           # dt = 1e-3, Norse's default
     graph = nir.read(path)
-    assert all(np.all(graph.nodes[k].r == 1) for k in graph.nodes if k.startswith("lif"))
+    assert all(np.all(graph.nodes[k].r == 1) for k in graph.nodes
+               if type(graph.nodes[k]).__name__ == "LIF")
     agree = library_agreement(net, graph, x, "norse")
     print(f"\nNorse from_nir, {kind}: {agree.summary()} ({len(x)} samples)")
     assert agree.spikes == [1.0] * len(agree.spikes) and agree.predictions == 1.0, \

@@ -141,8 +141,8 @@ def import_nir(path, *, T=None, dt=None):
 
 # -- a NIR graph in snnTorch or Norse (what their importers build) ---------------------------
 
-#: Libraries whose NIR importers :func:`library_module` calls, and their neuron module.
-LIBRARIES = {"snntorch": "Leaky", "norse": "LIFBoxCell"}
+#: Libraries whose NIR importers :func:`library_module` calls, and their neuron modules.
+LIBRARIES = {"snntorch": ("Leaky",), "norse": ("LIFBoxCell", "IAFCell")}
 
 
 def library_module(graph, library):
@@ -165,10 +165,10 @@ def library_module(graph, library):
         return norse.torch.from_nir(graph, dt=float(np.asarray(dt)))
 
 
-def run_library(module, x, T, spiking):
-    """``(spikes, out)`` of a module from :func:`library_module` on inputs ``x`` (B,
-    *input_shape): ``T`` steps of the same input, state reset per sample; spikes per
-    ``spiking`` module ``(T, B, *shape)`` (bool) and the output ``(T, B, classes)``.
+def run_library(module, x, T, library):
+    """``(spikes, out)`` of ``library``'s module from :func:`library_module` on inputs ``x``
+    (B, *input_shape): ``T`` steps of the same input, state reset per sample; spikes per
+    neuron module ``(T, B, *shape)`` (bool) and the output ``(T, B, classes)``.
 
     NIR shapes carry no batch axis, so both libraries build ``Flatten(0, -1)``: a module
     with a Flatten runs one sample at a time, others the whole batch at once.
@@ -177,7 +177,7 @@ def run_library(module, x, T, spiking):
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)         # tiny tensors: threads only contend (30x slower here)
-    mods = [m for m in module.modules() if type(m).__name__ == spiking]
+    mods = [m for m in module.modules() if type(m).__name__ in LIBRARIES[library]]
     store = {id(m): [] for m in mods}
 
     def hook(m, inputs, out):
@@ -197,7 +197,8 @@ def run_library(module, x, T, spiking):
                     if hasattr(m, "reset_mem"):
                         m.reset_mem()
                 for _ in range(T):
-                    out = module(xb) if spiking == "Leaky" else module(xb, state)
+                    # snnTorch keeps its state inside (init_hidden); Norse passes it.
+                    out = module(xb) if library == "snntorch" else module(xb, state)
                     if isinstance(out, tuple):
                         out, state = out
                     outs.append(out.double().numpy())
@@ -221,7 +222,7 @@ def library_agreement(network, graph, x, library):
 
     module = library_module(graph, library)
     x = np.asarray(x, dtype=np.float64)
-    spikes, out = run_library(module, x, network.T, LIBRARIES[library])
+    spikes, out = run_library(module, x, network.T, library)
     ref = network.forward(x)
     if len(spikes) != len(ref.spikes):
         raise ValueError(f"{library} has {len(spikes)} spiking layers, the network "
