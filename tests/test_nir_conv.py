@@ -342,3 +342,27 @@ def test_norse_from_nir_runs_our_export_exactly(kind, tmp_path):
     assert agree.spikes == [1.0] * len(agree.spikes) and agree.predictions == 1.0, \
         agree.summary()
     assert all(0.01 < r < 0.9 for r in agree.spike_rates), agree.spike_rates
+
+
+def test_lif_parameters_broadcast_per_channel():
+    """LIF parameters of shape (C, 1, 1) broadcast over a conv layer's neurons (NIR itself
+    asks only that a LIF's parameters share one shape)."""
+    net = small_conv("sum")
+    graph = to_nir(net, dt=1e-4)
+    lif = graph.nodes["lif0"]
+    nodes = dict(graph.nodes)
+    nodes["lif0"] = nir.LIF(tau=lif.tau[:, :1, :1].copy(), r=lif.r[:, :1, :1].copy(),
+                            v_leak=np.zeros((4, 1, 1)), v_threshold=lif.v_threshold[:, :1, :1],
+                            v_reset=np.zeros((4, 1, 1)))
+    odd = nir.NIRGraph(nodes=nodes, edges=graph.edges, metadata=graph.metadata,
+                       type_check=False)
+    back = from_nir(odd)
+    assert back.layers[0].rule.theta.shape == (4, 8, 8)
+    assert_same_float(net.fold(), back, digits_like(50))
+    nodes["lif0"] = nir.LIF(tau=lif.tau[:, :1, :2].copy(), r=lif.r[:, :1, :2].copy(),
+                            v_leak=np.zeros((4, 1, 2)), v_threshold=lif.v_threshold[:, :1, :2],
+                            v_reset=np.zeros((4, 1, 2)))
+    with pytest.raises(ValueError, match="LIF 'lif0'.tau has shape \\(4, 1, 2\\), expected "
+                                         "\\(4, 8, 8\\)"):
+        from_nir(nir.NIRGraph(nodes=nodes, edges=graph.edges, metadata=graph.metadata,
+                              type_check=False))
