@@ -26,6 +26,7 @@ COMMANDS = {
     "plan": ("boards.capacity", "plan a network on a device: block RAM, cycles, what fits"),
     "train": ("golden.train_cli", "train a small SNN on scikit-learn digits (needs [train])"),
     "import": ("spikefold.importer.cli", "import an snnTorch/SpikingJelly module or a NIR file"),
+    "export": ("spikefold.nir_export", "write a model file as a NIR graph (spikefold/snnTorch/Norse)"),
     "run": ("spikefold.run", "classify images with a network on a board through its UART"),
 }
 
@@ -37,7 +38,7 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, RuntimeError)
 OUTPUTS = {
     "demo": {"out": "dir"}, "verilog": {"out": "dir"}, "cosim": {"out": "dir"},
     "build": {"out": "dir"}, "sweep": {"out": "dir"}, "train": {"out": "file"},
-    "run": {"out": "dir"},
+    "run": {"out": "dir"}, "export": {"out": "file"},
 }
 
 #: Install hint for Icarus Verilog, which every co-simulation runs.
