@@ -5,13 +5,20 @@ exported array against an independent spec of golden/core.py's integer table, wi
 input free in every cycle: the update rule, no wrap-around, and read-after-write forwarding
 under any valid/ready pattern. A spec with the wrong reset kind must fail, so the
 assertions really constrain the outputs.
+
+The host-link decoder (formal/host_link.py) is proven by k-induction (unbounded) to strobe
+nothing into the array for a frame with a bad CRC or LEN; copies of hdl/host_link.py with
+the CRC check inverted or a zero-length RUN accepted must give a counterexample to that
+property (about 100 s for the four sby runs).
 """
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
+from formal.host_link import LINK_PROOFS, MUTANTS, crc_verilog, write_link_proof
 from formal.lif import MUTANT, PROOFS, spec_verilog, write_lif_proof
 from formal.sby import run_sby, tools_missing
 
@@ -99,3 +106,57 @@ endmodule
         assert np.array_equal(got[:, 0], pre), proof.name
         assert np.array_equal(got[:, 1], spike.astype(int)), proof.name
         assert np.array_equal(got[:, 2], new), proof.name
+
+
+# -- the host-link decoder: nothing is applied from a frame with a bad CRC or length ----------
+
+
+@pytest.mark.parametrize("proof", LINK_PROOFS, ids=[p.name for p in LINK_PROOFS])
+def test_link_proof_by_induction(proof, tmp_path):
+    """k-induction (unbounded): every strobe to the array follows a whole, good frame."""
+    result = run_sby(write_link_proof(proof, tmp_path))
+    assert result.status == "PASS", result.tail()
+    assert "successful proof by k-induction" in result.log
+
+
+@pytest.mark.parametrize("proof", MUTANTS, ids=[p.name for p in MUTANTS])
+def test_broken_link_is_refuted(proof, tmp_path):
+    """A copy of hdl/host_link.py with one check broken gives a counterexample to the
+    property itself (p_clear, p_run, ...), not only to an invariant."""
+    result = run_sby(write_link_proof(proof, tmp_path))
+    assert result.status == "FAIL", result.tail()
+    assert re.search(r"failed assertion formal_top\.p_\w+", result.log), result.tail()
+
+
+def test_link_crc_spec_is_crc16(tmp_path):
+    """The harness's own CRC (crc_step, MSB first) is protocol.crc16 on random frames."""
+    import shutil
+    import subprocess
+
+    import numpy as np
+
+    from hdl.protocol import crc16
+    if shutil.which("iverilog") is None:
+        pytest.skip("needs Icarus Verilog")
+    rng = np.random.default_rng(12)
+    frames = [bytes(rng.integers(0, 256, int(rng.integers(1, 12))).tolist()) for _ in range(60)]
+    lines = []
+    for f in frames:
+        lines.append("    c = 16'hFFFF;")
+        lines += [f"    c = crc_step(c, 8'h{b:02x});" for b in f]
+        lines.append('    $display("%0d", c);')
+    (tmp_path / "tb.v").write_text("module tb;\n" + crc_verilog() + "  reg [15:0] c;\n"
+                                   "  initial begin\n" + "\n".join(lines) + "\n  end\nendmodule\n")
+    subprocess.run(["iverilog", "-o", "tb.vvp", "tb.v"], cwd=tmp_path, check=True)
+    out = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert [int(v) for v in out] == [crc16(f) for f in frames]
+
+
+def test_link_mutation_must_match_source():
+    """A mutation that no longer matches hdl/host_link.py is a clear error, not a silent
+    copy of the unbroken decoder."""
+    from formal.host_link import LinkProof
+    bad = LinkProof("x", MUTANTS[0].options, mutation=("no such text in the file", "x"))
+    with pytest.raises(ValueError, match="does not occur exactly once"):
+        write_link_proof(bad, "/nonexistent-not-written")

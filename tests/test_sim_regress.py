@@ -54,3 +54,27 @@ def test_regression(chunk, capsys):
         for f in summary["failures"])
     assert f"seed {1000 + (chunk + 1) * size - 1}:" in out     # every seed is printed
     assert summary["compared"] >= 2 * 200 * size
+
+
+NET_CHUNKS = 2
+
+
+@needs_icarus
+@pytest.mark.parametrize("chunk", range(NET_CHUNKS))
+def test_network_regression(chunk, capsys):
+    """The random small networks of ``make regress`` (seeds 1500..): every LIF layer and
+    every result against golden, every expected value compared."""
+    from sim.regress import DEFAULT_NETWORKS, draw_network
+    size = DEFAULT_NETWORKS // NET_CHUNKS
+    seeds = [1500 + chunk * size + i for i in range(size)]
+    failures = []
+    out_lines = []
+    for s in seeds:
+        summary = run_regression(0, only_network=s, out=out_lines.append)
+        failures += summary["failures"]
+    print("\n".join(out_lines))
+    assert not failures, failures
+    assert all(f"seed {s}:" in "\n".join(out_lines) for s in seeds)
+    cases = [draw_network(1500 + i) for i in range(DEFAULT_NETWORKS)]
+    assert any(c.outreg for c in cases) and any(not c.outreg for c in cases)
+    assert any(len(c.sizes) > 3 for c in cases)
