@@ -67,10 +67,10 @@ clean:
 verilator: setup
 	$(PY) -c "from sim.runner import verilator_root; import subprocess; verilator_root(); subprocess.run(['verilator', '--version'], check=True)"
 
-# Bounded model checks of the LIF array against an independent spec (yowasp-sby + boolector).
+# Model checks: LIF array (bounded) and host-link decoder (k-induction), yowasp-sby + boolector.
 formal: setup
 	$(PY) -m formal
 
-# 200 random LIF-array configurations on the fast path, seeds printed (also in `make test`).
+# 200 random LIF-array configurations and 6 small networks on the fast path, seeds printed (also in `make test`).
 regress: setup
 	$(PY) -m sim.regress --count 200
