@@ -7,7 +7,8 @@ Stages (each printed as it runs):
 2. run the bit-exact core model against the float LIF with MPBN before the comparator;
 3. the embedded trained digits network (``golden/models/digits_mpbn.npz``): fold ->
    quantize -> float vs fixed-point accuracy on the whole test split;
-4. Verilog of the whole network -> cocotb + Icarus co-simulation on digits test samples,
+4. Verilog of the whole network -> cocotb co-simulation on digits test samples (Icarus, or
+   Verilator with ``SPIKEFOLD_SIM=verilator``), progress (samples, simulated cycles) on stderr,
    every logit and class compared with the bit-exact golden model;
 5. with ``--board NAME`` only: the whole network (the RTL stage's lanes) in a registered
    shell through the board's open toolchain (:func:`boards.build.build_network`, in
@@ -114,6 +115,9 @@ def check_args(args):
         value = getattr(args, name)
         if value < low:
             raise ValueError(f"--{name} must be at least {low}, not {value}")
+    if args.samples:
+        from sim.runner import simulator
+        simulator()                                  # a bad $SPIKEFOLD_SIM, in one line
 
 
 def load_model(path):
@@ -181,7 +185,9 @@ def run(args):
 
     rtl = None
     if args.samples:
-        _stage(f"network RTL: Verilog -> cocotb + Icarus on {args.samples} test samples")
+        from sim.runner import simulator
+        name = {"icarus": "Icarus", "verilator": "Verilator"}[simulator()]
+        _stage(f"network RTL: Verilog -> cocotb + {name} on {args.samples} test samples")
         from sim.network_cosim import cosim_network
         t_rtl = time.perf_counter()
         rtl = cosim_network(args.model, args.samples, Path("build") / "cosim-network",

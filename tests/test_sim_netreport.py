@@ -225,3 +225,11 @@ def test_demo_golden_only_report_for_the_conv_model(tmp_path, capsys):
     assert report["network_report"]["samples"] == 20
     md = (out / "report.md").read_text()
     assert md.startswith("# spikefold demo") and md_tables_are_valid(md) >= 6
+
+
+def test_demo_refuses_a_bad_simulator_first(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SPIKEFOLD_SIM", "xsim")
+    assert main(["demo", "--samples", "1", "--out", str(tmp_path / "d")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""                       # no stage ran
+    assert "SPIKEFOLD_SIM must be one of icarus, verilator, not 'xsim'" in captured.err
