@@ -524,8 +524,8 @@ h2{{font-size:110%}}</style></head>
 <body><h1>{html.escape(title)}: <span>{verdict}</span></h1>
 <table id='summary'>{head}</table>{body}<p>{html.escape(note)}</p>{imgs}</body></html>
 """)
-    summary.update(html="report.html", markdown="report.md", plots=sorted(f"{n}.png" for n in pngs),
-                   traces="traces.json")
+    summary.update(html="report.html", markdown="report.md",
+                   plots=sorted(f"{n}.png" for n in pngs), traces="traces.json")
     return summary
 
 
