@@ -122,10 +122,10 @@ def _stage_cycles(inet, mapping, x_q, res, rtl):
         rows.append({"stage": stage.name, "kind": stage.kind, "layer": l,
                      "lanes": stage.lanes, "beats": stage.beats, "latency": stage.latency,
                      "plan_cycles_per_sample": float(np.mean(cyc)),
-                     "sim_cycles_per_sample": sim, "sim_busy_per_sample": None})
+                     "sim_cycles_per_sample": sim, "sim_span_per_sample": None})
     # A synaptic stage emits its beats as it computes them: the span of each timestep's
     # output beats of the LIF array after it (first to last, summed over T) is the
-    # stage's simulated busy time, comparable with its plan.
+    # stage's busy time in simulation plus the stalls the stages after it impose.
     for row, after in zip(rows, rows[1:]):
         c = None if rtl is None else rtl.get(f"cycle{row['layer']}")
         if row["kind"] in SYNAPTIC_KINDS and after["kind"] == "lif" and c is not None:
@@ -133,7 +133,7 @@ def _stage_cycles(inet, mapping, x_q, res, rtl):
             full = ok.all(axis=1)
             if full.any():
                 span = (c[:, :, -1] - c[:, :, 0] + 1).sum(axis=1)
-                row["sim_busy_per_sample"] = float(np.mean(span[full]))
+                row["sim_span_per_sample"] = float(np.mean(span[full]))
     return rows, per_sample
 
 
@@ -244,16 +244,16 @@ def _figures(summary, inet, golden, rtl, title):
     fig, ax = plt.subplots(figsize=(8, 3.2))
     pos = np.arange(len(stages))
     ax.bar(pos - 0.2, [s["plan_cycles_per_sample"] for s in stages], 0.4, label="plan")
-    sim = [s["sim_busy_per_sample"] for s in stages]
+    sim = [s["sim_span_per_sample"] for s in stages]
     ax.bar(pos[[v is not None for v in sim]] + 0.2, [v for v in sim if v is not None], 0.4,
-           label="simulation (busy)")
+           label="simulation (output span,\nstalls included)")
     interval = summary["sim_cycles_per_image"]
     if interval:
         ax.axhline(interval, color="tab:red", ls="--", lw=1,
                    label=f"simulated interval\nbetween results ({interval:.0f})")
     ax.set_xticks(pos, [s["stage"] for s in stages], fontsize=8)
     ax.set_ylabel("cycles per sample")
-    ax.set_title("busy cycles per sample by stage: plan vs simulation", fontsize=9)
+    ax.set_title("cycles per sample by stage: plan (busy) vs simulation", fontsize=9)
     _legend(ax)
     fig.tight_layout()
     figs["stage_cycles"] = fig
@@ -406,19 +406,20 @@ def _tables(summary):
     plan = summary["plan_cycles_per_sample"]
     rows = [[s["stage"], s["kind"], str(s["layer"]), str(s["lanes"]), str(s["beats"]),
              str(s["latency"]), _num(s["plan_cycles_per_sample"]),
-             _num(s["sim_busy_per_sample"]), _num(s["sim_cycles_per_sample"])]
+             _num(s["sim_span_per_sample"]), _num(s["sim_cycles_per_sample"])]
             for s in summary["stages"]]
     rows.append(["network", "-", "-", "-", "-", "-",
                  _num(float(np.mean(plan)) if plan else None), "-",
                  _num(summary["sim_cycles_per_image"])])
     out.append(("stages", "Cycles per sample by stage: the plan's busy cycles (hdl.plan, "
                           "from golden's activity; the network: its busiest stage, per "
-                          "sample), the simulated busy cycles of a dense/conv stage (the "
-                          "span of its LIF array's output beats per timestep, summed over "
-                          "T) and the simulated interval between consecutive samples (LIF: "
-                          "first output beats; readout and network: results)",
+                          "sample), the simulated span of a dense/conv stage's output (its "
+                          "LIF array's first to last output beat of each timestep, summed "
+                          "over T: the busy cycles plus any stall from the stages after) and "
+                          "the simulated interval between consecutive samples (LIF: first "
+                          "output beats; readout and network: results)",
                 ["stage", "kind", "layer", "lanes", "beats", "latency",
-                 "plan busy cycles/sample", "simulated busy cycles/sample",
+                 "plan busy cycles/sample", "simulated output span/sample",
                  "simulated interval/sample"], rows))
     per = [[str(s), str(c)] for s, c in enumerate(plan)]
     out.append(("plan-per-sample", "Plan cycles of each sample (busiest stage)",
