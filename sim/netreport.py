@@ -123,12 +123,13 @@ def _stage_cycles(inet, mapping, x_q, res, rtl):
                      "lanes": stage.lanes, "beats": stage.beats, "latency": stage.latency,
                      "plan_cycles_per_sample": float(np.mean(cyc)),
                      "sim_cycles_per_sample": sim, "sim_span_per_sample": None})
-    # A synaptic stage emits its beats as it computes them: the span of each timestep's
-    # output beats of the LIF array after it (first to last, summed over T) is the
-    # stage's busy time in simulation plus the stalls the stages after it impose.
+    # A dense stage emits each output beat as soon as it has computed it: the span of each
+    # timestep's output beats of the LIF array after it (first to last, summed over T) is
+    # the stage's busy time in simulation plus the stalls the stages after it impose. (A
+    # conv stage scatters first and drains in a burst: its span would be the drain only.)
     for row, after in zip(rows, rows[1:]):
         c = None if rtl is None else rtl.get(f"cycle{row['layer']}")
-        if row["kind"] in SYNAPTIC_KINDS and after["kind"] == "lif" and c is not None:
+        if row["kind"] == "dense" and after["kind"] == "lif" and c is not None:
             ok = (c[:, :, 0] >= 0) & (c[:, :, -1] >= 0)
             full = ok.all(axis=1)
             if full.any():
@@ -413,7 +414,7 @@ def _tables(summary):
                  _num(summary["sim_cycles_per_image"])])
     out.append(("stages", "Cycles per sample by stage: the plan's busy cycles (hdl.plan, "
                           "from golden's activity; the network: its busiest stage, per "
-                          "sample), the simulated span of a dense/conv stage's output (its "
+                          "sample), the simulated span of a dense stage's output (its "
                           "LIF array's first to last output beat of each timestep, summed "
                           "over T: the busy cycles plus any stall from the stages after) and "
                           "the simulated interval between consecutive samples (LIF: first "
