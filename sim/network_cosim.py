@@ -1,4 +1,5 @@
-"""Co-simulate a whole network (``hdl.network.SpikingNetwork``) with cocotb + Icarus.
+"""Co-simulate a whole network (``hdl.network.SpikingNetwork``) with cocotb on Icarus or
+Verilator (``sim`` argument, else ``$SPIKEFOLD_SIM``: :func:`sim.runner.simulator`).
 
 :func:`cosim_network` is the one call ``spikefold demo`` needs: a model file and N test
 samples in, accuracies (float, golden integer, RTL), RTL-vs-golden mismatches per sample
@@ -9,8 +10,10 @@ Layout under the (gitignored) build root, ``build/cosim-network`` by default::
 
     <root>/<key>/                 one exported network (key = hash of its Verilog + JSON)
         spikefold_network.v/.json
-        sim/                      Icarus build made by cocotb_tools.runner
-        run-<seed>-<n>/           plan.json, samples.npz, result.json, sim.log
+        sim/, sim-verilator/      Icarus / Verilator build made by cocotb_tools.runner
+        run-<seed>-<n>/           plan.json, samples.npz (golden), result.json, rtl.npz
+                                  (what the RTL produced, :mod:`sim.cocotb_netrecord`),
+                                  progress.json, sim.log
 """
 
 from __future__ import annotations
@@ -84,24 +87,30 @@ def golden_layers(inet, x):
 
 def run_network_cocotb(inet, x, *, mapping=None, lanes=None, in_lanes=None, outreg=None,
                        seed=0, gaps=0.0, backpressure=0.0, root=None, run_name=None,
-                       golden=None):
+                       golden=None, sim=None, progress=False):
     """Run float inputs ``x`` (S, n_in) through the RTL of ``inet``; returns a dict.
 
     ``mapping`` (or the older ``lanes``, with ``in_lanes`` and ``outreg``): as
     :class:`hdl.network.SpikingNetwork`. The expected results come from ``golden``
     (default ``inet`` itself; another network only to check that the comparison catches a
-    difference).
+    difference). ``sim``: ``"icarus"`` or ``"verilator"`` (default
+    :func:`sim.runner.simulator`). ``progress``: show samples done and simulated cycles on
+    stderr while the simulator runs (when stderr is a terminal).
 
     The dict is the cocotb test's ``result.json``: ``compared``, ``mismatches`` (=
     ``total_mismatches``), ``first_mismatch`` ({sample, layer, t, neuron, field, expected,
     got, cycle} or None), ``layers`` (per layer ``compared``/``mismatches``: every hidden
     layer's spikes and membranes at every timestep, the readout's logits and class),
     ``mismatches_per_sample``, labels, logits, cycles; plus golden's
-    ``want_label``/``want_logits``, ``directory``, ``build_s``, ``sim_s``, the mapping. A
-    run that produced no result raises ``RuntimeError`` with the log's tail.
+    ``want_label``/``want_logits``, ``directory``, ``build_s``, ``sim_s``, ``simulator``,
+    the mapping. ``directory/rtl.npz`` holds every value the RTL produced and the cycle of
+    every LIF output beat (:mod:`sim.cocotb_netrecord`). A run that produced no result
+    raises ``RuntimeError`` with the log's tail.
     """
     from sim.cocotb_network import PLAN_ENV
-    from sim.runner import run_icarus
+    from sim.progress import SimProgress
+    from sim.runner import run_sim, simulator
+    sim = simulator(sim)
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     mapping = _mapping(inet, mapping, lanes, in_lanes, outreg)
     directory = prepare_network_rtl(inet, mapping, root=root)
@@ -123,12 +132,14 @@ def run_network_cocotb(inet, x, *, mapping=None, lanes=None, in_lanes=None, outr
             "backpressure": float(backpressure), "result": "result.json",
             "max_cycles": int(per_sample * (len(x) + 2) / slow)}
     (run_dir / "plan.json").write_text(json.dumps(plan, indent=1))
-    result, build_s, sim_s = run_icarus([(directory / f"{TOP}.v").resolve()], TOP,
-                                        directory / "sim", run_dir, "sim.cocotb_network",
-                                        PLAN_ENV, seed=seed)
+    sim_dir = directory / ("sim" if sim == "icarus" else f"sim-{sim}")
+    with SimProgress(run_dir, len(x), f"co-simulation ({sim})", enabled=progress):
+        result, build_s, sim_s = run_sim([(directory / f"{TOP}.v").resolve()], TOP, sim_dir,
+                                         run_dir, "sim.cocotb_netrecord", PLAN_ENV,
+                                         seed=seed, sim=sim)
     result.update(want_label=[int(v) for v in res.predict()],
                   want_logits=res.logits_q.tolist(), directory=str(run_dir),
-                  build_s=build_s, sim_s=sim_s, **mapping.to_json())
+                  build_s=build_s, sim_s=sim_s, simulator=sim, **mapping.to_json())
     return result
 
 
@@ -145,7 +156,8 @@ def cycle_figures(result):
 
 
 def cosim_network(model_path=None, samples=8, out_dir=None, *, mapping=None, lanes=None,
-                  in_lanes=None, outreg=None, seed=0, gaps=0.0, backpressure=0.0):
+                  in_lanes=None, outreg=None, seed=0, gaps=0.0, backpressure=0.0, sim=None,
+                  progress=False):
     """Run a model file's test samples on the RTL and compare with golden.
 
     Parameters
@@ -160,6 +172,8 @@ def cosim_network(model_path=None, samples=8, out_dir=None, *, mapping=None, lan
     mapping : hdl.mapping.HardwareMapping or None
         Default: ``HardwareMapping.for_network`` of the model (the older ``lanes``,
         ``in_lanes``, ``outreg`` keywords go there too).
+    sim, progress
+        As :func:`run_network_cocotb`.
 
     Returns
     -------
@@ -172,7 +186,9 @@ def cosim_network(model_path=None, samples=8, out_dir=None, *, mapping=None, lan
         ``mismatches``), ``mismatches_per_sample``, ``cycles_per_image`` (steady state,
         samples back to back), ``latency_cycles`` (per sample, first pixel accepted to
         result, queueing included), ``latency_cycles_first`` (idle pipeline) and
-        ``latency_us`` (of the first sample) at 50 and 100 MHz, ``sim_s``, ``directory``.
+        ``latency_us`` (of the first sample) at 50 and 100 MHz, ``sim_s``, ``directory``,
+        ``simulator``; per sample ``index`` (test-sample indices), ``labels`` (true),
+        ``float_labels``, ``golden_labels``, ``rtl_labels`` (-1: no result).
     """
     from golden.modelfile import ModelFile, load_default
     model = load_default() if model_path is None else ModelFile.load(model_path)
@@ -193,7 +209,8 @@ def cosim_network(model_path=None, samples=8, out_dir=None, *, mapping=None, lan
     float_pred = model.network.forward(x).predict()
     mapping = _mapping(inet, mapping, lanes, in_lanes, outreg)
     result = run_network_cocotb(inet, x, mapping=mapping, seed=seed, gaps=gaps,
-                                backpressure=backpressure, root=out_dir)
+                                backpressure=backpressure, root=out_dir, sim=sim,
+                                progress=progress)
     rtl = np.array(result["labels"] + [-1] * (len(index) - len(result["labels"])))
     fixed = np.array(result["want_label"])
     figures = cycle_figures(result)
@@ -213,7 +230,10 @@ def cosim_network(model_path=None, samples=8, out_dir=None, *, mapping=None, lan
         "latency_us": None if lat is None else {"50MHz": lat / 50.0, "100MHz": lat / 100.0},
         **mapping.to_json(), "T": inet.T,
         "sim_s": result["sim_s"], "build_s": result["build_s"],
-        "directory": result["directory"],
+        "directory": result["directory"], "simulator": result["simulator"],
+        "cycles": result.get("cycles"),
+        "index": index.tolist(), "labels": y.tolist(), "float_labels": float_pred.tolist(),
+        "golden_labels": fixed.tolist(), "rtl_labels": rtl.tolist(),
     }
     return report
 

@@ -7,12 +7,17 @@ Stages (each printed as it runs):
 2. run the bit-exact core model against the float LIF with MPBN before the comparator;
 3. the embedded trained digits network (``golden/models/digits_mpbn.npz``): fold ->
    quantize -> float vs fixed-point accuracy on the whole test split;
-4. Verilog of the whole network -> cocotb + Icarus co-simulation on digits test samples,
+4. Verilog of the whole network -> cocotb co-simulation on digits test samples (Icarus, or
+   Verilator with ``SPIKEFOLD_SIM=verilator``), progress (samples, simulated cycles) on stderr,
    every logit and class compared with the bit-exact golden model;
 5. with ``--board NAME`` only: the whole network (the RTL stage's lanes) in a registered
    shell through the board's open toolchain (:func:`boards.build.build_network`, in
    ``build/demo-<board>/``): LUTs/LCs, FFs, BRAM, DSP, Fmax and the time per image at Fmax;
-6. a report (``report.json`` + ``report.md``) in ``--out``.
+6. a report in ``--out``: ``report.json``, ``report.md`` and a self-contained
+   ``report.html`` (:mod:`sim.netreport`: accuracies, confusion matrix, per-layer firing
+   rates RTL vs golden and saturations, cycles per stage, the first mismatch's place,
+   rasters and membranes); with ``--samples 0`` the network part is golden only (the
+   first 20 test samples).
 """
 
 from __future__ import annotations
@@ -110,6 +115,9 @@ def check_args(args):
         value = getattr(args, name)
         if value < low:
             raise ValueError(f"--{name} must be at least {low}, not {value}")
+    if args.samples:
+        from sim.runner import simulator
+        simulator()                                  # a bad $SPIKEFOLD_SIM, in one line
 
 
 def load_model(path):
@@ -177,11 +185,13 @@ def run(args):
 
     rtl = None
     if args.samples:
-        _stage(f"network RTL: Verilog -> cocotb + Icarus on {args.samples} test samples")
+        from sim.runner import simulator
+        name = {"icarus": "Icarus", "verilator": "Verilator"}[simulator()]
+        _stage(f"network RTL: Verilog -> cocotb + {name} on {args.samples} test samples")
         from sim.network_cosim import cosim_network
         t_rtl = time.perf_counter()
-        with ticker(f"    co-simulating {args.samples} samples", args.quiet):
-            rtl = cosim_network(args.model, args.samples, Path("build") / "cosim-network")
+        rtl = cosim_network(args.model, args.samples, Path("build") / "cosim-network",
+                            progress=not args.quiet)
         t_rtl = time.perf_counter() - t_rtl
         print(f"    RTL accuracy {rtl['rtl_accuracy']:.2%}, golden {rtl['fixed_accuracy']:.2%}, "
               f"float {rtl['float_accuracy']:.2%}; RTL-vs-golden mismatches "
@@ -209,7 +219,6 @@ def run(args):
         report["board"] = board
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=_plain) + "\n")
     lines = ["# spikefold demo", "",
              f"* fold on the {args.membrane} grid: {mismatches} mismatches of {checked:,} decisions",
              f"* bit-exact core vs float LIF with MPBN: {agree:.4%} spike agreement", "",
@@ -225,7 +234,16 @@ def run(args):
                   f"| {_latency(rtl)} |", ""]
     if board is not None:
         lines += ["## Board build", "", _board_table(board), ""]
-    (out / "report.md").write_text("\n".join(lines))
+    summary = _network_report(out, model, args.model, rtl, lines, [
+        ("fold", f"{mismatches} mismatches of {checked:,} decisions on the {args.membrane} grid"),
+        ("core vs float LIF", f"{agree:.4%} spike agreement"),
+        (f"test split ({evaluation.n} samples)",
+         f"float {evaluation.float_accuracy:.2%}, fixed {evaluation.fixed_accuracy:.2%}")])
+    if summary is None:
+        (out / "report.md").write_text("\n".join(lines))
+        (out / "report.html").unlink(missing_ok=True)
+    report["network_report"] = summary
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=_plain) + "\n")
 
     print()
     print("summary")
@@ -243,9 +261,43 @@ def run(args):
         failed |= bool(rtl["total_mismatches"])
     if board is not None:
         print(f"  {'board ' + board['board']:<37}: {_board_text(board)}")
-    print(f"  report                               : {out / 'report.md'}")
+    print(f"  report                               : "
+          f"{out / ('report.md' if summary is None else 'report.html (and report.md)')}")
     print(f"  time                                 : {time.perf_counter() - t0:.1f} s")
     return 1 if failed else 0
+
+
+#: Test samples of the golden-only network report (``--samples 0``).
+GOLDEN_SAMPLES = 20
+
+
+def _network_report(out, model, model_name, rtl, md_head, rows):
+    """report.html and report.md of the network (:mod:`sim.netreport`): the co-simulated
+    samples of ``rtl``, or golden alone on the first test samples; returns the tables
+    (:func:`sim.netreport.network_summary`), or None for a model without test data."""
+    from hdl.mapping import HardwareMapping
+    from sim.netreport import load_run, write_network_report
+    from sim.network_cosim import golden_layers
+    inet = model.integer()
+    if rtl is not None:
+        index = np.asarray(rtl["index"])
+        golden, recorded = load_run(rtl["directory"])
+        mapping = HardwareMapping.for_network(inet, rtl["lanes"], rtl["in_lanes"],
+                                              rtl["outreg"], slices=rtl.get("slices"))
+        run = rtl
+    elif model.test_x is None or not len(model.test_x):
+        return None
+    else:
+        index = np.arange(min(GOLDEN_SAMPLES, len(model.test_x)))
+        res, arrays = golden_layers(inet, model.inputs(model.test_x[index]))
+        golden = dict(arrays, logits=res.logits_q, label=res.predict())
+        recorded, mapping, run = None, None, {}
+    x = model.inputs(model.test_x[index])
+    run = dict(run, model=model_name or "embedded digits model")
+    return write_network_report(out, run, inet, x, golden, recorded, mapping=mapping,
+                                float_labels=model.network.forward(x).predict(),
+                                labels=model.test_y[index], title="spikefold demo",
+                                summary_rows=rows, md_head=md_head)
 
 
 def _board_stage(name, model, rtl):

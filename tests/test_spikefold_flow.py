@@ -1,12 +1,16 @@
 """``spikefold eval`` and the routing of network model files (spikefold/flow.py)."""
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from golden.modelfile import DEFAULT_MODEL, ModelFile, load_default
 from spikefold.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 def test_eval_writes_float_and_fixed_logits(tmp_path, capsys):
@@ -80,7 +84,27 @@ def test_network_model_goes_through_verilog_and_cosim(tmp_path, capsys):
     assert report["first_mismatch"] is None
     assert report["compared"] == sum(l["compared"] for l in report["layers"]) > 4000
     assert len(report["layers"]) == 3
-    assert "0 mismatches" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "0 mismatches" in out and "report.html" in out and "(icarus;" in out
+    # report.html: the tables are the run's data (golden equals RTL: 0 mismatches).
+    from sim.netreport import load_run
+    from test_sim_netreport import Tables, md_tables_are_valid
+    page = Tables((tmp_path / "c" / "report.html").read_text())
+    conf = np.array([[int(v) for v in row[1:]] for row in page.tables["confusion"][1:]])
+    want = np.zeros((10, 11), dtype=int)
+    np.add.at(want, (report["labels"], report["golden_labels"]), 1)
+    np.testing.assert_array_equal(conf, want)
+    golden, rtl = load_run(report["directory"])
+    layers = {row[0]: row for row in page.tables["layers"][1:]}
+    for l in (0, 1):
+        assert layers[str(l)][4] == layers[str(l)][5] == f"{golden[f'spikes{l}'].mean():.4f}"
+        assert layers[str(l)][7] == "0"
+    stages = {row[0]: row for row in page.tables["stages"][1:]}
+    assert stages["network"][8] == f"{report['cycles_per_image']:.1f}"
+    first = rtl["cycle1"][:, 0, 0]
+    assert stages["lif1"][8] == f"{np.mean(np.diff(first)):.1f}"
+    assert "first-mismatch" not in page.tables
+    assert md_tables_are_valid((tmp_path / "c" / "report.md").read_text()) == 6
 
 
 def test_core_workflows_keep_their_lanes(tmp_path, capsys):
@@ -96,3 +120,13 @@ def test_build_plan_of_a_network_model(tmp_path):
     assert info["sizes"] == [64, 128, 128, 10]
     assert main(["build", "--model", str(DEFAULT_MODEL), "--board", "icebreaker",
                  "--plan-only", "--out", str(tmp_path / "i")]) == 2
+
+
+def test_network_cosim_simulator_is_checked_first(tmp_path, capsys, monkeypatch):
+    """A bad $SPIKEFOLD_SIM is refused in one line before anything is written."""
+    monkeypatch.setenv("SPIKEFOLD_SIM", "modelsim")
+    out = tmp_path / "never"
+    assert main(["cosim", "--model", str(DEFAULT_MODEL), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "SPIKEFOLD_SIM must be one of icarus, verilator, not 'modelsim'" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
