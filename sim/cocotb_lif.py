@@ -42,6 +42,7 @@ async def cosim(dut):
                   seed, len(expected), desc.lanes, desc.latency, stimulus.describe())
     tb = TB(dut, desc, stimulus, expected, seed=seed, gaps=plan.get("gaps", 0.0),
             backpressure=plan.get("backpressure", 0.0))
+    tb.progress_path = root / "progress.json"
     tb.start_clock()
     await tb.reset()
     summary = await tb.run()

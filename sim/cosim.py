@@ -168,7 +168,8 @@ def run(args):
     else:
         from sim.runner import run_cocotb
         cosim = run_cocotb(build, folded, stimulus, seed=args.seed, gaps=args.gaps,
-                           backpressure=args.backpressure, waves=args.waves, sim=args.sim)
+                           backpressure=args.backpressure, waves=args.waves, sim=args.sim,
+                           progress=True)
         result = dict(cosim.result)
         outputs = cosim.outputs
         for waves in ("waves.fst", "waves.vcd"):
@@ -218,12 +219,17 @@ def run(args):
     if report["first_mismatch"] is not None:
         print(f"spikefold cosim: FAIL: {report['mismatches']} mismatch(es); first mismatch: "
               f"{format_mismatch(report['first_mismatch'])} (seed {args.seed}); "
-              f"report: {html_path}", file=sys.stderr)
+              f"report: {html_path}; {_elapsed(report)}", file=sys.stderr)
         return 1
     print(f"spikefold cosim: PASS: {report['compared']:,} values compared in "
           f"{report['cycles']:,} cycles ({_rate(report['cycles_per_s'])} cycles/s), "
-          f"0 mismatches; report: {html_path}")
+          f"0 mismatches; report: {html_path}; {_elapsed(report)}")
     return 0
+
+
+def _elapsed(report):
+    wall = report.get("wall_time_s")
+    return "simulated in ? s" if wall is None else f"simulated in {wall:.1f} s"
 
 
 def _rate(x):

@@ -32,10 +32,12 @@ class SimProgress:
     Attributes after the block: ``elapsed`` (wall seconds) and ``last`` (the last dict read).
     """
 
-    def __init__(self, run_dir, total, desc="co-simulation", enabled=True, interval=0.5):
+    def __init__(self, run_dir, total, desc="co-simulation", enabled=True, interval=0.5,
+                 unit="sample"):
         self.path = Path(run_dir) / "progress.json"
         self.total, self.desc, self.enabled = int(total), desc, enabled
         self.interval = interval
+        self.unit = unit
         self.last = None
         self.elapsed = 0.0
 
@@ -43,7 +45,7 @@ class SimProgress:
         from tqdm import tqdm
         self.path.unlink(missing_ok=True)
         self.t0 = time.perf_counter()
-        self.bar = tqdm(total=self.total, desc=self.desc, unit="sample", file=sys.stderr,
+        self.bar = tqdm(total=self.total, desc=self.desc, unit=self.unit, file=sys.stderr,
                         disable=None if self.enabled else True, leave=False)
         self.done = threading.Event()
         self.thread = None

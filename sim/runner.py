@@ -210,10 +210,11 @@ class CosimRun:
 
 
 def run_cocotb(build, folded, stimulus, *, seed, gaps=0.0, backpressure=0.0, waves=False,
-               run_name=None, sim=None):
+               run_name=None, sim=None, progress=False):
     """Co-simulate ``build`` against golden with cocotb; returns a :class:`CosimRun`.
 
-    ``sim`` is ``"icarus"`` or ``"verilator"`` (default: :func:`simulator`).
+    ``sim`` is ``"icarus"`` or ``"verilator"`` (default: :func:`simulator`); ``progress``:
+    a tqdm bar of output beats and simulated cycles on stderr (when it is a terminal).
 
     A failing comparison is not an exception: look at ``result["first_mismatch"]``. A
     simulation that produced no result raises ``RuntimeError`` with the log's tail.
@@ -233,9 +234,14 @@ def run_cocotb(build, folded, stimulus, *, seed, gaps=0.0, backpressure=0.0, wav
     sim = simulator(sim)
     sim_dir = build.directory / ((("sim" if sim == "icarus" else f"sim-{sim}"))
                                  + ("-waves" if waves else ""))
-    result, build_s, wall_s = run_sim(build.sources, build.top, sim_dir, run_dir,
-                                      "sim.cocotb_lif", PLAN_ENV, seed=seed, waves=waves,
-                                      sim=sim)
+    from sim.progress import SimProgress
+    from sim.stimulus import expected_beats
+    total = len(expected_beats(folded, build.desc.lanes, stimulus)) if progress else 0
+    with SimProgress(run_dir, total, f"co-simulation ({sim})", enabled=progress,
+                     unit="beat"):
+        result, build_s, wall_s = run_sim(build.sources, build.top, sim_dir, run_dir,
+                                          "sim.cocotb_lif", PLAN_ENV, seed=seed, waves=waves,
+                                          sim=sim)
     result["simulator"] = sim
     outputs = dict(np.load(run_dir / "rtl_out.npz"))
     if waves:

@@ -13,12 +13,16 @@ expected, got).
 
 from __future__ import annotations
 
+import json
 import random
 import time
 
 import numpy as np
 
 from golden.timing import StallPipeline
+
+#: Simulated cycles between two progress.json updates.
+PROGRESS_CYCLES = 2000
 
 __all__ = ["Mismatch", "Scoreboard", "TB", "CurrentDriver", "ControlDriver", "Monitor",
            "format_mismatch"]
@@ -374,6 +378,18 @@ class TB:
         drains = 2 * self.desc.latency * len(self.stimulus.ops)
         return int((n + extra + drains) / slow * 4) + 200
 
+    #: ``run_dir/progress.json`` for the parent's progress bar (:class:`sim.progress.
+    #: SimProgress`), rewritten every :data:`PROGRESS_CYCLES` cycles; None: not written.
+    progress_path = None
+
+    def _progress(self, c):
+        sb = self.scoreboard
+        text = json.dumps({"cycle": int(c), "results": int(sb.received),
+                           "expected": len(self.expected)})
+        tmp = self.progress_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(self.progress_path)
+
     async def run(self, max_cycles=None):
         """Drive the whole stimulus, check every cycle; returns the scoreboard summary."""
         sb = self.scoreboard
@@ -392,6 +408,8 @@ class TB:
             sb.cycle(c, in_valid=beat is not None, beat_id=beat, out_ready=out_ready,
                      clear=clear, **seen)
             c += 1
+            if self.progress_path is not None and c % PROGRESS_CYCLES == 0:
+                self._progress(c)
             if sb.fatal or sb.done:
                 break
             if c >= max_cycles:
@@ -400,6 +418,8 @@ class TB:
                 break
             beat, clear, load = program.send(beat is not None and bool(seen["in_ready"]))
         self.cycles = c
+        if self.progress_path is not None:
+            self._progress(c)
         wall = time.perf_counter() - start
         summary = sb.summary()
         summary.update(cycles=c, sim_wall_s=wall, cycles_per_s=c / wall if wall > 0 else None)
