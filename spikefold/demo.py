@@ -50,6 +50,12 @@ def add_arguments(parser):
                              "0 skips the RTL stage)")
     parser.add_argument("--model", metavar="FILE.npz", default=None,
                         help="spikefold network model file (default: the embedded digits model)")
+    parser.add_argument("--conv-samples", type=int, default=0,
+                        help="test samples of the conv default model to co-simulate on the "
+                             "RTL (default 0: golden and the plan only; its RTL runs about "
+                             "20,000 cycles per image)")
+    parser.add_argument("--no-conv", action="store_true",
+                        help="leave out the conv network stage")
     parser.add_argument("--out", default="reports/demo", help="report directory")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress display on stderr (it is off when stderr is not a "
@@ -111,11 +117,13 @@ def fold_check(params, v_th, membrane):
 
 def check_args(args):
     """Refuse bad options before any stage prints a result."""
-    for name, low in (("neurons", 1), ("steps", 1), ("samples", 0)):
+    for name, low in (("neurons", 1), ("steps", 1), ("samples", 0), ("conv_samples", 0)):
         value = getattr(args, name)
         if value < low:
-            raise ValueError(f"--{name} must be at least {low}, not {value}")
-    if args.samples:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {low}, not {value}")
+    if args.no_conv and args.conv_samples:
+        raise ValueError("--conv-samples needs the conv stage; drop --no-conv")
+    if args.samples or args.conv_samples:
         from sim.runner import simulator
         simulator()                                  # a bad $SPIKEFOLD_SIM, in one line
 
@@ -198,6 +206,8 @@ def run(args):
               f"{rtl['total_mismatches']}; {rtl['cycles_per_image']:.0f} cycles per image; "
               f"{t_rtl:.1f} s ({t_rtl / args.samples:.1f} s per sample, build included)")
 
+    conv = None if args.no_conv else _conv_stage(args)
+
     board = None
     if args.board:
         board = _board_stage(args.board, model, rtl)
@@ -217,6 +227,8 @@ def run(args):
     }
     if board is not None:
         report["board"] = board
+    if conv is not None:
+        report["conv"] = conv
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# spikefold demo", "",
@@ -232,6 +244,8 @@ def run(args):
                   f"| {rtl['rtl_accuracy']:.2%} | {rtl['total_mismatches']} | "
                   f"{rtl['cycles_per_image']:.0f} | {rtl['cycles_per_image'] / 100:.1f} µs "
                   f"| {_latency(rtl)} |", ""]
+    if conv is not None:
+        lines += ["## Conv network (the conv default model)", "", _conv_table(conv), ""]
     if board is not None:
         lines += ["## Board build", "", _board_table(board), ""]
     summary = _network_report(out, model, args.model, rtl, lines, [
@@ -259,12 +273,78 @@ def run(args):
               f"({rtl['cycles_per_image'] / 100:.1f} µs at 100 MHz; first-image latency "
               f"{_latency(rtl)})")
         failed |= bool(rtl["total_mismatches"])
+    if conv is not None:
+        print(f"  {'conv digits net, float / fixed':<37}: {conv['float_accuracy']:.2%} / "
+              f"{conv['fixed_accuracy']:.2%} ({conv['test_samples']} samples); plan "
+              f"{conv['plan_cycles_per_image']:,} cycles/image, {conv['bram_blocks']} of "
+              f"{conv['bram_blocks_available']} blocks on {conv['plan_board']}")
+        if conv.get("rtl") is not None:
+            r = conv["rtl"]
+            print(f"  {'conv RTL on ' + str(r['samples']) + ' test samples':<37}: "
+                  f"{r['rtl_accuracy']:.2%} accuracy, {r['total_mismatches']} mismatches vs "
+                  f"golden, {r['cycles_per_image']:.0f} cycles/image streaming")
+            failed |= bool(r["total_mismatches"])
     if board is not None:
         print(f"  {'board ' + board['board']:<37}: {_board_text(board)}")
     print(f"  report                               : "
           f"{out / ('report.md' if summary is None else 'report.html (and report.md)')}")
     print(f"  time                                 : {time.perf_counter() - t0:.1f} s")
     return 1 if failed else 0
+
+
+#: The board the conv stage's capacity plan is made for.
+CONV_PLAN_BOARD = "ulx3s-85f"
+
+
+def _conv_stage(args):
+    """The conv default model next to the MLP: float and fixed accuracy on its test split,
+    its capacity plan (:mod:`boards.capacity`) and, with ``--conv-samples``, RTL vs golden."""
+    from boards.capacity import capacity_plan
+    from boards.targets import get_target
+    from golden.calibrate import evaluate_model
+    from golden.modelfile import DEFAULT_CONV_MODEL, ModelFile
+    _stage("conv network: the conv default (conv 1->16, max pool, conv 16->32, readout)")
+    model = ModelFile.load(DEFAULT_CONV_MODEL)
+    evaluation = evaluate_model(model)
+    print("    " + evaluation.markdown().replace("\n", "\n    "))
+    target = get_target(CONV_PLAN_BOARD)
+    cp = capacity_plan(model.integer(), model.inputs(model.test_x[:8]), target)
+    print(f"    plan: {cp.cycles_per_image:,} cycles per image (T = {cp.T}), {cp.blocks} of "
+          f"{target.bram_blocks} block RAMs on {target.name}"
+          f"{'' if cp.fits else ' (does not fit)'}")
+    conv = {"model": str(DEFAULT_CONV_MODEL.name), "test_samples": evaluation.n,
+            "float_accuracy": evaluation.float_accuracy,
+            "fixed_accuracy": evaluation.fixed_accuracy,
+            "prediction_agreement": evaluation.prediction_agreement,
+            "plan_board": target.name, "plan_cycles_per_image": cp.cycles_per_image,
+            "bram_blocks": cp.blocks, "bram_blocks_available": target.bram_blocks,
+            "fits": cp.fits, "rtl": None}
+    if args.conv_samples:
+        from sim.network_cosim import cosim_network
+        _stage(f"conv network RTL on {args.conv_samples} test samples")
+        r = cosim_network(DEFAULT_CONV_MODEL, args.conv_samples,
+                          Path("build") / "cosim-network", progress=not args.quiet)
+        print(f"    RTL accuracy {r['rtl_accuracy']:.2%}, golden {r['fixed_accuracy']:.2%}; "
+              f"RTL-vs-golden mismatches {r['total_mismatches']}; "
+              f"{r['cycles_per_image']:.0f} cycles per image")
+        conv["rtl"] = {k: r[k] for k in ("samples", "rtl_accuracy", "fixed_accuracy",
+                                         "compared", "total_mismatches", "first_mismatch",
+                                         "cycles_per_image")}
+    return conv
+
+
+def _conv_table(conv):
+    rows = ["| | float | fixed (golden) | plan cycles/image | block RAM on "
+            f"{conv['plan_board']} | RTL |", "|---|---|---|---|---|---|"]
+    r = conv.get("rtl")
+    rtl = ("not simulated (--conv-samples N)" if r is None else
+           f"{r['rtl_accuracy']:.2%} on {r['samples']} samples, {r['total_mismatches']} "
+           f"mismatches, {r['cycles_per_image']:.0f} cycles/image")
+    rows.append(f"| conv default ({conv['test_samples']} test samples) | "
+                f"{conv['float_accuracy']:.2%} | {conv['fixed_accuracy']:.2%} | "
+                f"{conv['plan_cycles_per_image']:,} | {conv['bram_blocks']} of "
+                f"{conv['bram_blocks_available']} blocks | {rtl} |")
+    return "\n".join(rows)
 
 
 #: Test samples of the golden-only network report (``--samples 0``).
