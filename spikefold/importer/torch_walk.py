@@ -441,7 +441,7 @@ class Walk:
         self.layers.append(layer)
         syn.row.target = f"layer{i} {syn.label()}"
         self.table.add(name, kind, f"layer{i} neuron tau={tau!r} v_th={v_th!r} "
-                       f"reset={reset} fire={fire}", *conv)
+                       f"reset={reset} fire={fire!r}", *conv)
         self.shape = tuple(syn.out_shape)
         self.synapse = None
         self.last_neuron = (name, kind)
@@ -635,9 +635,9 @@ def _batchnorm(walk, name, module, note=""):
     beta = _array(module.bias) if module.affine else np.zeros(n)
     a, b = affine_from_bn(gamma=gamma, beta=beta, running_mean=_array(module.running_mean),
                           running_var=_array(module.running_var), eps=float(module.eps))
-    what = "per output channel " if two_d else ""
+    what = " per output channel" if two_d else ""
     walk.fold_affine(name, module, a, b, f"{note}eval-mode BatchNorm (running stats, eps "
-                     f"{module.eps!r}) folded into {syn.name!r} {what}: W' = a W, b' = a (b - "
+                     f"{module.eps!r}) folded into {syn.name!r}{what}: W' = a W, b' = a (b - "
                      f"mean) + beta, a = gamma / sqrt(var + eps)")
 
 
