@@ -283,3 +283,20 @@ def test_plain_torch_module_in_multi_step_network_is_refused():
     with pytest.raises(ImportRefused, match="SeqToANNContainer") as info:
         import_module(net, T=T, input_shape=SHAPE)
     assert info.value.name == "1"
+
+
+def test_spikingjelly_multi_step_container_is_exact():
+    torch.manual_seed(0)
+    net = nn.Sequential(layer.SeqToANNContainer(_conv(1, 6), _randomize_bn(nn.BatchNorm2d(6), 0)),
+                        layer.MultiStepContainer(neuron.LIFNode(tau=2.0, v_threshold=0.5)),
+                        layer.MaxPool2d(2), layer.Flatten(), layer.Linear(96, 5)).double().eval()
+    functional.set_step_mode(net[2:], "m")
+    _check_exact(net)
+
+
+def test_single_step_neuron_in_multi_step_network_is_refused():
+    net = _sj_net(LIF, bn=False, mode="m")
+    net[1].step_mode = "s"
+    with pytest.raises(ImportRefused, match="single-step SpikingJelly module") as info:
+        import_module(net, T=T, input_shape=SHAPE)
+    assert info.value.name == "1"

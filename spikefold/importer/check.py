@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .torch_walk import leaves
+from .torch_walk import leaves, multi_step
 
 __all__ = ["library_forward", "agreement", "Agreement", "SPIKING"]
 
@@ -49,11 +49,7 @@ def library_forward(module, x, T, input_shape=None):
     layers = list(leaves(module))
     param = next(module.parameters(), None)
     dtype = param.dtype if param is not None else torch.float32
-    modes = {getattr(m, "step_mode", "s") for _, m in layers if _library(m) == "spikingjelly"
-             and hasattr(m, "step_mode")}
-    if len(modes) > 1:
-        raise ValueError(f"mixed SpikingJelly step modes {sorted(modes)}")
-    multi = modes == {"m"}
+    multi = multi_step(module)
     norse = any(_library(m) == "norse" for _, m in layers)
     x = np.asarray(x)
     if input_shape is not None:

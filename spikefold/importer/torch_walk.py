@@ -90,6 +90,8 @@ HANDLERS = []
 
 #: SpikingJelly containers whose children see ``(T * B, ...)`` in multi-step mode.
 _SEQ_TO_ANN = ("SeqToANNContainer",)
+#: SpikingJelly containers that loop their single-step children over T.
+_STEPPING = ("MultiStepContainer",)
 #: Plain torch modules that misread ``(T, B, ...)`` outside such a container.
 _SHAPE_SENSITIVE = ("BatchNorm1d", "BatchNorm2d", "Conv2d", "MaxPool2d", "AvgPool2d",
                     "Flatten")
@@ -217,6 +219,7 @@ class Walk:
         self.libraries = set()
         self.multi_step = False      # a SpikingJelly network in multi-step mode
         self.wrapped = set()         # ids of modules inside a SeqToANNContainer
+        self.stepped = set()         # ids of modules inside a MultiStepContainer
         self.tuple_output = None     # (name, type) of a Leaky(output=True) seen
 
     # -- the walk -------------------------------------------------------------------------
@@ -232,6 +235,13 @@ class Walk:
                                 "multi-step SpikingJelly network sees (T, B, ...) as (N, C, "
                                 "...); use spikingjelly.activation_based.layer's or wrap it "
                                 "in layer.SeqToANNContainer")
+        if (self.multi_step and _library(module) == "spikingjelly"
+                and getattr(module, "step_mode", None) == "s" and hasattr(module, "reset")
+                and id(module) not in self.stepped and id(module) not in self.wrapped):
+            raise ImportRefused(name, _type_name(module), "a single-step SpikingJelly module "
+                                "in a multi-step network reads the (T, B, ...) sequence as one "
+                                "step; set step_mode='m' (functional.set_step_mode) or wrap it "
+                                "in layer.MultiStepContainer")
         for predicate, handler in HANDLERS:
             if predicate(module):
                 handler(self, name, module)
@@ -514,9 +524,9 @@ def import_module(module, *, T, input_shape=None, dt=None):
             raise ValueError(f"input_shape must be positive integers, not {input_shape!r}")
     walk = Walk(int(T), input_shape)
     found = list(leaves(module))
-    walk.multi_step = any(_library(m) == "spikingjelly" and getattr(m, "step_mode", "s") == "m"
-                          for _, m in found)
+    walk.multi_step = multi_step(module)
     walk.wrapped = _wrapped(module)
+    walk.stepped = _wrapped(module, names=_STEPPING)
     for leaf_name, leaf in found:
         walk.visit(leaf_name, leaf)
     network = walk.finish()
@@ -534,16 +544,21 @@ def leaves(module, name=None):
     yield (type(module).__name__ if name is None else name), module
 
 
-def _wrapped(module, inside=False):
-    """Ids of the leaves inside a SpikingJelly ``SeqToANNContainer``."""
-    out = set()
-    inside = inside or type(module).__name__ in _SEQ_TO_ANN
-    children = list(module.children())
-    if not children and inside:
-        out.add(id(module))
-    for child in children:
-        out |= _wrapped(child, inside)
+def _wrapped(module, inside=False, names=_SEQ_TO_ANN):
+    """Ids of the modules inside a SpikingJelly container named one of ``names`` (default
+    ``SeqToANNContainer``)."""
+    out = {id(module)} if inside else set()
+    inside = inside or (type(module).__name__ in names and _library(module) == "spikingjelly")
+    for child in module.children():
+        out |= _wrapped(child, inside, names)
     return out
+
+
+def multi_step(module):
+    """Does ``module`` (SpikingJelly) take the whole ``(T, B, ...)`` sequence at once?"""
+    return any(_library(m) == "spikingjelly" and (getattr(m, "step_mode", "s") == "m" or
+                                                   type(m).__name__ in _SEQ_TO_ANN + _STEPPING)
+               for m in module.modules())
 
 
 def _refused_container(module):
