@@ -9,9 +9,10 @@
 ``SRC`` is ``FILE.py:FUNCTION`` (the function, called without arguments, returns the
 trained ``torch.nn.Module``; ``--checkpoint`` loads a ``state_dict`` into it) or a ``.nir``
 file. A convolutional network needs ``--input-shape C,H,W``. The conversion table (source
-module -> spikefold layer, every conversion applied) is printed and stored in the model file's metadata. ``--data digits`` embeds scikit-learn
-digits (the split ``spikefold train`` uses) and calibrates the fixed-point formats on its
-training split, so that ``spikefold eval`` can run on the file.
+module -> spikefold layer, every conversion applied) is printed and stored in the model
+file's metadata. ``--data digits`` embeds scikit-learn digits (the split ``spikefold train``
+uses) and calibrates the fixed-point formats on its training split, so that ``spikefold
+eval`` can run on the file.
 """
 
 from __future__ import annotations
