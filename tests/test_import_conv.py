@@ -300,3 +300,30 @@ def test_single_step_neuron_in_multi_step_network_is_refused():
     with pytest.raises(ImportRefused, match="single-step SpikingJelly module") as info:
         import_module(net, T=T, input_shape=SHAPE)
     assert info.value.name == "1"
+
+
+def test_unfolded_mpbn_is_a_per_channel_leak():
+    """The refusal's reason, checked: SpikingJelly's unfolded MPBNLIFNode is a LIF whose
+    leak is d * a_c per channel (a_c = gamma_c / sqrt(var_c + eps), d = 1 - 1/tau), input
+    a_c c + b_c, fire w >= v_th, zero reset -- one decay per layer cannot hold it."""
+    torch.manual_seed(0)
+    conv = _conv(1, 6, cls=layer.Conv2d).double()
+    node = _mpbn(6, fold=False, vth=0.5).double()
+    net = nn.Sequential(conv, node).eval()
+    functional.set_step_mode(net, "m")
+    x = torch.as_tensor(_inputs(60), dtype=torch.float64)
+    with torch.no_grad():
+        s_sj = net(x.unsqueeze(0).repeat(T, 1, 1, 1, 1)).numpy() != 0
+        c = nn.functional.conv2d(x, conv.weight, conv.bias, padding=1).numpy()
+        bn = node.vbn
+        a = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).numpy()[:, None, None]
+        b = bn.bias.numpy()[:, None, None] - a * bn.running_mean.numpy()[:, None, None]
+    leak = (1 - 1 / 2.0) * a
+    w, spikes = np.zeros_like(c), []
+    for _ in range(T):
+        w = leak * w + (a * c + b)
+        spikes.append(w >= 0.5)
+        w = np.where(spikes[-1], 0.0, w)
+    assert np.array_equal(np.stack(spikes), s_sj)
+    assert 0.02 < s_sj.mean() < 0.9
+    assert len(np.unique(leak)) == 6 and leak.min() < 0      # per channel, negative for gamma < 0
