@@ -208,8 +208,11 @@ def test_spikingjelly_folded_mpbn_conv_is_exact(mode):
     net = _sj_net(_mpbn, bn=True, mode=mode)
     network, table = _check_exact(net, fixed=mode == "m")
     assert any("folded MPBN" in c for r in table.rows for c in r.conversions)
-    # gamma < 0 on channel 0: SpikingJelly's folded neuron still fires on v >= theta_0
+    # gamma < 0 on channel 0: SpikingJelly's folded neuron still fires on v >= theta_0 < 0,
+    # which spikefold carries as a channel-wise MPBN (u - theta_c) >= 0
     assert net[2].gamma[0] < 0
+    assert network.layers[0].mpbn["running_mean"].shape == (6,)
+    assert network.layers[0].mpbn["running_mean"][0] < 0
 
 
 def test_spikingjelly_unfolded_mpbn_conv_is_exact_at_T1():
