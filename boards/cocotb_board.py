@@ -1,4 +1,6 @@
-"""cocotb tests of the board top (boards.top.LinkTop: LIF array + host link) over its UART.
+"""cocotb tests of the board tops over their UART: boards.top.LinkTop (LIF array + host
+link; ``run_matches_golden``, ``errors_never_corrupt_state``) and boards.top.NetworkLinkTop
+(a whole network + network link; ``network_*``).
 
 The testbench is the host: it drives the ``rx`` pin bit by bit at the UART divisor, decodes
 the ``tx`` pin, and talks :mod:`hdl.protocol` with the same request generators the real
@@ -8,7 +10,9 @@ expected, got).
 
 Parameters come from a JSON plan named by the environment variable ``SPIKEFOLD_BOARD_PLAN``:
 ``core`` (a .npz core file), ``lanes``, ``divisor``, ``buffer_bytes``, ``timeout_bytes``,
-``seed``, ``steps``.
+``seed``, ``steps``; for the network top ``network`` (a pickled
+:class:`golden.network.IntegerNetwork`) and ``images`` (a .npy of float inputs) instead
+of ``core``, ``lanes`` and ``steps``.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
-from boards.host import (drive_async, layout_from_status, op_clear, op_load_affine,
-                         op_load_thresholds, op_run, op_status)
+from boards.host import (check_results, drive_async, layout_from_status, op_classify,
+                         op_clear, op_load_affine, op_load_thresholds, op_net_status, op_run,
+                         op_status)
 from hdl.protocol import (SYNC, Command, DeviceError, ErrorCode, FrameDecoder, LinkLayout,
-                             encode_frame)
+                          NetworkLayout, encode_frame)
 from golden.corefile import FoldedCore
 from golden.examples import example_currents
 
@@ -35,7 +40,12 @@ PLAN_ENV = "SPIKEFOLD_BOARD_PLAN"
 def load_plan():
     path = Path(os.environ[PLAN_ENV])
     plan = json.loads(path.read_text())
-    plan["folded"] = FoldedCore.load(path.parent / plan["core"])
+    if "core" in plan:
+        plan["folded"] = FoldedCore.load(path.parent / plan["core"])
+    if "network" in plan:
+        import pickle
+        plan["inet"] = pickle.loads((path.parent / plan["network"]).read_bytes())
+        plan["x"] = np.load(path.parent / plan["images"])
     return plan
 
 
@@ -70,11 +80,11 @@ class TB:
             for i in range(8):
                 await ClockCycles(d.clk, self.div)
                 if not d.tx.value.is_resolvable:
-                    link = d.link
+                    txu = d.link.txu
                     raise AssertionError(
                         f"tx is {d.tx.value} (byte bit {i}); txu payload "
-                        f"{link.txu.i__payload.value} valid {link.txu.i__valid.value}, "
-                        f"t {link.t.value}, cnt {link.tx_cnt.value} src {link.tx_src.value} shreg {link.txu.shreg.value} bits {link.txu.bits.value} count {link.txu.count.value} rst {d.rst.value}")
+                        f"{txu.i__payload.value} valid {txu.i__valid.value}, shreg "
+                        f"{txu.shreg.value} bits {txu.bits.value} rst {d.rst.value}")
                 value |= int(d.tx.value) << i
             await ClockCycles(d.clk, self.div)
             if not int(d.tx.value):
@@ -239,3 +249,115 @@ async def errors_never_corrupt_state(dut):
     ref_spikes, ref_v = ref.run(currents[1:])
     compare("v_pre after errors", v_pre, ref_v)
     compare("spikes after errors", spikes, ref_spikes)
+
+
+# -- the network top ---------------------------------------------------------------------
+
+class PixelWatch:
+    """Counts the network's ``i_pixels`` transfers (the link acting on a request)."""
+
+    def __init__(self, dut):
+        self.dut, self.beats = dut, 0
+
+    async def run(self):
+        net = self.dut.network
+        while True:
+            await RisingEdge(self.dut.clk)
+            if int(net.i_pixels__valid.value) and int(net.i_pixels__ready.value):
+                self.beats += 1
+
+
+def golden_results(inet, x):
+    """Golden labels, logits and per-LIF-layer spike counts (S, layers) of ``x``."""
+    res = inet.run(x)
+    counts = np.stack([s.reshape(s.shape[:2] + (-1,)).sum(axis=(0, 2)) for s in res.spikes],
+                      axis=1) if res.spikes else np.zeros((len(x), 0), dtype=np.int64)
+    return res.predict(), res.logits_q, counts
+
+
+def compare_results(name, got, inet, x, counts):
+    labels, logits, spike_counts = golden_results(inet, x)
+    for what, g, e in (("labels", got.labels, labels), ("logits", got.logits_q, logits)) + (
+            (("spike counts", got.spike_counts, spike_counts),) if counts else ()):
+        g, e = np.asarray(g), np.asarray(e)
+        assert g.shape == e.shape, f"{name} {what}: shape {g.shape} != {e.shape}"
+        bad = np.argwhere(g != e)
+        if len(bad):
+            where = tuple(int(v) for v in bad[0])
+            raise AssertionError(f"{name} {what}: first mismatch at (image, index) {where}: "
+                                 f"expected {e[where]}, got {g[where]} ({len(bad)} mismatches)")
+
+
+@cocotb.test()
+async def network_classify_matches_golden(dut):
+    """NET_STATUS, CLASSIFY (a batch in one frame) and CLASSIFY_COUNTS through the UART
+    equal golden's IntegerNetwork; the sample numbers run on."""
+    plan = load_plan()
+    inet, x = plan["inet"], plan["x"]
+    want = NetworkLayout.for_network(inet, buffer_bytes=plan["buffer_bytes"])
+    tb = TB(dut, plan)
+    await tb.start()
+    st = await tb.do(op_net_status())
+    for name, value in want.status_constants().items():
+        assert st[name] == value, f"NET_STATUS {name} = {st[name]}, expected {value}"
+    assert (st["errors"], st["samples"], st["dropped"]) == (0, 0, 0), st
+    x_q, _ = inet.quantize_input(x)
+    n = plan["batch"]
+    assert n <= want.max_images
+    got = await tb.do(op_classify(want, x_q[:n], False, 0))
+    compare_results("CLASSIFY", got, inet, x[:n], False)
+    assert list(got.samples) == list(range(n))
+    got = await tb.do(op_classify(want, x_q[n:], True, n))
+    compare_results("CLASSIFY_COUNTS", got, inet, x[n:], True)
+    st = await tb.do(op_net_status())
+    assert (st["errors"], st["samples"], st["dropped"]) == (0, len(x), 0), st
+    assert tb.stop_errors == 0
+    dut._log.info("network top: %d images equal golden (labels, logits, spike counts)", len(x))
+
+
+@cocotb.test()
+async def network_errors_never_feed_pixels(dut):
+    """Each bad frame gets its error frame, no pixel reaches the network and no sample is
+    counted; afterwards CLASSIFY still equals golden."""
+    plan = load_plan()
+    inet, x = plan["inet"], plan["x"]
+    lay = NetworkLayout.for_network(inet, buffer_bytes=plan["buffer_bytes"])
+    tb = TB(dut, plan)
+    await tb.start()
+    watch = PixelWatch(dut)
+    cocotb.start_soon(watch.run())
+    x_q, _ = inet.quantize_input(x)
+    image = lay.pack_images(x_q[:1])
+    bad_crc = bytearray(encode_frame(Command.CLASSIFY, image))
+    bad_crc[-1] ^= 0x40
+    E = ErrorCode
+    cases = [
+        ("LIF-core STATUS", encode_frame(Command.STATUS), E.UNKNOWN_COMMAND),
+        ("unknown command", encode_frame(0x5C, b"\x01"), E.UNKNOWN_COMMAND),
+        ("NET_STATUS with payload", encode_frame(Command.NET_STATUS, b"\x00"), E.BAD_LENGTH),
+        ("CLASSIFY without images", encode_frame(Command.CLASSIFY), E.BAD_LENGTH),
+        ("CLASSIFY beyond the buffer",
+         encode_frame(Command.CLASSIFY, bytes(lay.buffer_bytes + 1)), E.BAD_LENGTH),
+        ("bad checksum", bytes(bad_crc), E.BAD_CHECKSUM),
+        ("image size wrong", encode_frame(Command.CLASSIFY, image + image[:1]), E.IMAGE_SIZE),
+        ("image size wrong, counts", encode_frame(Command.CLASSIFY_COUNTS, image[:-1]),
+         E.IMAGE_SIZE),
+        ("truncated frame", encode_frame(Command.CLASSIFY, image)[:-3], E.TIMEOUT),
+        ("stray byte", b"\x3c", E.FRAMING),
+    ]
+    if 8 * lay.pixel_bytes > lay.input_bits:
+        big = bytearray(image)
+        big[(lay.inputs - 1) * lay.pixel_bytes] = 1 << (lay.input_bits - 1)   # one too large
+        cases.append(("pixel outside the input format", encode_frame(Command.CLASSIFY,
+                                                                     bytes(big)), E.BAD_VALUE))
+    for name, data, expected in cases:
+        code = await tb.expect_error(data)
+        assert code == expected, f"{name}: error {code}, expected {int(expected)}"
+        assert watch.beats == 0, f"{name}: {watch.beats} pixel beats reached the network"
+        dut._log.info("%s -> error %s", name, E(code).name)
+    st = await tb.do(op_net_status())
+    assert (st["errors"], st["samples"], st["last_error"]) == (
+        len(cases), 0, int(cases[-1][2])), st
+    got = await tb.do(op_classify(lay, x_q[:2], True, 0))
+    compare_results("CLASSIFY after errors", got, inet, x[:2], True)
+    assert watch.beats == 2 * -(-lay.inputs // plan["in_lanes"])

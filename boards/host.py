@@ -25,22 +25,41 @@ Example::
     link = HostLink.open("/dev/ttyUSB1", baudrate=115200)
     link.load_thresholds(range(N), theta_q, compare)
     spikes, v_pre = link.run(currents_q, membrane=True)
+
+:class:`NetworkHost` drives a network device (CLASSIFY) the same way and returns what
+:class:`golden.network.IntegerNetwork` returns for the images: ``classify(x)`` ->
+:class:`Classification` (labels, ``logits_q``, optionally per-layer spike counts). Every
+record is checked against the request (:func:`check_results`): one per image sent, the
+device's running sample numbers exactly the ones the request must get, the label the
+argmax of the logits (ties to the lowest index), logits inside their width, counts at
+most ``T`` x the layer's neurons. Opened with the network, it refuses a board built for
+another network (NET_STATUS ``fingerprint``). :class:`NetworkDeviceModel` is the device
+side in Python (golden behind it) and :class:`FakeSerialDevice` serves a device model on
+a pseudo-terminal, as a USB-serial adapter would (tests; ``spikefold run`` without a
+board)::
+
+    host = NetworkHost.open("/dev/ttyUSB1", network=inet)
+    result = host.classify(x)              # == inet.run(x).predict(), .logits_q
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from golden.core import CoreConfig
 from golden.fixed import Fixed
 
-from hdl.protocol import (FLAG_AFFINE, FLAG_READBACK, TIMEOUT_BYTES, Command, DeviceError,
-                       FrameDecoder, LinkLayout, ProtocolError, encode_frame, parse_status,
-                       REPLY_BIT)
+from hdl.protocol import (ERROR_REPLY, FLAG_AFFINE, FLAG_COUNTS, FLAG_READBACK, REPLY_BIT,
+                          TIMEOUT_BYTES, Command, DeviceError, ErrorCode, FrameDecoder,
+                          LinkLayout, NetworkLayout, ProtocolError, encode_frame,
+                          net_status_bytes, parse_net_status, parse_status)
 
-__all__ = ["HostLink", "drive_async", "check_records", "DeviceError", "ProtocolError"]
+__all__ = ["HostLink", "NetworkHost", "Classification", "WrongDevice", "drive_async",
+           "check_records", "check_results", "NetworkDeviceModel", "FakeSerialDevice",
+           "DeviceError", "ProtocolError"]
 
 
 def _check_reply(command, frame):
@@ -71,39 +90,26 @@ async def drive_async(op, transact):
         return stop.value
 
 
-class HostLink:
-    """Blocking driver over a byte stream.
+class _FramedLink:
+    """The transport both drivers share: one request outstanding, stale replies dropped.
 
-    Parameters
-    ----------
-    stream : object
-        Has ``write(bytes)`` and ``read(n) -> bytes`` (returning fewer bytes on timeout).
-    layout : LinkLayout or None
-        The device's layout; ``None`` asks the device (STATUS) and builds it from the
-        reply. A layout given must agree with the device.
-    baudrate : int
-        Only used to size :meth:`resync`'s wait.
+    Subclasses name their probe (:attr:`PROBE`, a command without payload whose reply
+    :meth:`_parse_probe` parses).
     """
 
-    def __init__(self, stream, layout=None, *, baudrate=115200, timeout=2.0):
+    PROBE = Command.STATUS
+
+    def __init__(self, stream, *, baudrate=115200, timeout=2.0):
         self.stream = stream
         self.baudrate = baudrate
         self.timeout = timeout
         self._decoder = FrameDecoder()
         self._synced = True
         self.stale_frames = 0           # frames dropped as the replies of older requests
-        self.position = None            # (t, beat) of the device's next beat, when known
-        self.layout = layout
-        st = self.status()
-        if layout is None:
-            self.layout = layout_from_status(st)
 
-    @classmethod
-    def open(cls, port, baudrate=115200, layout=None, timeout=2.0):
-        """Open a serial port (pyserial URL or device name)."""
-        import serial
-        s = serial.serial_for_url(port, baudrate=baudrate, timeout=0.05)
-        return cls(s, layout, baudrate=baudrate, timeout=timeout)
+    @staticmethod
+    def _parse_probe(payload):
+        return parse_status(payload)
 
     # -- transport ------------------------------------------------------------------------
 
@@ -138,10 +144,10 @@ class HostLink:
                     f"no reply to command 0x{command:02x} within {self.timeout} s")
 
     def _probe(self):
-        """Resynchronise: a STATUS request whose reply ends everything older."""
+        """Resynchronise: a probe request whose reply ends everything older."""
         self._drop_waiting()
-        self.stream.write(encode_frame(Command.STATUS, b""))
-        st = parse_status(self._await_reply(Command.STATUS, "probe"))
+        self.stream.write(encode_frame(self.PROBE, b""))
+        st = self._parse_probe(self._await_reply(self.PROBE, "probe"))
         self._synced = True
         return st
 
@@ -163,10 +169,43 @@ class HostLink:
 
     def resync(self):
         """After an error: wait out the device's frame timeout, drop stale bytes and
-        probe with STATUS (returns its reply)."""
+        probe (returns the probe's parsed reply)."""
         time.sleep(2 * TIMEOUT_BYTES * 10 / self.baudrate)
         self._synced = False
         return self._probe()
+
+    def close(self):
+        close = getattr(self.stream, "close", None)
+        if close is not None:
+            close()
+
+
+class HostLink(_FramedLink):
+    """Blocking driver of a LIF-core device over a byte stream.
+
+    Parameters
+    ----------
+    stream : object
+        Has ``write(bytes)`` and ``read(n) -> bytes`` (returning fewer bytes on timeout).
+    layout : LinkLayout or None
+        The device's layout; ``None`` asks the device (STATUS) and builds it from the
+        reply. A layout given must agree with the device.
+    baudrate : int
+        Only used to size :meth:`resync`'s wait.
+    """
+
+    def __init__(self, stream, layout=None, *, baudrate=115200, timeout=2.0):
+        super().__init__(stream, baudrate=baudrate, timeout=timeout)
+        self.position = None            # (t, beat) of the device's next beat, when known
+        self.layout = layout
+        st = self.status()
+        if layout is None:
+            self.layout = layout_from_status(st)
+
+    @classmethod
+    def open(cls, port, baudrate=115200, layout=None, timeout=2.0):
+        """Open a serial port (pyserial URL or device name)."""
+        return cls(_serial(port, baudrate), layout, baudrate=baudrate, timeout=timeout)
 
     # -- API (CoreModel's) ----------------------------------------------------------------
 
@@ -201,6 +240,11 @@ class HostLink:
                               self.transact)
         self.position = (int((start[0] + len(spikes)) % self.layout.config.T), 0)
         return spikes, v_pre
+
+
+def _serial(port, baudrate):
+    import serial
+    return serial.serial_for_url(port, baudrate=baudrate, timeout=0.05)
 
 
 def layout_from_status(st):
@@ -341,3 +385,317 @@ def op_run(layout, currents_q, membrane=False, start=None):
     spikes = from_beats(np.concatenate(spikes), n)
     v_pre = from_beats(np.concatenate(mems), n) if membrane else None
     return spikes, v_pre
+
+
+# -- network devices -----------------------------------------------------------------------
+
+class WrongDevice(RuntimeError):
+    """The device is not the one the host was asked to drive (another network, or a
+    LIF-core bitstream)."""
+
+
+@dataclass
+class Classification:
+    """CLASSIFY results: ``labels`` (S,), ``logits_q`` (S, classes) -- golden's
+    ``IntegerResult.predict()`` and ``logits_q`` -- ``spike_counts`` (S, LIF layers) or
+    None, and the device's ``samples`` numbers (S,)."""
+
+    labels: np.ndarray
+    logits_q: np.ndarray
+    spike_counts: np.ndarray | None
+    samples: np.ndarray
+
+
+def network_layout_from_status(st):
+    """A NetworkLayout able to talk to the device of NET_STATUS ``st``. The layers' neuron
+    counts are not on the wire: each is taken as the largest its count width holds."""
+    layers, T, cb = st["layers"], st["T"], st["count_bits"]
+    most = max(1, ((1 << cb) - 1) // max(1, T))
+    lay = NetworkLayout(st["inputs"], st["input_bits"], st["classes"], st["logit_bits"], T,
+                        (most,) * layers, st["buffer_bytes"], bool(st["flags"] & FLAG_COUNTS),
+                        st["fingerprint"])
+    if layers and lay.count_bits != cb:
+        raise ProtocolError(f"NET_STATUS count_bits = {cb} is impossible for T = {T}")
+    return lay
+
+
+def op_net_status():
+    return parse_net_status((yield Command.NET_STATUS, b""))
+
+
+def check_results(layout, payload, counts, count, start=None):
+    """Check a CLASSIFY(_COUNTS) reply against its request of ``count`` images whose
+    first got the device's sample number ``start`` (``None``: whatever the first record
+    says; the others must follow it); returns ``layout.unpack_results(...)``. Raises
+    ProtocolError naming the record and field."""
+    rb = layout.record_bytes(counts)
+    if len(payload) != count * rb:
+        raise ProtocolError(f"sent {count} images, the reply has {len(payload)} bytes "
+                            f"(expected {count} records of {rb} bytes)")
+    res = layout.unpack_results(payload, counts)
+    if start is None:
+        start = int(res["sample"][0]) if count else 0
+    lo, hi = -(1 << (layout.logit_bits - 1)), (1 << (layout.logit_bits - 1)) - 1
+    for r in range(count):
+        want = (start + r) & 0xFFFF
+        if int(res["sample"][r]) != want:
+            raise ProtocolError(f"record {r}: sample = {int(res['sample'][r])}, the request's "
+                                f"image {r} is sample {want}")
+        logits, label = res["logits"][r], int(res["label"][r])
+        bad = (logits < lo) | (logits > hi)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise ProtocolError(f"record {r}: logit {k} = {int(logits[k])} does not fit "
+                                f"{layout.logit_bits} bits")
+        if label >= layout.classes:
+            raise ProtocolError(f"record {r}: label = {label}, but there are "
+                                f"{layout.classes} classes")
+        if label != int(np.argmax(logits)):
+            raise ProtocolError(f"record {r}: label = {label} is not the argmax of its logits "
+                                f"{logits.tolist()} (ties go to the lowest index)")
+        if counts:
+            most = layout.T * np.asarray(layout.layer_neurons)
+            over = res["counts"][r] > most
+            if over.any():
+                l = int(np.flatnonzero(over)[0])
+                raise ProtocolError(f"record {r}: spike count of layer {l} = "
+                                    f"{int(res['counts'][r][l])} exceeds T x neurons = "
+                                    f"{int(most[l])}")
+    return res
+
+
+def op_classify(layout, x_q, counts=False, start=None):
+    """Classify quantized images ``x_q`` (S, n_in) in frames of up to ``max_images``;
+    returns a :class:`Classification`. ``start``: the device's next sample number, when
+    known; every record is checked against the images sent (:func:`check_results`)."""
+    if counts and not layout.counts:
+        raise ValueError("this device was built without spike counters (CLASSIFY_COUNTS)")
+    x_q = np.asarray(x_q)
+    x_q = x_q.reshape(len(x_q), -1) if x_q.ndim > 1 else x_q.reshape(1, -1)
+    command = Command.CLASSIFY_COUNTS if counts else Command.CLASSIFY
+    parts = []
+    pos = start
+    for s in range(0, len(x_q), layout.max_images):
+        chunk = x_q[s:s + layout.max_images]
+        reply = yield command, layout.pack_images(chunk)
+        res = check_results(layout, reply, counts, len(chunk), pos)
+        pos = (int(res["sample"][0]) + len(chunk)) & 0xFFFF if len(chunk) else pos
+        parts.append(res)
+    if not parts:
+        empty = np.zeros((0,), dtype=np.int64)
+        return Classification(empty, np.zeros((0, layout.classes), dtype=np.int64),
+                              np.zeros((0, len(layout.layer_neurons)), dtype=np.int64)
+                              if counts else None, empty)
+
+    def cat(name):
+        return np.concatenate([p[name] for p in parts])
+    return Classification(cat("label"), cat("logits"), cat("counts") if counts else None,
+                          cat("sample"))
+
+
+class NetworkHost(_FramedLink):
+    """Blocking driver of a network device: ``classify(images)``.
+
+    Parameters
+    ----------
+    stream : object
+        Has ``write(bytes)`` and ``read(n) -> bytes``.
+    network : golden.network.IntegerNetwork or None
+        The network the board must run: its layout and fingerprint are checked against
+        NET_STATUS (:class:`WrongDevice` otherwise) and :meth:`classify` quantizes float
+        images with its input format. Without it only :meth:`classify_q` is available
+        and the layout comes from NET_STATUS.
+    baudrate, timeout
+        As :class:`HostLink`.
+    """
+
+    PROBE = Command.NET_STATUS
+
+    def __init__(self, stream, network=None, *, baudrate=115200, timeout=2.0):
+        super().__init__(stream, baudrate=baudrate, timeout=timeout)
+        self.network = network
+        self.samples = None             # the device's next sample number, when known
+        try:
+            st = self.status()
+        except DeviceError as exc:
+            if exc.code == ErrorCode.UNKNOWN_COMMAND:
+                raise WrongDevice("the device does not know NET_STATUS: it is not running a "
+                                  "network host-link bitstream (a LIF-core one?)") from None
+            raise
+        self.layout = network_layout_from_status(st)
+        if network is not None:
+            want = NetworkLayout.for_network(network, buffer_bytes=st["buffer_bytes"],
+                                             counts=self.layout.counts)
+            for name, value in want.status_constants().items():
+                if name in ("flags", "buffer_bytes"):
+                    continue
+                if st[name] != value:
+                    what = (f"0x{st[name]:08x}, the model's is 0x{value:08x}"
+                            if name == "fingerprint" else f"{st[name]}, the model's is {value}")
+                    raise WrongDevice(f"the board runs another network: its {name} is {what}; "
+                                      f"program the bitstream built for this model")
+            self.layout = want
+
+    @staticmethod
+    def _parse_probe(payload):
+        return parse_net_status(payload)
+
+    @classmethod
+    def open(cls, port, network=None, *, baudrate=115200, timeout=2.0):
+        """Open a serial port (pyserial URL or device name); closed again if the device
+        is refused."""
+        stream = _serial(port, baudrate)
+        try:
+            return cls(stream, network, baudrate=baudrate, timeout=timeout)
+        except BaseException:
+            stream.close()
+            raise
+
+    def status(self):
+        st = drive(op_net_status(), self.transact)
+        self.samples = st["samples"]
+        return st
+
+    def classify_q(self, x_q, counts=False):
+        """Classify quantized images ``x_q`` (S, n_in); returns a :class:`Classification`."""
+        if self.samples is None:
+            self.status()
+        start, self.samples = self.samples, None
+        res = drive(op_classify(self.layout, x_q, counts, start), self.transact)
+        self.samples = (start + len(res.labels)) & 0xFFFF
+        return res
+
+    def classify(self, images, counts=False):
+        """Classify float images ``x`` (S, *input_shape) as ``network.run(x)`` would."""
+        if self.network is None:
+            raise ValueError("classify() needs the network (its input format): open the "
+                             "host with network=..., or use classify_q")
+        x_q, _ = self.network.quantize_input(images)
+        return self.classify_q(x_q, counts)
+
+
+class NetworkDeviceModel:
+    """The network device in Python, golden's :class:`IntegerNetwork` behind it.
+
+    ``handle(command, payload)`` returns the reply frame's bytes with the gateware's
+    checks and error codes (:class:`hdl.host_link.NetworkLink`); ``samples``,
+    ``errors`` and ``last_error`` as NET_STATUS reports them.
+    """
+
+    def __init__(self, network, buffer_bytes=None, counts=True):
+        self.network = network
+        self.layout = NetworkLayout.for_network(network, buffer_bytes=buffer_bytes,
+                                                counts=counts)
+        self.samples = self.errors = self.last_error = 0
+
+    def handle(self, cmd, payload):
+        try:
+            return self._handle(cmd, payload)
+        except DeviceError as exc:
+            self.errors += 1
+            self.last_error = exc.code
+            return encode_frame(ERROR_REPLY, bytes([exc.code, cmd]))
+
+    def _handle(self, cmd, payload):
+        lay, net = self.layout, self.network
+        known = (Command.NET_STATUS, Command.CLASSIFY) + (
+            (Command.CLASSIFY_COUNTS,) if lay.counts else ())
+        if cmd not in known:
+            raise DeviceError(ErrorCode.UNKNOWN_COMMAND, cmd)
+        if cmd == Command.NET_STATUS:
+            if payload:
+                raise DeviceError(ErrorCode.BAD_LENGTH, cmd)
+            st = dict(lay.status_constants(), last_error=self.last_error, errors=self.errors,
+                      dropped=0, samples=self.samples)
+            return encode_frame(cmd | REPLY_BIT, net_status_bytes(st))
+        if not payload or len(payload) > lay.buffer_bytes:
+            raise DeviceError(ErrorCode.BAD_LENGTH, cmd)
+        if len(payload) % lay.image_bytes:
+            raise DeviceError(ErrorCode.IMAGE_SIZE, cmd)
+        nb = lay.pixel_bytes
+        x_q = np.array([int.from_bytes(payload[i:i + nb], "little", signed=True)
+                        for i in range(0, len(payload), nb)], dtype=np.int64)
+        lo, hi = -(1 << (lay.input_bits - 1)), (1 << (lay.input_bits - 1)) - 1
+        if np.any((x_q < lo) | (x_q > hi)):
+            raise DeviceError(ErrorCode.BAD_VALUE, cmd)
+        x_q = x_q.reshape((-1,) + tuple(net.input_shape))
+        res = net.run(x_q / net.input_format.scale)        # exact: x_q / 2**F quantizes back
+        counts = cmd == Command.CLASSIFY_COUNTS
+        spikes = [s.reshape(s.shape[:2] + (-1,)).sum(axis=(0, 2)) for s in res.spikes]
+        out = bytearray()
+        for b in range(len(x_q)):
+            values = {"sample": [self.samples], "label": [int(res.predict()[b])],
+                      "logits": res.logits_q[b], "counts": [int(c[b]) for c in spikes]}
+            for name, fnb, n, signed in lay.record_fields(counts):
+                out += b"".join(int(v).to_bytes(fnb, "little", signed=signed)
+                                for v in values[name])
+            self.samples = (self.samples + 1) & 0xFFFF
+        return encode_frame(cmd | REPLY_BIT, bytes(out))
+
+
+class FakeSerialDevice:
+    """A device model behind a pseudo-terminal: open :attr:`port` with pyserial as a
+    USB-serial adapter. ``handle(command, payload) -> reply frame bytes`` answers each
+    request in order; ``faults[i]`` (i = request number, from 0) changes the reply to
+    request ``i``: ``("delay", seconds)``, ``("garbage", bytes)`` (sent before the
+    reply), ``("replace", function(reply payload) -> payload)``, ``("drop", None)``."""
+
+    def __init__(self, handle, faults=None):
+        import os
+        import threading
+        self.handle = handle
+        self.faults = dict(faults or {})
+        self.master, self._slave = os.openpty()
+        self.port = os.ttyname(self._slave)
+        self.requests = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        import os
+        import select
+        decoder = FrameDecoder()
+        while not self._stop:
+            ready, _, _ = select.select([self.master], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:
+                return
+            try:
+                frames = decoder.feed(data)
+            except ProtocolError:
+                decoder = FrameDecoder()
+                os.write(self.master, encode_frame(ERROR_REPLY, bytes(
+                    [ErrorCode.BAD_CHECKSUM, 0])))
+                continue
+            for frame in frames:
+                n = len(self.requests)
+                self.requests.append(frame.command)
+                reply = self.handle(frame.command, frame.payload)
+                kind, arg = self.faults.get(n, (None, None))
+                if kind == "replace":
+                    body = FrameDecoder().feed(reply)[0]
+                    reply = encode_frame(body.command, arg(body.payload))
+                elif kind == "garbage":
+                    reply = arg + reply
+                elif kind == "delay":
+                    time.sleep(arg)
+                elif kind == "drop":
+                    continue
+                os.write(self.master, reply)
+
+    def close(self):
+        import os
+        self._stop = True
+        self._thread.join()
+        os.close(self.master)
+        os.close(self._slave)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

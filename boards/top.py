@@ -2,8 +2,11 @@
 
 * :class:`LinkTop` -- the LIF array (``hdl.lif_array.LIFArray``) + :class:`hdl.host_link.HostLink`
   with two pins, ``rx`` and ``tx``; simulated under cocotb through a simulated UART.
-* :class:`BoardTop` -- ``LinkTop`` on an amaranth-boards platform: its UART resource, the
-  default clock, and an LED that lights while a request is being handled.
+* :class:`BoardTop` -- ``LinkTop`` on an amaranth-boards platform: its UART resource and
+  the default clock.
+* :class:`NetworkLinkTop` -- the whole :class:`hdl.network.SpikingNetwork` behind
+  :class:`hdl.host_link.NetworkLink` (CLASSIFY over the UART), two pins; simulated under
+  cocotb through a simulated UART. :class:`NetworkBoardTop` puts it on a board.
 * :class:`BenchTop` / :class:`NetworkBenchTop` -- the bare LIF array / the whole
   :class:`hdl.network.SpikingNetwork` in a minimal registered shell (6 input pins, one
   output pin), for honest size and Fmax figures; :class:`BenchBoardTop` /
@@ -12,7 +15,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -20,7 +23,7 @@ from golden.corefile import FoldedCore
 from hdl.host_link import HostLink
 from hdl.lif_array import LIFArray
 
-__all__ = ["LinkTop", "BoardTop", "BenchTop", "BenchBoardTop", "NetworkBenchTop",
+__all__ = ["LinkTop", "BoardTop", "NetworkLinkTop", "NetworkBoardTop", "BenchTop", "BenchBoardTop", "NetworkBenchTop",
            "NetworkBenchBoardTop", "bench_platform", "DEFAULT_BAUDRATE"]
 
 DEFAULT_BAUDRATE = 115200
@@ -98,6 +101,99 @@ class BoardTop(wiring.Component):
                                            buffer_bytes=self.buffer_bytes,
                                            readback=self.readback,
                                            memory_outreg=self.memory_outreg)
+        uart = platform.request(*self.uart_resource, dir="-")
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx_buf.i), tx_buf.o.eq(core.tx)]
+        return m
+
+
+class NetworkLinkTop(wiring.Component):
+    """A whole spiking network driven by the network host link.
+
+    Each LIF array's transferred ``o_spikes`` beats feed the link's spike counters
+    (``tap<l>``: the spike bits of the beat's real neurons, the lanes past ``N`` of the
+    last beat masked).
+
+    Parameters
+    ----------
+    inet : golden.network.IntegerNetwork
+    mapping : hdl.mapping.HardwareMapping, int, sequence of int or None
+        As :class:`hdl.network.SpikingNetwork`.
+    divisor : int
+        UART clocks per bit.
+    buffer_bytes : int or None
+        Largest CLASSIFY payload (default: 512 bytes or one image, the larger).
+    counts : bool
+        Build the spike counters (CLASSIFY_COUNTS).
+    timeout_bytes : int or None
+        See :class:`hdl.host_link.NetworkLink`.
+    """
+
+    def __init__(self, inet, mapping=None, *, divisor, buffer_bytes=None, counts=True,
+                 timeout_bytes=None):
+        from hdl.host_link import NetworkLink
+        from hdl.network import SpikingNetwork
+        from hdl.protocol import NetworkLayout
+        self.network = SpikingNetwork(inet, mapping)
+        self._layout = NetworkLayout.for_network(inet, buffer_bytes=buffer_bytes,
+                                                 counts=counts)
+        kw = {} if timeout_bytes is None else {"timeout_bytes": timeout_bytes}
+        self.link = NetworkLink(self._layout, self.network.in_lanes,
+                                [a.lanes for a in self.network.lif], divisor=divisor, **kw)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
+
+    @property
+    def layout(self):
+        return self._layout
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.network = net = self.network
+        m.submodules.link = link = self.link
+        m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx)]
+        wiring.connect(m, link.i_pixels, net.i_pixels)
+        wiring.connect(m, net.o_result, link.o_result)
+        if self._layout.counts:
+            for l, array in enumerate(net.lif):
+                tap = getattr(link, f"tap{l}")
+                out = array.o_spikes
+                P, N, B = array.lanes, array.config.neurons, array.beats_per_step
+                last = (1 << (N - (B - 1) * P)) - 1
+                mask = Signal(P)
+                m.d.comb += [
+                    mask.eq(Mux(out.payload.beat == B - 1, last, (1 << P) - 1)),
+                    tap.payload.eq(out.payload.spikes & mask),
+                    tap.valid.eq(out.valid & out.ready),
+                ]
+        return m
+
+
+class NetworkBoardTop(wiring.Component):
+    """:class:`NetworkLinkTop` on a board: the UART resource and the default clock.
+
+    Parameters
+    ----------
+    inet, mapping, buffer_bytes, counts
+        As :class:`NetworkLinkTop`.
+    baudrate : int
+    uart_resource : (str, int)
+    """
+
+    def __init__(self, inet, mapping=None, *, baudrate=DEFAULT_BAUDRATE, buffer_bytes=None,
+                 counts=True, uart_resource=("uart", 0)):
+        self.inet, self.mapping = inet, mapping
+        self.baudrate, self.buffer_bytes, self.counts = baudrate, buffer_bytes, counts
+        self.uart_resource = uart_resource
+        super().__init__({})
+
+    def elaborate(self, platform):
+        from hdl.uart import divisor_for
+        m = Module()
+        divisor = divisor_for(platform.default_clk_frequency, self.baudrate)
+        m.submodules.core = core = NetworkLinkTop(self.inet, self.mapping, divisor=divisor,
+                                                  buffer_bytes=self.buffer_bytes,
+                                                  counts=self.counts)
         uart = platform.request(*self.uart_resource, dir="-")
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)

@@ -13,6 +13,7 @@ have no Verilog port (a load is accepted in every cycle its ``valid`` is high).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from amaranth import Shape
@@ -26,7 +27,7 @@ from golden.examples import add_core_arguments, core_from_args
 from .lif_array import LIFArray
 
 __all__ = ["FORMAT", "VERSION", "export_verilog", "describe", "verilog_ports", "payload_fields",
-           "write_rtl",
+           "write_rtl", "time_zero_events",
            "add_arguments", "run"]
 
 FORMAT = "spikefold-rtl"
@@ -117,6 +118,29 @@ def export_verilog(folded_core, lanes, out_dir, name="spikefold_lif_array"):
     return write_rtl(dut, describe(dut, name), name, out_dir)
 
 
+_TIME_ZERO = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) +"
+                        r"= 0;$", re.M)
+
+
+def time_zero_events(text):
+    """Make Yosys's time-zero trigger of ``always @*`` blocks work on Icarus Verilog.
+
+    Yosys gives every module a dummy ``reg ...dump_module$N = 0;`` read by each
+    ``always @*`` block, so that the block runs once at time 0 even when none of its real
+    inputs ever changes. Icarus 11 (``-g2012`` as cocotb runs it) gives a declaration's
+    initial value no event, so such a block never runs and its outputs stay X: a partial-sum
+    read enable that is the constant 1 until the first bank fills kept the conv stage's
+    read data X for 300 cycles and reached the LIF array's spikes (Verilator and the
+    Amaranth simulator start at 0 and were right). An extra ``initial #0 ... = 1`` (the
+    inactive region, after every ``always`` block waits) gives Icarus the event; it sits
+    inside ```ifdef __ICARUS__`` so that Verilator (which wants ``--timing`` for a delay)
+    and synthesis never see it.
+    """
+    return _TIME_ZERO.sub(lambda m: f"{m.group(0)}\n`ifdef __ICARUS__\n"
+                                    f"{m.group(1)}initial #0 {m.group(2)} = 1'h1;\n`endif",
+                          text)
+
+
 def write_rtl(dut, desc, name, out_dir):
     """Write ``dut`` as reproducible Verilog ``<name>.v`` and ``desc`` as ``<name>.json``.
 
@@ -124,7 +148,7 @@ def write_rtl(dut, desc, name, out_dir):
     the constant ``ready`` of always-ready streams, which ``convert()`` rejects.
     """
     ports = [(port, value, None) for port, (value, _) in verilog_ports(dut).items()]
-    text = verilog.convert(dut, name=name, ports=ports, emit_src=False)
+    text = time_zero_events(verilog.convert(dut, name=name, ports=ports, emit_src=False))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     v_path, j_path = out_dir / f"{name}.v", out_dir / f"{name}.json"

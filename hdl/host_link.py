@@ -1,7 +1,8 @@
-"""The host link: UART frames in, LIF array port traffic out, replies back.
+"""The host links: UART frames in, port traffic out, replies back.
 
 The byte protocol (frames, commands, record layouts, error codes) is defined once in
-:mod:`hdl.protocol`; this component implements the device side of it.
+:mod:`hdl.protocol`; :class:`HostLink` implements its device side for one LIF array,
+:class:`NetworkLink` for a whole :class:`hdl.network.SpikingNetwork` (CLASSIFY).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .protocol import (ERROR_REPLY, REPLY_BIT, STATUS_FIELDS, SYNC, TIMEOUT_BYTES,
-                             Command, ErrorCode, LinkLayout, crc16_byte_bits)
+from .protocol import (ERROR_REPLY, NET_STATUS_FIELDS, REPLY_BIT, STATUS_FIELDS, SYNC,
+                       TIMEOUT_BYTES, Command, ErrorCode, LinkLayout, NetworkLayout,
+                       crc16_byte_bits)
 from golden.core import CoreConfig
 
 from .uart import UARTRx, UARTTx, _check_divisor
 
-__all__ = ["HostLink", "array_ports"]
+__all__ = ["HostLink", "NetworkLink", "array_ports"]
 
 
 def array_ports(config, lanes):
@@ -515,4 +517,436 @@ class HostLink(wiring.Component):
                     m.d.sync += tx_busy.eq(0)
                     m.next = "IDLE"
 
+        return m
+
+
+def _status_bytes(fields, values):
+    """The bytes of a status reply: constants and signals, little-endian per field."""
+    out = []
+    for name, fmt in fields:
+        nb = {"B": 1, "H": 2, "I": 4}[fmt]
+        v = values[name]
+        v = Const(v, 8 * nb) if isinstance(v, int) else v
+        for j in range(nb):
+            out.append(v.as_unsigned().bit_select(8 * j, 8) if len(v) > 8 * j
+                       else Const(0, 8))
+    return out
+
+
+class NetworkLink(wiring.Component):
+    """Device side of the network commands: classify images from UART frames.
+
+    A CLASSIFY request is stored whole in a byte buffer (``buffer_bytes`` deep, a block
+    RAM); its CRC, its size (a whole number of images) and every pixel (inside the input
+    format) are checked before the first pixel beat leaves on ``i_pixels``, so an
+    erroneous frame changes no state (no pixel is fed, no sample is counted). The images
+    are then classified one after the other: the pixels of one image are read from the
+    buffer and offered on ``i_pixels`` (``in_lanes`` pixels a beat, pixel ``b * in_lanes
+    + q`` in lane ``q``, zeros past ``n_in``), then the link waits for its ``o_result``
+    and turns it into one reply record while the next image is fed. The reply header goes
+    out when execution starts; each record streams out of the UART as it is made.
+
+    Spike counters (``counts``): ``tap<l>`` carries the spike bits of the real neurons of
+    LIF layer ``l``'s beat (``valid`` when the beat is transferred); the counters are
+    cleared when an image starts and read when its result arrives. One image is in the
+    network at a time, so the counts are exactly that image's.
+
+    ``rx``/``tx`` are the UART pins (``tx`` registered, idle high).
+
+    Parameters
+    ----------
+    layout : NetworkLayout
+    in_lanes : int
+        Pixels per ``i_pixels`` beat (the network's input lanes).
+    tap_lanes : sequence of int
+        Lanes of each LIF layer (one ``tap<l>`` each, only with ``layout.counts``).
+    divisor : int
+        UART clocks per bit.
+    timeout_bytes : int
+        Byte times of silence that end a half-received frame.
+    """
+
+    def __init__(self, layout, in_lanes, tap_lanes=(), *, divisor, timeout_bytes=TIMEOUT_BYTES):
+        from .network import result_layout
+        if not isinstance(layout, NetworkLayout):
+            raise TypeError(f"layout must be a NetworkLayout, not {type(layout).__name__}")
+        if not isinstance(in_lanes, int) or in_lanes < 1:
+            raise ValueError(f"in_lanes must be a positive integer, not {in_lanes!r}")
+        tap_lanes = tuple(tap_lanes)
+        if layout.counts and len(tap_lanes) != len(layout.layer_neurons):
+            raise ValueError(f"tap_lanes has {len(tap_lanes)} layers, the layout "
+                             f"{len(layout.layer_neurons)}")
+        if not isinstance(timeout_bytes, int) or timeout_bytes < 2:
+            raise ValueError(f"timeout_bytes must be an integer >= 2, not {timeout_bytes!r}")
+        _check_divisor(divisor)
+        self._layout, self._divisor = layout, divisor
+        self._in_lanes, self._tap_lanes = in_lanes, tap_lanes
+        self._timeout = timeout_bytes * 10 * divisor
+        members = {
+            "rx": In(1, init=1), "tx": Out(1, init=1),
+            "i_pixels": Out(stream.Signature(data.ArrayLayout(signed(layout.input_bits),
+                                                              in_lanes))),
+            "o_result": In(stream.Signature(result_layout(layout.classes, layout.logit_bits))),
+        }
+        if layout.counts:
+            for l, P in enumerate(tap_lanes):
+                members[f"tap{l}"] = In(stream.Signature(unsigned(P), always_ready=True))
+        super().__init__(members)
+
+    @property
+    def layout(self):
+        return self._layout
+
+    @property
+    def divisor(self):
+        return self._divisor
+
+    def elaborate(self, platform):
+        m = Module()
+        lay = self._layout
+        Q, Bx, n_in = self._in_lanes, lay.input_bits, lay.inputs
+        nb = lay.pixel_bytes
+
+        m.submodules.rxu = rxu = UARTRx(self._divisor)
+        m.submodules.txu = txu = UARTTx(self._divisor)
+        m.d.comb += [rxu.rx.eq(self.rx), self.tx.eq(txu.tx), rxu.o.ready.eq(1)]
+
+        m.submodules.buf = buf = Memory(shape=8, depth=lay.buffer_bytes, init=[])
+        wr = buf.write_port()
+        rd = buf.read_port()
+        byte = rxu.o.payload
+        got = rxu.o.valid
+
+        # -- request state --------------------------------------------------------------
+        cmd = Signal(8)
+        length = Signal(16)
+        crc = Signal(16, init=0xFFFF)
+        crc_rx = Signal(8)
+        ptr = Signal(16)
+        timeout = Signal(range(self._timeout + 1))
+        errors = Signal(16)
+        dropped = Signal(16)
+        last_error = Signal(8)
+        err_code = Signal(8)
+        samples = Signal(16)
+        img_phase = Signal(range(lay.image_bytes + 1))     # byte of the image while receiving
+        pix_phase = Signal(range(nb + 1))                  # byte of the pixel while receiving
+        px_ones = Signal()
+        px_zeros = Signal()
+        bad_value = Signal()
+        rb = [lay.record_bytes(False), lay.record_bytes(lay.counts)]
+        reply_len = Signal(16)
+        reply_len_c = Signal(16)
+        counts_mode = Signal()
+
+        # -- reply framer state ---------------------------------------------------------
+        tx_start = Signal()
+        tx_busy = Signal()
+        tx_cmd = Signal(8)
+        tx_len = Signal(16)
+        tx_src = Signal(2)
+        SRC_NONE, SRC_ERROR, SRC_STATUS, SRC_RESULT = range(4)
+        tx_cnt = Signal(16, init=1)           # init=1: see HostLink (Icarus and a const mux)
+        tx_crc = Signal(16, init=0xFFFF)
+        tx_err = Signal(8)
+        tx_err_cmd = Signal(8)
+        orec = Signal(8 * max(rb))
+        orec_left = Signal(range(max(rb) + 1))
+
+        status = _status_bytes(NET_STATUS_FIELDS, dict(
+            lay.status_constants(), last_error=last_error, errors=errors, dropped=dropped,
+            samples=samples))
+        status_arr = Array(status)
+
+        # -- spike counters -------------------------------------------------------------
+        count_clear = Signal()
+        counters = []
+        if lay.counts:
+            for l in range(len(self._tap_lanes)):
+                tap = getattr(self, f"tap{l}")
+                cnt = Signal(lay.count_bits, name=f"count{l}")
+                pop = sum(tap.payload[i] for i in range(len(tap.payload)))
+                with m.If(count_clear):
+                    m.d.sync += cnt.eq(0)
+                with m.Elif(tap.valid):
+                    m.d.sync += cnt.eq(cnt + pop)
+                counters.append(cnt)
+
+        # -- command decoding (at the header) -------------------------------------------
+        known = Signal()
+        hdr_len_ok = Signal()
+        with m.Switch(cmd):
+            with m.Case(Command.NET_STATUS):
+                m.d.comb += [known.eq(1), hdr_len_ok.eq(length == 0)]
+            with m.Case(Command.CLASSIFY):
+                m.d.comb += [known.eq(1),
+                             hdr_len_ok.eq((length != 0) & (length <= lay.buffer_bytes))]
+            with m.Case(Command.CLASSIFY_COUNTS):
+                m.d.comb += [known.eq(lay.counts),
+                             hdr_len_ok.eq((length != 0) & (length <= lay.buffer_bytes))]
+
+        in_frame = Signal()
+        listening = Signal()
+        hunting = Signal()
+
+        def fail(code):
+            m.d.sync += err_code.eq(code)
+            m.next = "ERROR"
+
+        m.d.comb += [rd.addr.eq(ptr), wr.addr.eq(ptr), wr.data.eq(byte)]
+        m.d.comb += listening.eq(in_frame)
+        with m.If(in_frame | hunting):
+            with m.If(got):
+                m.d.sync += timeout.eq(0)
+            with m.Else():
+                m.d.sync += timeout.eq(timeout + 1)
+        with m.Else():
+            m.d.sync += timeout.eq(0)
+        timed_out = timeout == self._timeout
+
+        @contextmanager
+        def frame_byte():
+            m.d.comb += in_frame.eq(1)
+            with m.If(rxu.framing_error):
+                fail(ErrorCode.FRAMING)
+            with m.Elif(timed_out):
+                fail(ErrorCode.TIMEOUT)
+            with m.Elif(got):
+                yield
+
+        # Pixel range check while receiving: the bits of a pixel's field at and above the
+        # format's sign bit (Bx - 1) must all be equal (a sign extension).
+        def check_pixel_byte():
+            if 8 * nb == Bx:
+                return                                   # every field value is in range
+            ones, zeros = Signal(), Signal()
+            with m.Switch(pix_phase):
+                for j in range(nb):
+                    mask = sum(1 << i for i in range(8) if 8 * j + i >= Bx - 1)
+                    with m.Case(j):
+                        m.d.comb += [ones.eq((byte & mask) != 0),
+                                     zeros.eq((~byte & mask) != 0)]
+            with m.If(pix_phase == nb - 1):
+                m.d.sync += [px_ones.eq(0), px_zeros.eq(0)]
+                with m.If((px_ones | ones) & (px_zeros | zeros)):
+                    m.d.sync += bad_value.eq(1)
+            with m.Else():
+                m.d.sync += [px_ones.eq(px_ones | ones), px_zeros.eq(px_zeros | zeros)]
+
+        # -- execution state ------------------------------------------------------------
+        pix = Signal(8 * nb)
+        pix_j = Signal(range(nb + 1))
+        pix_n = Signal(range(n_in + 1))                  # pixels of the image done
+        lane = Signal(range(Q + 1))
+        beat = Signal(data.ArrayLayout(signed(Bx), Q))
+        m.d.comb += self.i_pixels.payload.eq(beat)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += listening.eq(1)
+                m.d.sync += crc.eq(0xFFFF)
+                with m.If(rxu.framing_error):
+                    fail(ErrorCode.FRAMING)
+                with m.Elif(got):
+                    with m.If(byte == SYNC):
+                        m.next = "CMD"
+                    with m.Else():
+                        fail(ErrorCode.FRAMING)
+            with m.State("HUNT"):
+                m.d.comb += [listening.eq(1), hunting.eq(1)]
+                m.d.sync += crc.eq(0xFFFF)
+                with m.If(got & (byte == SYNC)):
+                    m.next = "CMD"
+                with m.Elif(timed_out):
+                    m.next = "IDLE"
+            with m.State("CMD"), frame_byte():
+                m.d.sync += [cmd.eq(byte), crc.eq(_crc_update(crc, byte))]
+                m.next = "LEN0"
+            with m.State("LEN0"), frame_byte():
+                m.d.sync += [length[:8].eq(byte), crc.eq(_crc_update(crc, byte))]
+                m.next = "LEN1"
+            with m.State("LEN1"), frame_byte():
+                m.d.sync += [length[8:].eq(byte), crc.eq(_crc_update(crc, byte))]
+                m.next = "CHECK_HDR"
+            with m.State("CHECK_HDR"):
+                m.d.comb += in_frame.eq(1)
+                m.d.sync += [ptr.eq(0), img_phase.eq(0), pix_phase.eq(0), px_ones.eq(0),
+                             px_zeros.eq(0), bad_value.eq(0), reply_len.eq(0),
+                             reply_len_c.eq(0)]
+                with m.If(~known):
+                    fail(ErrorCode.UNKNOWN_COMMAND)
+                with m.Elif(~hdr_len_ok):
+                    fail(ErrorCode.BAD_LENGTH)
+                with m.Elif(length == 0):
+                    m.next = "CRC0"
+                with m.Else():
+                    m.next = "PAYLOAD"
+            with m.State("PAYLOAD"), frame_byte():
+                m.d.comb += wr.en.eq(1)
+                m.d.sync += [crc.eq(_crc_update(crc, byte)), ptr.eq(ptr + 1)]
+                check_pixel_byte()
+                with m.If(pix_phase == nb - 1):
+                    m.d.sync += pix_phase.eq(0)
+                with m.Else():
+                    m.d.sync += pix_phase.eq(pix_phase + 1)
+                with m.If(img_phase == lay.image_bytes - 1):
+                    m.d.sync += [img_phase.eq(0), reply_len.eq(reply_len + rb[0]),
+                                 reply_len_c.eq(reply_len_c + rb[1])]
+                with m.Else():
+                    m.d.sync += img_phase.eq(img_phase + 1)
+                with m.If(ptr == length - 1):
+                    m.next = "CRC0"
+            with m.State("CRC0"), frame_byte():
+                m.d.sync += crc_rx.eq(byte)
+                m.next = "CRC1"
+            with m.State("CRC1"), frame_byte():
+                with m.If(Cat(crc_rx, byte) != crc):
+                    fail(ErrorCode.BAD_CHECKSUM)
+                with m.Elif(img_phase != 0):
+                    fail(ErrorCode.IMAGE_SIZE)
+                with m.Elif(bad_value):
+                    fail(ErrorCode.BAD_VALUE)
+                with m.Else():
+                    m.next = "EXEC"
+            # Only the states below act (feed pixels, count samples); they are reached
+            # through CRC1 only, after every check of the frame has passed.
+            with m.State("EXEC"):
+                m.d.sync += [ptr.eq(0), tx_cmd.eq(cmd | REPLY_BIT),
+                             counts_mode.eq(cmd == Command.CLASSIFY_COUNTS)]
+                with m.If(cmd == Command.NET_STATUS):
+                    m.d.sync += [tx_len.eq(len(status)), tx_src.eq(SRC_STATUS)]
+                    m.next = "REPLY"
+                with m.Else():
+                    m.d.sync += [tx_src.eq(SRC_RESULT),
+                                 tx_len.eq(Mux(cmd == Command.CLASSIFY_COUNTS, reply_len_c,
+                                               reply_len))]
+                    m.next = "CL_START"
+            with m.State("CL_START"):
+                m.d.comb += tx_start.eq(1)
+                m.next = "IMG_START"
+            with m.State("IMG_START"):
+                m.d.comb += count_clear.eq(1)
+                m.d.sync += [pix_n.eq(0), lane.eq(0), pix_j.eq(0), beat.eq(0)]
+                m.next = "RD_ADDR"
+            with m.State("RD_ADDR"):
+                m.next = "RD_DATA"                    # buf[ptr] shows one cycle later
+            with m.State("RD_DATA"):
+                m.d.sync += [pix.word_select(pix_j, 8).eq(rd.data), ptr.eq(ptr + 1)]
+                with m.If(pix_j == nb - 1):
+                    m.d.sync += pix_j.eq(0)
+                    m.next = "PIX_PUT"
+                with m.Else():
+                    m.d.sync += pix_j.eq(pix_j + 1)
+                    m.next = "RD_ADDR"
+            with m.State("PIX_PUT"):
+                m.d.sync += [beat[lane].eq(pix[:Bx]), pix_n.eq(pix_n + 1)]
+                with m.If((lane == Q - 1) | (pix_n == n_in - 1)):
+                    m.d.sync += lane.eq(0)
+                    m.next = "BEAT_SEND"
+                with m.Else():
+                    m.d.sync += lane.eq(lane + 1)
+                    m.next = "RD_ADDR"
+            with m.State("BEAT_SEND"):
+                m.d.comb += self.i_pixels.valid.eq(1)
+                with m.If(self.i_pixels.ready):
+                    m.d.sync += beat.eq(0)
+                    with m.If(pix_n == n_in):
+                        m.next = "WAIT_RESULT"
+                    with m.Else():
+                        m.next = "RD_ADDR"
+            with m.State("WAIT_RESULT"):
+                res = self.o_result.payload
+                m.d.comb += self.o_result.ready.eq(orec_left == 0)
+                with m.If(self.o_result.valid & (orec_left == 0)):
+                    parts = [samples]
+                    for name, fnb, count, is_signed in lay.record_fields(lay.counts):
+                        for j in range(count):
+                            src = {"sample": None, "label": res.label,
+                                   "logits": res.logits[j] if name == "logits" else None,
+                                   "counts": counters[j] if name == "counts" else None}[name]
+                            if src is None:
+                                continue
+                            part = Signal(signed(8 * fnb) if is_signed else unsigned(8 * fnb))
+                            m.d.comb += part.eq(src)
+                            parts.append(part)
+                    m.d.sync += [orec.eq(Cat(*parts)), samples.eq(samples + 1),
+                                 orec_left.eq(Mux(counts_mode, rb[1], rb[0]))]
+                    with m.If(ptr == length):
+                        m.next = "WAIT_TX"
+                    with m.Else():
+                        m.next = "IMG_START"
+            with m.State("REPLY"):
+                m.d.comb += tx_start.eq(1)
+                m.next = "WAIT_TX"
+            with m.State("WAIT_TX"):
+                with m.If(~tx_busy & ~tx_start):
+                    m.next = "IDLE"
+            with m.State("ERROR"):
+                m.d.sync += [tx_cmd.eq(ERROR_REPLY), tx_len.eq(2), tx_src.eq(SRC_ERROR),
+                             tx_err.eq(err_code), tx_err_cmd.eq(cmd), last_error.eq(err_code)]
+                with m.If(errors != 0xFFFF):
+                    m.d.sync += errors.eq(errors + 1)
+                m.next = "ERROR_SEND"
+            with m.State("ERROR_SEND"):
+                m.d.comb += tx_start.eq(1)
+                m.next = "ERROR_WAIT"
+            with m.State("ERROR_WAIT"):
+                with m.If(~tx_busy):
+                    m.next = "HUNT"
+
+        with m.If(got & ~listening & (dropped != 0xFFFF)):
+            m.d.sync += dropped.eq(dropped + 1)
+
+        # -- reply framer ---------------------------------------------------------------
+        tx_byte = Signal(8)
+        tx_valid = Signal()
+        m.d.comb += [txu.i.payload.eq(tx_byte), txu.i.valid.eq(tx_valid)]
+        sent = tx_valid & txu.i.ready
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.sync += [tx_crc.eq(0xFFFF), tx_cnt.eq(0)]
+                with m.If(tx_start):
+                    m.d.sync += tx_busy.eq(1)
+                    m.next = "SYNC"
+            with m.State("SYNC"):
+                m.d.comb += [tx_byte.eq(SYNC), tx_valid.eq(1)]
+                with m.If(sent):
+                    m.next = "CMD"
+            for state, value, nxt in (("CMD", tx_cmd, "LEN0"), ("LEN0", tx_len[:8], "LEN1"),
+                                      ("LEN1", tx_len[8:], "PAYLOAD")):
+                with m.State(state):
+                    m.d.comb += [tx_byte.eq(value), tx_valid.eq(1)]
+                    with m.If(sent):
+                        m.d.sync += tx_crc.eq(_crc_update(tx_crc, value))
+                        if nxt == "PAYLOAD":
+                            with m.If(tx_len == 0):
+                                m.next = "CRC0"
+                            with m.Else():
+                                m.next = "PAYLOAD"
+                        else:
+                            m.next = nxt
+            with m.State("PAYLOAD"):
+                with m.Switch(tx_src):
+                    with m.Case(SRC_ERROR):
+                        m.d.comb += [tx_byte.eq(Mux(tx_cnt == 0, tx_err, tx_err_cmd)),
+                                     tx_valid.eq(1)]
+                    with m.Case(SRC_STATUS):
+                        m.d.comb += [tx_byte.eq(status_arr[tx_cnt[:5]]), tx_valid.eq(1)]
+                    with m.Case(SRC_RESULT):
+                        m.d.comb += [tx_byte.eq(orec[:8]), tx_valid.eq(orec_left != 0)]
+                        with m.If(sent):
+                            m.d.sync += [orec.eq(orec >> 8), orec_left.eq(orec_left - 1)]
+                with m.If(sent):
+                    m.d.sync += [tx_crc.eq(_crc_update(tx_crc, tx_byte)), tx_cnt.eq(tx_cnt + 1)]
+                    with m.If(tx_cnt == tx_len - 1):
+                        m.next = "CRC0"
+            with m.State("CRC0"):
+                m.d.comb += [tx_byte.eq(tx_crc[:8]), tx_valid.eq(1)]
+                with m.If(sent):
+                    m.next = "CRC1"
+            with m.State("CRC1"):
+                m.d.comb += [tx_byte.eq(tx_crc[8:]), tx_valid.eq(1)]
+                with m.If(sent):
+                    m.d.sync += tx_busy.eq(0)
+                    m.next = "IDLE"
         return m

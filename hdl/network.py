@@ -373,6 +373,9 @@ def describe_network(dut, name):
             shape = array.o_spikes.payload.shape()
             monitors.append({
                 "layer": part.layer, "instance": part.name, "neurons": array.config.neurons,
+                "shape": [int(v) for v in np.atleast_1d(net.layers[part.layer].out_shape)]
+                if hasattr(net.layers[part.layer], "out_shape") else
+                [int(array.config.neurons)],
                 "lanes": array.lanes, "beats": array.beats_per_step,
                 "valid": "o_spikes__valid", "ready": "o_spikes__ready",
                 "payload": "o_spikes__payload",

@@ -34,6 +34,33 @@ RUN_V       0x06   as RUN                                          per beat ``sp
                                                                    beat`` (needs readback)
 ==========  =====  ==============================================  =========================
 
+A *network* device (:class:`hdl.host_link.NetworkLink`: a whole
+:class:`hdl.network.SpikingNetwork` behind the UART) answers these instead (a device of
+one kind answers the other kind's commands with UNKNOWN_COMMAND):
+
+===============  =====  ======================================  ============================
+command          code   request payload                         reply payload
+===============  =====  ======================================  ============================
+NET_STATUS       0x10   none                                    :data:`NET_STATUS_FIELDS`
+CLASSIFY         0x11   images: ``n_in`` pixels ``x_q`` each,   per image ``sample (u16) |
+                        ``ceil(Bx / 8)`` bytes per pixel        label | classes x logit_q
+                        (signed, pixel ``j`` of the flattened   (signed)``
+                        input), any whole number of images up
+                        to the buffer
+CLASSIFY_COUNTS  0x12   as CLASSIFY                             as CLASSIFY, then one spike
+                                                                count per LIF layer (needs
+                                                                the counters, FLAG_COUNTS)
+===============  =====  ======================================  ============================
+
+``sample`` is the device's running count of classified images (mod 2**16, from 0 after
+reset; NET_STATUS ``samples`` is the next one), so a reply cannot be mistaken for another
+request's. ``label`` (``ceil(log2 classes)`` bits) and ``logit_q`` are
+:class:`golden.network.IntegerResult`'s ``predict()`` and ``logits_q``; a spike count is
+the number of spikes layer ``l`` emitted for the image over its ``T`` timesteps and all
+its neurons. The images of a frame are classified one after the other. ``fingerprint`` in
+NET_STATUS is :func:`network_fingerprint` of the integer network the device was built
+for.
+
 A RUN frame carries any whole number of beats up to the device's buffer (beats continue
 across frames and timesteps exactly as on the array's stream: beat k of timestep t is
 neurons k*P .. k*P+P-1). The device answers each request with exactly one reply frame.
@@ -49,7 +76,13 @@ is applied, so an erroneous frame changes no state:
 * 4 BAD_CHECKSUM;
 * 5 TIMEOUT: a frame stopped for :data:`TIMEOUT_BYTES` byte times;
 * 6 BAD_VALUE: a record field is out of range (index >= N, t >= T, channel >= channels, a
-  value that does not fit its format, compare > 3); no record of the frame is applied.
+  value that does not fit its format, compare > 3; a pixel outside the input format's
+  ``Bx`` bits); no record of the frame is applied;
+* 7 IMAGE_SIZE: a CLASSIFY payload that is not a whole number of images.
+
+The checks come in this order: unknown command and LEN (at the header, LEN 0 or above
+the buffer is BAD_LENGTH), then after the whole frame CRC, then the record or image size,
+then values.
 
 After any error the device drops bytes silently until a SYNC starts a frame or the line
 has been quiet for :data:`TIMEOUT_BYTES` byte times (then a stray byte is an error again).
@@ -71,8 +104,9 @@ import numpy as np
 from golden.core import CoreConfig
 
 __all__ = ["SYNC", "ERROR_REPLY", "Command", "ErrorCode", "TIMEOUT_BYTES", "PROTOCOL_VERSION",
-           "STATUS_FIELDS", "crc16", "encode_frame", "FrameDecoder", "Frame", "LinkLayout",
-           "ProtocolError", "DeviceError", "nbytes", "ceil_log2"]
+           "STATUS_FIELDS", "NET_STATUS_FIELDS", "crc16", "encode_frame", "FrameDecoder",
+           "Frame", "LinkLayout", "NetworkLayout", "network_fingerprint", "ProtocolError",
+           "DeviceError", "nbytes", "ceil_log2"]
 
 SYNC = 0xA5
 ERROR_REPLY = 0xEE
@@ -91,6 +125,9 @@ class Command(enum.IntEnum):
     LOAD_AFF = 0x04
     RUN = 0x05
     RUN_V = 0x06
+    NET_STATUS = 0x10
+    CLASSIFY = 0x11
+    CLASSIFY_COUNTS = 0x12
 
 
 class ErrorCode(enum.IntEnum):
@@ -100,6 +137,7 @@ class ErrorCode(enum.IntEnum):
     BAD_CHECKSUM = 4
     TIMEOUT = 5
     BAD_VALUE = 6
+    IMAGE_SIZE = 7
 
 
 #: STATUS reply payload: (name, struct format); little-endian, 26 bytes in total.
@@ -114,6 +152,18 @@ STATUS_BYTES = struct.calcsize(STATUS_FORMAT)
 #: Bits of STATUS ``flags``.
 FLAG_AFFINE = 1
 FLAG_READBACK = 2
+
+#: NET_STATUS reply payload: (name, struct format); little-endian, 24 bytes in total.
+NET_STATUS_FIELDS = (
+    ("version", "B"), ("flags", "B"), ("inputs", "H"), ("input_bits", "B"),
+    ("classes", "B"), ("logit_bits", "B"), ("T", "H"), ("layers", "B"), ("count_bits", "B"),
+    ("buffer_bytes", "H"), ("fingerprint", "I"), ("last_error", "B"), ("errors", "H"),
+    ("dropped", "H"), ("samples", "H"),
+)
+NET_STATUS_FORMAT = "<" + "".join(f for _, f in NET_STATUS_FIELDS)
+NET_STATUS_BYTES = struct.calcsize(NET_STATUS_FORMAT)
+#: Bits of NET_STATUS ``flags``.
+FLAG_COUNTS = 1
 
 
 class ProtocolError(RuntimeError):
@@ -433,3 +483,222 @@ def parse_status(payload):
 def status_bytes(values):
     """Pack a STATUS dict (used by tests and the gateware's constant table)."""
     return struct.pack(STATUS_FORMAT, *(int(values[n]) for n, _ in STATUS_FIELDS))
+
+
+# -- network devices ----------------------------------------------------------------------
+
+def _fingerprint_items(obj, out):
+    """Feed a canonical byte form of ``obj`` (arrays, dataclasses, scalars) to ``out``."""
+    import dataclasses
+    if isinstance(obj, np.ndarray):
+        out(f"a{obj.dtype.kind}{obj.shape}".encode())
+        out(np.ascontiguousarray(obj.astype(np.int64) if obj.dtype.kind in "biu"
+                                 else obj.astype(np.float64)).tobytes())
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out(type(obj).__name__.encode())
+        for f in dataclasses.fields(obj):
+            out(f.name.encode())
+            _fingerprint_items(getattr(obj, f.name), out)
+    elif isinstance(obj, (list, tuple)):
+        out(f"l{len(obj)}".encode())
+        for item in obj:
+            _fingerprint_items(item, out)
+    elif isinstance(obj, dict):
+        out(f"d{len(obj)}".encode())
+        for key in sorted(obj, key=str):
+            out(str(key).encode())
+            _fingerprint_items(obj[key], out)
+    elif obj is None or isinstance(obj, (bool, int, float, str, np.generic)):
+        out(repr(obj.item() if isinstance(obj, np.generic) else obj).encode())
+    else:
+        # Layers and tables that are not dataclasses: their public attributes.
+        out(type(obj).__name__.encode())
+        _fingerprint_items({k: v for k, v in vars(obj).items() if not k.startswith("_")}, out)
+
+
+def network_fingerprint(network):
+    """CRC-32 of everything that decides an :class:`golden.network.IntegerNetwork`'s
+    integers (weights, biases, formats, thresholds, tables, T): NET_STATUS reports it so a
+    host can tell which network a board was built for."""
+    import zlib
+    crc = [0]
+
+    def out(data):
+        crc[0] = zlib.crc32(data, crc[0])
+    _fingerprint_items(network.input_format, out)
+    _fingerprint_items(int(network.T), out)
+    _fingerprint_items(list(network.layers), out)
+    return crc[0] & 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class NetworkLayout:
+    """Byte layouts of a network device's CLASSIFY records (what both sides derive).
+
+    Parameters
+    ----------
+    inputs : int
+        ``n_in``: pixels per image (the flattened input).
+    input_bits : int
+        ``Bx`` of the input format.
+    classes : int
+    logit_bits : int
+    T : int
+    layer_neurons : tuple of int
+        Neurons of each LIF layer (in network order), the spike counters.
+    buffer_bytes : int
+        Largest CLASSIFY payload.
+    counts : bool
+        Whether CLASSIFY_COUNTS (the spike counters) is built in.
+    fingerprint : int
+        :func:`network_fingerprint` of the network.
+    """
+
+    inputs: int
+    input_bits: int
+    classes: int
+    logit_bits: int
+    T: int
+    layer_neurons: tuple = ()
+    buffer_bytes: int = 512
+    counts: bool = True
+    fingerprint: int = 0
+
+    def __post_init__(self):
+        for name in ("inputs", "input_bits", "classes", "logit_bits", "T"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if self.classes > 255:
+            raise ValueError(f"classes must be at most 255 (one NET_STATUS byte), not "
+                             f"{self.classes}")
+        if not isinstance(self.buffer_bytes, int) or not 1 <= self.buffer_bytes <= MAX_PAYLOAD:
+            raise ValueError(f"buffer_bytes must be an integer in 1..{MAX_PAYLOAD}, not "
+                             f"{self.buffer_bytes!r}")
+        if self.buffer_bytes < self.image_bytes:
+            raise ValueError(f"buffer_bytes = {self.buffer_bytes} cannot hold one image of "
+                             f"{self.image_bytes} bytes ({self.inputs} pixels)")
+        if self.max_images * self.record_bytes(True) > MAX_PAYLOAD:
+            raise ValueError(f"buffer_bytes = {self.buffer_bytes} allows {self.max_images} "
+                             f"images per frame, whose reply would exceed {MAX_PAYLOAD} bytes")
+
+    @classmethod
+    def for_network(cls, network, *, buffer_bytes=None, counts=True):
+        """The layout of ``network`` (an IntegerNetwork); ``buffer_bytes`` defaults to the
+        larger of 512 and one image."""
+        inputs = int(np.prod(network.input_shape))
+        nb = nbytes(network.input_format.bits)
+        if buffer_bytes is None:
+            buffer_bytes = max(512, inputs * nb)
+        neurons = tuple(int(layer.config.neurons) for layer in network.layers
+                        if getattr(layer, "config", None) is not None
+                        and not getattr(layer, "readout", False))
+        return cls(inputs, network.input_format.bits, int(network.layers[-1].n_out),
+                   network.logit_bits, network.T, neurons, buffer_bytes, bool(counts),
+                   network_fingerprint(network))
+
+    # -- sizes ----------------------------------------------------------------------------
+
+    @property
+    def pixel_bytes(self):
+        return nbytes(self.input_bits)
+
+    @property
+    def image_bytes(self):
+        return self.inputs * self.pixel_bytes
+
+    @property
+    def max_images(self):
+        return self.buffer_bytes // self.image_bytes
+
+    @property
+    def label_bits(self):
+        return max(1, ceil_log2(self.classes))
+
+    @property
+    def count_bits(self):
+        """Width of a spike counter: holds ``T * neurons`` of the largest layer."""
+        most = max(self.layer_neurons, default=1)
+        return max(1, (self.T * most).bit_length())
+
+    def record_fields(self, counts):
+        """(name, bytes, count, signed) of one CLASSIFY (``counts``: _COUNTS) record."""
+        fields = [("sample", 2, 1, False), ("label", nbytes(self.label_bits), 1, False),
+                  ("logits", nbytes(self.logit_bits), self.classes, True)]
+        if counts:
+            fields.append(("counts", nbytes(self.count_bits), len(self.layer_neurons), False))
+        return tuple(fields)
+
+    def record_bytes(self, counts):
+        return sum(nb * n for _, nb, n, _ in self.record_fields(counts))
+
+    @property
+    def flags(self):
+        return FLAG_COUNTS if self.counts else 0
+
+    def status_constants(self):
+        """The NET_STATUS fields fixed at build time."""
+        return {"version": PROTOCOL_VERSION, "flags": self.flags, "inputs": self.inputs,
+                "input_bits": self.input_bits, "classes": self.classes,
+                "logit_bits": self.logit_bits, "T": self.T, "layers": len(self.layer_neurons),
+                "count_bits": self.count_bits, "buffer_bytes": self.buffer_bytes,
+                "fingerprint": self.fingerprint}
+
+    # -- host side ------------------------------------------------------------------------
+
+    def pack_images(self, x_q):
+        """Quantized images ``(S, n_in)`` (any trailing shape of ``n_in`` values) -> bytes
+        of one CLASSIFY payload; values must fit ``Bx`` bits."""
+        x_q = np.asarray(x_q)
+        if x_q.ndim < 1 or (x_q.ndim == 1 and x_q.size != self.inputs):
+            raise ValueError(f"images must hold {self.inputs} pixels each, not shape "
+                             f"{x_q.shape}")
+        x_q = x_q.reshape(len(x_q), -1) if x_q.ndim > 1 else x_q[None]
+        if x_q.shape[1] != self.inputs:
+            raise ValueError(f"images must hold {self.inputs} pixels each, not "
+                             f"{x_q.shape[1]}")
+        if not np.issubdtype(x_q.dtype, np.integer):
+            raise ValueError(f"quantized images must hold integers, not {x_q.dtype}")
+        lo, hi = -(1 << (self.input_bits - 1)), (1 << (self.input_bits - 1)) - 1
+        bad = (x_q < lo) | (x_q > hi)
+        if bad.any():
+            s, j = (int(v) for v in np.argwhere(bad)[0])
+            raise ValueError(f"image {s} pixel {j} = {int(x_q[s, j])} does not fit the "
+                             f"{self.input_bits}-bit input format")
+        nb = self.pixel_bytes
+        return b"".join(int(v).to_bytes(nb, "little", signed=True)
+                        for v in x_q.astype(np.int64).ravel())
+
+    def unpack_results(self, payload, counts):
+        """CLASSIFY reply payload -> dict of ``sample`` (K,), ``label`` (K,), ``logits``
+        (K, classes) and, with ``counts``, ``counts`` (K, layers)."""
+        rb = self.record_bytes(counts)
+        if len(payload) % rb:
+            raise ProtocolError(f"CLASSIFY reply of {len(payload)} bytes is not a whole "
+                                f"number of {rb}-byte records")
+        k = len(payload) // rb
+        out = {name: np.zeros((k, n) if name in ("logits", "counts") else k, dtype=np.int64)
+               for name, _, n, _ in self.record_fields(counts)}
+        for r in range(k):
+            pos = r * rb
+            for name, nb, n, signed in self.record_fields(counts):
+                for j in range(n):
+                    v = int.from_bytes(payload[pos:pos + nb], "little", signed=signed)
+                    pos += nb
+                    if name in ("logits", "counts"):
+                        out[name][r, j] = v
+                    else:
+                        out[name][r] = v
+        return out
+
+
+def parse_net_status(payload):
+    if len(payload) != NET_STATUS_BYTES:
+        raise ProtocolError(f"NET_STATUS reply has {len(payload)} bytes, expected "
+                            f"{NET_STATUS_BYTES}")
+    values = struct.unpack(NET_STATUS_FORMAT, payload)
+    return dict(zip((n for n, _ in NET_STATUS_FIELDS), values))
+
+
+def net_status_bytes(values):
+    return struct.pack(NET_STATUS_FORMAT, *(int(values[n]) for n, _ in NET_STATUS_FIELDS))

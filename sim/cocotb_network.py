@@ -38,6 +38,11 @@ PLAN_ENV = "SPIKEFOLD_NETWORK_PLAN"
 PERIOD_NS = 10
 
 
+def _plain(value):
+    """An int for the JSON result, or the text of a value that is not a number ("X")."""
+    return value if isinstance(value, str) else int(value)
+
+
 def _signed(value, bits):
     return value - (1 << bits) if value >> (bits - 1) & 1 else value
 
@@ -111,23 +116,41 @@ class NetworkTB:
                     break
         dut.i_pixels__valid.value = 0
 
+    def _place(self, layer, neuron):
+        """``{channel, y, x}`` of a conv layer's neuron (channel-major flatten), else {}."""
+        for mon in self.desc.get("monitors", []):
+            if mon["layer"] == layer and len(mon.get("shape", [])) == 3 and neuron is not None:
+                _, H, W = mon["shape"]
+                c, rem = divmod(int(neuron), H * W)
+                return {"channel": c, "y": rem // W, "x": rem % W}
+        return {}
+
     def _score(self, layer, sample, t, neuron, field, expected, got, cycle):
-        """Count one compared value; remember the earliest mismatch."""
+        """Count one compared value; remember the earliest mismatch (for a conv layer's
+        neuron also its ``channel``, ``y``, ``x``)."""
         row = self.layers.setdefault(layer, {"layer": layer, "compared": 0, "mismatches": 0})
         row["compared"] += 1
-        if expected == got:
+        if expected == got and field != "X":
             return True
         row["mismatches"] += 1
         self.per_sample[sample] += 1
         first = self.first
         if first is None or (cycle, layer) < (first["cycle"], first["layer"]):
             self.first = {"sample": sample, "layer": layer, "t": t, "neuron": neuron,
-                          "field": field, "expected": int(expected), "got": int(got),
-                          "cycle": cycle}
+                          "field": field, "expected": _plain(expected), "got": _plain(got),
+                          "cycle": cycle, **self._place(layer, neuron)}
         return False
 
     def take(self, word, cycle):
         s = len(self.labels)
+        if not isinstance(word, int):
+            if not word.is_resolvable:        # X/Z in the result: every value a mismatch
+                self.labels.append(-1)
+                self.logits.append([])
+                self.result_cycle.append(cycle)
+                self._score(self.readout_layer, s, None, None, "X", "0/1", "X", cycle)
+                return
+            word = int(word)
         label, values = self.unpack(word)
         self.labels.append(label)
         self.logits.append(values)
@@ -158,8 +181,20 @@ class NetworkTB:
             for mon, valid, ready, payload, fields, count in mons:
                 if not (int(valid.value) and int(ready.value)):
                     continue
-                self._beat(mon, int(payload.value), fields, count[0], T, cycle)
+                value = payload.value
+                if not value.is_resolvable:
+                    self._unknown(mon, count[0], T, cycle)
+                else:
+                    self._beat(mon, int(value), fields, count[0], T, cycle)
                 count[0] += 1
+
+    def _unknown(self, mon, n, T, cycle):
+        """A transferred beat with X or Z bits: one mismatch (field ``"X"``), named."""
+        layer, B = mon["layer"], mon["beats"]
+        k, t, s = n % B, (n // B) % T, n // (B * T)
+        if s >= len(self.per_sample):
+            return
+        self._score(layer, s, t, k * mon["lanes"], "X", "0/1", "X", cycle)
 
     def _beat(self, mon, word, fields, n, T, cycle):
         layer, P, B, N = mon["layer"], mon["lanes"], mon["beats"], mon["neurons"]
@@ -193,7 +228,7 @@ class NetworkTB:
             while len(self.labels) < S:
                 await ReadOnly()
                 if int(dut.o_result__valid.value):
-                    self.take(int(dut.o_result__payload.value), self.cycle())
+                    self.take(dut.o_result__payload.value, self.cycle())
                     await RisingEdge(dut.clk)          # the transfer
                 else:
                     await RisingEdge(dut.o_result__valid)
@@ -204,7 +239,7 @@ class NetworkTB:
             dut.o_result__ready.value = int(ready)
             await ReadOnly()
             if ready and int(dut.o_result__valid.value):
-                self.take(int(dut.o_result__payload.value), self.cycle())
+                self.take(dut.o_result__payload.value, self.cycle())
 
     async def run(self, max_cycles):
         S = len(self.want_label)

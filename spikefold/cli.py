@@ -23,8 +23,11 @@ COMMANDS = {
     "cosim": ("sim.cosim", "co-simulate RTL against the golden model and write a report"),
     "build": ("boards.build", "build a bitstream for a board and report size and Fmax"),
     "sweep": ("boards.sweep", "sweep lanes/N/widths on a device: size, Fmax, throughput"),
+    "plan": ("boards.capacity", "plan a network on a device: block RAM, cycles, what fits"),
     "train": ("golden.train_cli", "train a small SNN on scikit-learn digits (needs [train])"),
     "import": ("spikefold.importer.cli", "import an snnTorch/SpikingJelly module or a NIR file"),
+    "export": ("spikefold.nir_export", "write a model file as a NIR graph (spikefold/snnTorch/Norse)"),
+    "run": ("spikefold.run", "classify images with a network on a board through its UART"),
 }
 
 #: Errors a user can cause; reported in one line, never as a stack trace.
@@ -35,6 +38,7 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, RuntimeError)
 OUTPUTS = {
     "demo": {"out": "dir"}, "verilog": {"out": "dir"}, "cosim": {"out": "dir"},
     "build": {"out": "dir"}, "sweep": {"out": "dir"}, "train": {"out": "file"},
+    "run": {"out": "dir"}, "export": {"out": "file"},
 }
 
 #: Install hint for Icarus Verilog, which every co-simulation runs.

@@ -48,9 +48,15 @@ def test_round_trip_in_memory(default):
     assert np.sum(lif0.v_threshold == np.inf) == 2 and np.sum(lif0.v_threshold == -np.inf) == 1
     back = from_nir(graph)
     assert back.T == folded.T and back.tau == 0.25          # still a shift leak
-    # Negative-gamma neurons come back as GT neurons with negated weights.
-    assert not np.any(back.layers[0].rule.compare == Compare.LT)
-    np.testing.assert_array_equal(back.layers[0].weight[:10], -folded.layers[0].weight[:10])
+    # Negative-gamma neurons are written as GT neurons with negated weights, bias and
+    # threshold (all NIR can say), and the LIF's metadata names them ...
+    np.testing.assert_array_equal(graph.nodes["fc0"].weight[:10], -folded.layers[0].weight[:10])
+    assert graph.nodes["lif0"].metadata["spikefold_negated"].tolist() == \
+        folded.layers[0].rule.compare.__eq__(Compare.LT).astype(int).tolist()
+    # ... so they come back as the same LT neurons with the same weights, bit for bit.
+    np.testing.assert_array_equal(back.layers[0].rule.compare, folded.layers[0].rule.compare)
+    np.testing.assert_array_equal(back.layers[0].rule.theta, folded.layers[0].rule.theta)
+    np.testing.assert_array_equal(back.layers[0].weight, folded.layers[0].weight)
     assert_same(folded, back, default.inputs(default.test_x))
 
 

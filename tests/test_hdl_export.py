@@ -170,3 +170,47 @@ def test_cli_errors(tmp_path, capsys):
         export_verilog(object(), 1, tmp_path)
     with pytest.raises(ValueError, match="Verilog identifier"):
         export_verilog(_core(dict(neurons=4)), 1, tmp_path, name="bad name")
+
+
+def _constant_enable_dut():
+    """A read port whose enable is the constant 1 until ``hold`` (never set) rises: a comb
+    block none of whose inputs ever changes, as in the conv stage's partial-sum banks."""
+    from amaranth import Module
+    from amaranth.lib import memory, wiring
+    from amaranth.lib.wiring import In, Out
+
+    class Dut(wiring.Component):
+        def __init__(self):
+            super().__init__({"hold": In(1), "addr": In(2), "data": Out(8)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.mem = mem = memory.Memory(shape=8, depth=4, init=[5, 6, 7, 8])
+            rd = mem.read_port()
+            m.d.comb += [rd.addr.eq(self.addr), self.data.eq(rd.data)]
+            with m.If(self.hold):
+                m.d.comb += rd.en.eq(0)
+            return m
+    return Dut()
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
+def test_time_zero_comb_blocks_run_on_icarus(tmp_path):
+    """Yosys's ``always @*`` time-zero trigger fails on Icarus 11; write_rtl repairs it (an X
+    here is the bug that broke the conv network's co-simulation)."""
+    from hdl.export import write_rtl
+    dut = _constant_enable_dut()
+    v_path, _ = write_rtl(dut, {}, "dut", tmp_path)
+    tb = tmp_path / "tb.v"
+    tb.write_text("""`timescale 1ns/1ps
+module tb; reg clk = 0; reg rst = 0; reg hold = 0; reg [1:0] addr = 2; wire [7:0] data;
+dut u(.clk(clk), .rst(rst), .hold(hold), .addr(addr), .data(data));
+always #5 clk = ~clk;
+initial begin #32 $display("data=%b", data); $finish; end
+endmodule
+""")
+    subprocess.run(["iverilog", "-g2012", "-o", str(tmp_path / "tb.vvp"), str(tb), str(v_path)],
+                   check=True)
+    out = subprocess.run(["vvp", "-n", str(tmp_path / "tb.vvp")], capture_output=True,
+                         text=True, check=True).stdout
+    assert "data=00000111" in out, out
