@@ -135,3 +135,67 @@ def test_checkpoint_is_loaded(tmp_path, capsys):
     assert main(["import", f"{path}:make", "--checkpoint", str(tmp_path / "ckpt.pt"), "-T", "4",
                  "-o", str(out)]) == 0
     assert np.all(ModelFile.load(out).network.layers[-1].weight == 0.125)
+
+
+CONV_MODEL = """
+import torch, torch.nn as nn
+
+def snntorch_conv():
+    import snntorch as snn
+    torch.manual_seed(0)
+    leaky = lambda: snn.Leaky(beta=0.5, threshold=0.5, init_hidden=True,
+                              reset_mechanism="zero")
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), leaky(),
+                        nn.MaxPool2d(2), nn.Conv2d(4, 8, 3, stride=2, padding=1), leaky(),
+                        nn.Flatten(), nn.Linear(32, 10))
+    with torch.no_grad():
+        net[0].weight.mul_(2.0)
+        net[1].running_var.fill_(0.5)
+    return net
+
+def spikingjelly_mpbn_conv():
+    from spikingjelly.activation_based import functional, layer, neuron
+    torch.manual_seed(0)
+    node = lambda c: neuron.MPBNLIFNode(tau=2.0, v_threshold=0.5, out_channels=c)
+    net = nn.Sequential(layer.Conv2d(1, 4, 3, padding=1), node(4), layer.AvgPool2d(2),
+                        layer.Conv2d(4, 8, 3, padding=1), node(8), layer.MaxPool2d(2),
+                        layer.Flatten(), layer.Linear(32, 10))
+    with torch.no_grad():
+        net[0].weight.mul_(2.0)
+        net[1].vbn.weight[0] = -0.5
+    for m in (net[1], net[4]):
+        m.re_parameterize_v_threshold()
+    functional.set_step_mode(net, "m")
+    return net
+"""
+
+
+@pytest.mark.parametrize("library, function", [("snntorch", "snntorch_conv"),
+                                               ("spikingjelly", "spikingjelly_mpbn_conv")])
+def test_import_conv_module_then_eval(tmp_path, capsys, library, function):
+    pytest.importorskip(library)
+    path = _write(tmp_path, CONV_MODEL)
+    out = tmp_path / "m.npz"
+    code = main(["import", f"{path}:{function}", "-T", "4", "--input-shape", "1,8,8",
+                 "--data", "digits", "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "predictions 100.00%" in captured.out and "spikes 100.0000%" in captured.out
+    model = ModelFile.load(out)
+    assert model.network.input_shape == (1, 8, 8)
+    kinds = [layer.kind for layer in model.network.layers]
+    assert kinds == {"snntorch_conv": ["conv2d", "pool2d", "conv2d", "flatten", "dense"],
+                     "spikingjelly_mpbn_conv": ["conv2d", "pool2d", "conv2d", "pool2d",
+                                                "flatten", "dense"]}[function]
+    assert model.network.meta["import"]["library_agreement"]["spikes"] == [1.0, 1.0]
+    assert main(["eval", "--model", str(out), "--samples", "40",
+                 "--out", str(tmp_path / "eval")]) == 0
+
+
+def test_conv_without_input_shape_is_one_line(tmp_path, capsys):
+    pytest.importorskip("snntorch")
+    path = _write(tmp_path, CONV_MODEL)
+    assert main(["import", f"{path}:snntorch_conv", "-T", "4", "-o",
+                 str(tmp_path / "m.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--input-shape C,H,W" in err

@@ -90,6 +90,26 @@ def test_if_subtract_reset_is_exact():
     assert network.layers[0].neuron.reset == "subtract" and not network.layers[0].neuron.leaky
 
 
+@pytest.mark.parametrize("output", [False, True])
+def test_spiking_readout_is_exact(output):
+    net = _mlp(bn=True, hidden=(24, 16, 5), readout=False)
+    net[-1].output = output                 # Leaky(output=True) returns (spikes, membrane)
+    network, table = _check_exact(net)
+    readout = network.layers[-1]
+    assert readout.readout and np.array_equal(readout.weight, np.eye(5))
+    assert "spiking readout '8'" in table.markdown()
+    result = network.forward(_inputs())
+    assert np.array_equal(result.logits, result.spikes[-1].mean(axis=0))
+
+
+def test_output_true_before_the_last_layer_is_refused():
+    net = _mlp(bn=False)
+    net[1].output = True
+    with pytest.raises(ImportRefused, match="only the last layer may have output=True") as info:
+        import_module(net, T=T)
+    assert info.value.name == "1"
+
+
 def test_table_names_every_module():
     _, table = import_module(_mlp(bn=True), T=T)
     assert [r.source for r in table.rows] == [str(i) for i in range(7)]
@@ -100,7 +120,6 @@ def test_table_names_every_module():
     (lambda: _mlp(beta=0.8, reset="subtract"), "1", "subtracts the threshold after the leak"),
     (lambda: _mlp(beta=1.0, reset="subtract", delay=False), "1", "reset_delay=False"),
     (lambda: _mlp(reset="none"), "1", "reset_mechanism='none'"),
-    (lambda: _mlp(readout=False), "3", "spiking readout"),
     (lambda: nn.Sequential(nn.Linear(N_IN, 4), snn.Leaky(beta=torch.rand(4) * 0.5 + 0.2,
                                                          init_hidden=True,
                                                          reset_mechanism="zero"),

@@ -159,8 +159,38 @@ def test_unfolded_mpbn_lif_is_refused():
     assert info.value.name == "1"
 
 
+def _unfolded_mpbn(h):
+    node = neuron.MPBNLIFNode(tau=2.0, v_threshold=0.6, out_features=h)
+    g = torch.Generator().manual_seed(h)
+    with torch.no_grad():
+        node.vbn.running_mean.copy_(torch.randn(h, generator=g) * 0.2)
+        node.vbn.running_var.copy_(torch.rand(h, generator=g) + 0.5)
+        node.vbn.weight.copy_(torch.randn(h, generator=g) * 0.3 + 1.0)
+        node.vbn.weight[0] = -0.5
+        node.vbn.bias.copy_(torch.randn(h, generator=g) * 0.1)
+    return node
+
+
+@pytest.mark.parametrize("mode", ["s", "m"])
+def test_unfolded_mpbn_lif_is_exact_at_T1(mode):
+    net = _mlp([(24, _unfolded_mpbn), (16, _unfolded_mpbn)], bn=True, mode=mode)
+    network, table = import_module(net, T=1)
+    agree = agreement(network, net, _inputs())
+    assert agree.spikes == [1.0, 1.0] and agree.predictions == 1.0, agree.summary()
+    assert all(0.02 < r < 0.9 for r in agree.spike_rates), agree.summary()
+    assert network.layers[0].mpbn is not None
+    assert any("unfolded MPBN at T = 1" in c for r in table.rows for c in r.conversions)
+
+
+@pytest.mark.parametrize("mode", ["s", "m"])
+def test_spiking_readout_is_exact(mode):
+    net = _mlp([(24, LIF), (5, IF)], bn=True, readout=False, mode=mode)
+    network, table = _check_exact(net)
+    assert np.array_equal(network.layers[-1].weight, np.eye(5))
+    assert any("spiking readout" in c for r in table.rows for c in r.conversions)
+
+
 @pytest.mark.parametrize("make, module, reason", [
-    (lambda: _mlp([(8, LIF)], readout=False), "1", "spiking readout"),
     (lambda: _mlp([(8, lambda h: neuron.ParametricLIFNode())]), "1", "not supported"),
     (lambda: _mlp([(8, LIF)], bn=False).append(layer.Linear(5, 3)), "3", "a second synapse"),
     (lambda: nn.Sequential(layer.Linear(N_IN, 4), layer.TemporalEffectiveBatchNorm1d(

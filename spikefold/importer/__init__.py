@@ -1,6 +1,6 @@
-"""Bring your own model: import SNNs trained in snnTorch or SpikingJelly (or NIR files).
+"""Bring your own model: import SNNs trained in snnTorch, SpikingJelly or Norse (or NIR files).
 
-:func:`import_module` walks a PyTorch module layer by layer and returns a
+:func:`import_module` walks a PyTorch module (MLP or convolutional) layer by layer and returns a
 :class:`golden.network.Network` plus an :class:`ImportTable` (source module -> spikefold
 layer, every conversion applied). Every semantic difference between the library and
 spikefold is either reproduced exactly or refused with :class:`ImportRefused` naming the

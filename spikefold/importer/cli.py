@@ -1,16 +1,18 @@
-"""``spikefold import``: a trained snnTorch/SpikingJelly module or a NIR file -> model file.
+"""``spikefold import``: a trained snnTorch/SpikingJelly/Norse module or a NIR file -> model file.
 
 ::
 
     spikefold import path/to/model.py:make_net --checkpoint net.pt -T 8 --data digits -o M.npz
+    spikefold import path/to/conv.py:make_net -T 4 --input-shape 1,8,8 --data digits -o M.npz
     spikefold import graph.nir -T 8 --dt 1e-4 --data digits -o M.npz
 
 ``SRC`` is ``FILE.py:FUNCTION`` (the function, called without arguments, returns the
 trained ``torch.nn.Module``; ``--checkpoint`` loads a ``state_dict`` into it) or a ``.nir``
-file. The conversion table (source module -> spikefold layer, every conversion applied) is
-printed and stored in the model file's metadata. ``--data digits`` embeds scikit-learn
-digits (the split ``spikefold train`` uses) and calibrates the fixed-point formats on its
-training split, so that ``spikefold eval`` can run on the file.
+file. A convolutional network needs ``--input-shape C,H,W``. The conversion table (source
+module -> spikefold layer, every conversion applied) is printed and stored in the model
+file's metadata. ``--data digits`` embeds scikit-learn digits (the split ``spikefold train``
+uses) and calibrates the fixed-point formats on its training split, so that ``spikefold
+eval`` can run on the file.
 """
 
 from __future__ import annotations
@@ -118,7 +120,8 @@ def run(args):
         network, table = import_nir(args.src, T=args.T, dt=args.dt)
     else:
         if args.T is None:
-            raise ValueError("-T is required: snnTorch/SpikingJelly modules do not carry it")
+            raise ValueError("-T is required: snnTorch/SpikingJelly/Norse modules do not carry "
+                             "it")
         module = load_source(args.src, args.checkpoint)
         network, table = import_module(module, T=args.T, input_shape=input_shape, dt=args.dt)
     network.meta["import"]["source"] = args.src
