@@ -128,14 +128,22 @@ def _host_link_module(mutation=None):
         return real
     source = inspect.getsource(real)
     old, new = mutation
-    if source.count(old) != 1:
-        raise ValueError(f"mutation {old!r} does not occur exactly once in hdl/host_link.py "
-                         f"(it occurs {source.count(old)} times): update formal.host_link")
+    # The mutation applies to HostLink's own source (NetworkLink has a receiver of its own).
+    start = source.index("\nclass HostLink(")
+    ends = [i for i in (source.find("\nclass ", start + 1), source.find("\ndef ", start + 1))
+            if i != -1]
+    end = min(ends) if ends else len(source)
+    body = source[start:end]
+    if body.count(old) != 1:
+        raise ValueError(f"mutation {old!r} does not occur exactly once in HostLink of "
+                         f"hdl/host_link.py (it occurs {body.count(old)} times): update "
+                         f"formal.host_link")
+    source = source[:start] + body.replace(old, new) + source[end:]
     spec = importlib.util.spec_from_loader("hdl._host_link_mutant", loader=None)
     module = importlib.util.module_from_spec(spec)
     module.__package__ = "hdl"
     sys.modules[spec.name] = module
-    exec(compile(source.replace(old, new), real.__file__ + " (mutant)", "exec"),
+    exec(compile(source, real.__file__ + " (mutant)", "exec"),
          module.__dict__)
     return module
 

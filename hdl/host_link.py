@@ -453,71 +453,72 @@ class HostLink(wiring.Component):
                 m.d.sync += [orec.eq(recs[0]), orec_left.eq(out_bytes[0])]
 
         # -- reply framer ---------------------------------------------------------------
-        tx_byte = Signal(8)
-        tx_valid = Signal()
-
-        m.d.comb += [txu.i.payload.eq(tx_byte), txu.i.valid.eq(tx_valid)]
-        sent = tx_valid & txu.i.ready
-        @contextmanager
-        def frame_byte():
-            # A state inside a frame: a framing error or silence ends it, else take the byte.
-            m.d.comb += in_frame.eq(1)
-            with m.If(rxu.framing_error):
-                fail(ErrorCode.FRAMING)
-            with m.Elif(timed_out):
-                fail(ErrorCode.TIMEOUT)
-            with m.Elif(got):
-                yield
-
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.sync += [tx_crc.eq(0xFFFF), tx_cnt.eq(0)]
-                with m.If(tx_start):
-                    m.d.sync += tx_busy.eq(1)
-                    m.next = "SYNC"
-            with m.State("SYNC"):
-                m.d.comb += [tx_byte.eq(SYNC), tx_valid.eq(1)]
-                with m.If(sent):
-                    m.next = "CMD"
-            for state, value, nxt in (("CMD", tx_cmd, "LEN0"), ("LEN0", tx_len[:8], "LEN1"),
-                                      ("LEN1", tx_len[8:], "PAYLOAD")):
-                with m.State(state):
-                    m.d.comb += [tx_byte.eq(value), tx_valid.eq(1)]
-                    with m.If(sent):
-                        m.d.sync += tx_crc.eq(_crc_update(tx_crc, value))
-                        if nxt == "PAYLOAD":
-                            with m.If(tx_len == 0):
-                                m.next = "CRC0"
-                            with m.Else():
-                                m.next = "PAYLOAD"
-                        else:
-                            m.next = nxt
-            with m.State("PAYLOAD"):
-                with m.Switch(tx_src):
-                    with m.Case(SRC_ERROR):
-                        m.d.comb += [tx_byte.eq(Mux(tx_cnt == 0, tx_err, tx_err_cmd)),
-                                     tx_valid.eq(1)]
-                    with m.Case(SRC_STATUS):
-                        m.d.comb += [tx_byte.eq(status_arr[tx_cnt[:5]]), tx_valid.eq(1)]
-                    with m.Case(SRC_RUN):
-                        m.d.comb += [tx_byte.eq(orec[:8]), tx_valid.eq(orec_left != 0)]
-                        with m.If(sent):
-                            m.d.sync += [orec.eq(orec >> 8), orec_left.eq(orec_left - 1)]
-                with m.If(sent):
-                    m.d.sync += [tx_crc.eq(_crc_update(tx_crc, tx_byte)), tx_cnt.eq(tx_cnt + 1)]
-                    with m.If(tx_cnt == tx_len - 1):
-                        m.next = "CRC0"
-            with m.State("CRC0"):
-                m.d.comb += [tx_byte.eq(tx_crc[:8]), tx_valid.eq(1)]
-                with m.If(sent):
-                    m.next = "CRC1"
-            with m.State("CRC1"):
-                m.d.comb += [tx_byte.eq(tx_crc[8:]), tx_valid.eq(1)]
-                with m.If(sent):
-                    m.d.sync += tx_busy.eq(0)
-                    m.next = "IDLE"
+        _reply_framer(m, txu, tx_start=tx_start, tx_busy=tx_busy, tx_crc=tx_crc,
+                      tx_cnt=tx_cnt, tx_cmd=tx_cmd, tx_len=tx_len, tx_src=tx_src,
+                      tx_err=tx_err, tx_err_cmd=tx_err_cmd, status_arr=status_arr,
+                      orec=orec, orec_left=orec_left, src_error=SRC_ERROR,
+                      src_status=SRC_STATUS, src_record=SRC_RUN)
 
         return m
+
+
+def _reply_framer(m, txu, *, tx_start, tx_busy, tx_crc, tx_cnt, tx_cmd, tx_len, tx_src, tx_err,
+                  tx_err_cmd, status_arr, orec, orec_left, src_error, src_status, src_record):
+    """The reply framer both links share: on ``tx_start`` send SYNC, CMD, LEN (little
+    endian), ``tx_len`` payload bytes from ``tx_src`` (the error code and command, the
+    status bytes, or the record register ``orec`` byte by byte while ``orec_left``) and the
+    CRC-16 of CMD..payload; ``tx_busy`` until the last byte is taken."""
+    tx_byte = Signal(8)
+    tx_valid = Signal()
+    m.d.comb += [txu.i.payload.eq(tx_byte), txu.i.valid.eq(tx_valid)]
+    sent = tx_valid & txu.i.ready
+    with m.FSM():
+        with m.State("IDLE"):
+            m.d.sync += [tx_crc.eq(0xFFFF), tx_cnt.eq(0)]
+            with m.If(tx_start):
+                m.d.sync += tx_busy.eq(1)
+                m.next = "SYNC"
+        with m.State("SYNC"):
+            m.d.comb += [tx_byte.eq(SYNC), tx_valid.eq(1)]
+            with m.If(sent):
+                m.next = "CMD"
+        for state, value, nxt in (("CMD", tx_cmd, "LEN0"), ("LEN0", tx_len[:8], "LEN1"),
+                                  ("LEN1", tx_len[8:], "PAYLOAD")):
+            with m.State(state):
+                m.d.comb += [tx_byte.eq(value), tx_valid.eq(1)]
+                with m.If(sent):
+                    m.d.sync += tx_crc.eq(_crc_update(tx_crc, value))
+                    if nxt == "PAYLOAD":
+                        with m.If(tx_len == 0):
+                            m.next = "CRC0"
+                        with m.Else():
+                            m.next = "PAYLOAD"
+                    else:
+                        m.next = nxt
+        with m.State("PAYLOAD"):
+            with m.Switch(tx_src):
+                with m.Case(src_error):
+                    m.d.comb += [tx_byte.eq(Mux(tx_cnt == 0, tx_err, tx_err_cmd)),
+                                 tx_valid.eq(1)]
+                with m.Case(src_status):
+                    m.d.comb += [tx_byte.eq(status_arr[tx_cnt[:5]]), tx_valid.eq(1)]
+                with m.Case(src_record):
+                    m.d.comb += [tx_byte.eq(orec[:8]), tx_valid.eq(orec_left != 0)]
+                    with m.If(sent):
+                        m.d.sync += [orec.eq(orec >> 8), orec_left.eq(orec_left - 1)]
+            with m.If(sent):
+                m.d.sync += [tx_crc.eq(_crc_update(tx_crc, tx_byte)), tx_cnt.eq(tx_cnt + 1)]
+                with m.If(tx_cnt == tx_len - 1):
+                    m.next = "CRC0"
+        with m.State("CRC0"):
+            m.d.comb += [tx_byte.eq(tx_crc[:8]), tx_valid.eq(1)]
+            with m.If(sent):
+                m.next = "CRC1"
+        with m.State("CRC1"):
+            m.d.comb += [tx_byte.eq(tx_crc[8:]), tx_valid.eq(1)]
+            with m.If(sent):
+                m.d.sync += tx_busy.eq(0)
+                m.next = "IDLE"
 
 
 def _status_bytes(fields, values):
@@ -898,55 +899,9 @@ class NetworkLink(wiring.Component):
             m.d.sync += dropped.eq(dropped + 1)
 
         # -- reply framer ---------------------------------------------------------------
-        tx_byte = Signal(8)
-        tx_valid = Signal()
-        m.d.comb += [txu.i.payload.eq(tx_byte), txu.i.valid.eq(tx_valid)]
-        sent = tx_valid & txu.i.ready
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.sync += [tx_crc.eq(0xFFFF), tx_cnt.eq(0)]
-                with m.If(tx_start):
-                    m.d.sync += tx_busy.eq(1)
-                    m.next = "SYNC"
-            with m.State("SYNC"):
-                m.d.comb += [tx_byte.eq(SYNC), tx_valid.eq(1)]
-                with m.If(sent):
-                    m.next = "CMD"
-            for state, value, nxt in (("CMD", tx_cmd, "LEN0"), ("LEN0", tx_len[:8], "LEN1"),
-                                      ("LEN1", tx_len[8:], "PAYLOAD")):
-                with m.State(state):
-                    m.d.comb += [tx_byte.eq(value), tx_valid.eq(1)]
-                    with m.If(sent):
-                        m.d.sync += tx_crc.eq(_crc_update(tx_crc, value))
-                        if nxt == "PAYLOAD":
-                            with m.If(tx_len == 0):
-                                m.next = "CRC0"
-                            with m.Else():
-                                m.next = "PAYLOAD"
-                        else:
-                            m.next = nxt
-            with m.State("PAYLOAD"):
-                with m.Switch(tx_src):
-                    with m.Case(SRC_ERROR):
-                        m.d.comb += [tx_byte.eq(Mux(tx_cnt == 0, tx_err, tx_err_cmd)),
-                                     tx_valid.eq(1)]
-                    with m.Case(SRC_STATUS):
-                        m.d.comb += [tx_byte.eq(status_arr[tx_cnt[:5]]), tx_valid.eq(1)]
-                    with m.Case(SRC_RESULT):
-                        m.d.comb += [tx_byte.eq(orec[:8]), tx_valid.eq(orec_left != 0)]
-                        with m.If(sent):
-                            m.d.sync += [orec.eq(orec >> 8), orec_left.eq(orec_left - 1)]
-                with m.If(sent):
-                    m.d.sync += [tx_crc.eq(_crc_update(tx_crc, tx_byte)), tx_cnt.eq(tx_cnt + 1)]
-                    with m.If(tx_cnt == tx_len - 1):
-                        m.next = "CRC0"
-            with m.State("CRC0"):
-                m.d.comb += [tx_byte.eq(tx_crc[:8]), tx_valid.eq(1)]
-                with m.If(sent):
-                    m.next = "CRC1"
-            with m.State("CRC1"):
-                m.d.comb += [tx_byte.eq(tx_crc[8:]), tx_valid.eq(1)]
-                with m.If(sent):
-                    m.d.sync += tx_busy.eq(0)
-                    m.next = "IDLE"
+        _reply_framer(m, txu, tx_start=tx_start, tx_busy=tx_busy, tx_crc=tx_crc,
+                      tx_cnt=tx_cnt, tx_cmd=tx_cmd, tx_len=tx_len, tx_src=tx_src,
+                      tx_err=tx_err, tx_err_cmd=tx_err_cmd, status_arr=status_arr,
+                      orec=orec, orec_left=orec_left, src_error=SRC_ERROR,
+                      src_status=SRC_STATUS, src_record=SRC_RESULT)
         return m
