@@ -184,6 +184,29 @@ def _saturate(value, fmt):
     return Mux(above, fmt.max_int, Mux(below, fmt.min_int, value[:fmt.bits].as_signed()))
 
 
+class _SyncRead:
+    """A synchronous read port (``addr``, ``en``, ``data``) built as an asynchronous port
+    plus a register loaded when ``en``: the same cycles as ``read_port(domain="sync")``,
+    but Yosys merges the register into the port itself (``memory_dff``), and only then
+    does it honour the memory's ``no_rw_check`` (on a port Amaranth emits as synchronous
+    it emulates read-first: on iCE40 two 16-bit registers, an address comparator and a
+    multiplexer per lane, and the iCE40 critical path)."""
+
+    def __init__(self, addr, en, data):
+        self.addr, self.en, self.data = addr, en, data
+
+
+def _sync_read(m, mem, name):
+    port = mem.read_port(domain="comb")
+    addr = Signal.like(port.addr, name=f"{name}_raddr")
+    en = Signal(name=f"{name}_ren")
+    data = Signal.like(port.data, name=f"{name}_rdata", reset_less=True)
+    m.d.comb += port.addr.eq(addr)
+    with m.If(en):
+        m.d.sync += data.eq(port.data)
+    return _SyncRead(addr, en, data)
+
+
 class LIFArray(wiring.Component):
     """Update ``N`` LIF neurons, ``P`` per clock, bit-exactly as :class:`golden.core.CoreModel`.
 
@@ -576,7 +599,7 @@ class LIFArray(wiring.Component):
                 mem = memory.Memory(shape=signed(Bm), depth=_depth(B), init=[],
                                     attrs=NO_RW_CHECK)
                 m.submodules[f"membrane_{p}"] = mem
-                mem_rd.append(mem.read_port(domain="sync"))
+                mem_rd.append(_sync_read(m, mem, f"membrane_{p}"))
                 mem_wr.append(mem.write_port())
 
         # Forwarding sources: stage j (U < j <= L + lag; L + 1 .. L + lag are write-back
