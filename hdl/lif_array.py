@@ -198,9 +198,9 @@ class _SyncRead:
 
 def _sync_read(m, mem, name):
     port = mem.read_port(domain="comb")
-    addr = Signal.like(port.addr, name=f"{name}_raddr")
+    addr = Signal(len(port.addr), name=f"{name}_raddr")
     en = Signal(name=f"{name}_ren")
-    data = Signal.like(port.data, name=f"{name}_rdata", reset_less=True)
+    data = Signal(mem.shape, name=f"{name}_rdata", reset_less=True)
     m.d.comb += port.addr.eq(addr)
     with m.If(en):
         m.d.sync += data.eq(port.data)
@@ -537,6 +537,9 @@ class LIFArray(wiring.Component):
         else:
             load_lane = load.payload.index % P
             load_addr = load.payload.index // P
+        if not self._outreg:
+            hit, bypass, pend = self._threshold_bypass(m, en, step, k, last, load_lane,
+                                                       load_addr, thr_layout)
         thr_data = []
         for p in range(P):
             init = []
@@ -550,19 +553,29 @@ class LIFArray(wiring.Component):
             if self._outreg:
                 mem = self._registered(thr_layout, _depth(B), init)
                 rd, wr = mem.read[0], mem.write
-            else:
-                mem = memory.Memory(shape=thr_layout, depth=_depth(B), init=init)
-                rd = mem.read_port(domain="sync")
-                wr = mem.write_port()
+                m.submodules[f"threshold_{p}"] = mem
+                m.d.comb += [
+                    rd.addr.eq(k), rd.en.eq(en),
+                    wr.addr.eq(load_addr),
+                    wr.data.theta.eq(load.payload.theta),
+                    wr.data.compare.eq(load.payload.compare),
+                    wr.en.eq(load.valid & (load_lane == p) & (load.payload.index < N)),
+                ]
+                thr_data.append(rd.data)
+                continue
+            # Collisions are handled here (the write one clock late, the bypass), so
+            # Yosys need not emulate the old-data read.
+            mem = memory.Memory(shape=thr_layout, depth=_depth(B), init=init,
+                                attrs=NO_RW_CHECK)
             m.submodules[f"threshold_{p}"] = mem
-            m.d.comb += [
-                rd.addr.eq(k), rd.en.eq(en),
-                wr.addr.eq(load_addr),
-                wr.data.theta.eq(load.payload.theta),
-                wr.data.compare.eq(load.payload.compare),
-                wr.en.eq(load.valid & (load_lane == p) & (load.payload.index < N)),
-            ]
-            thr_data.append(rd.data)
+            rd = _sync_read(m, mem, f"threshold_{p}")
+            wr = mem.write_port()
+            m.d.comb += [rd.addr.eq(k), rd.en.eq(en),
+                         wr.addr.eq(pend["addr"]), wr.data.eq(pend["data"]),
+                         wr.en.eq(pend["we"][p])]
+            word = Signal(thr_layout, name=f"threshold_{p}_word")
+            m.d.comb += word.eq(Mux(hit[p], bypass, rd.data))
+            thr_data.append(word)
 
         # Affine table: one read port per group of lanes sharing a channel sequence.
         aff_data = [None] * P
@@ -676,6 +689,49 @@ class LIFArray(wiring.Component):
                 v_pre = Mux(last_meta["last"], 0, v_pre)
             m.d.comb += [payload.spikes[p].eq(spike), payload.membrane[p].eq(v_pre)]
         return m
+
+    def _threshold_bypass(self, m, en, step, k, last, load_lane, load_addr, layout):
+        """Threshold loads for inferred memories: registered, written one clock after their
+        transfer, and bypassed to a read of the same address at that edge.
+
+        A load transferred at edge ``c`` must reach exactly the beats accepted after ``c``.
+        The memory is written at ``c + 1``, so the read at ``c`` (the beat accepted at
+        ``c``) returns the old word, and a read at ``c + 1`` of the written address (a
+        collision, whose data the block RAM does not define) takes the loaded word from
+        ``bypass`` instead (``hit[p]``). Both are registers loaded at enabled edges, so
+        that the word in stage 1 stays put during a stall.
+
+        The address match for the read at ``c + 1`` (``k`` after edge ``c``) is decided
+        from registers only: at edge ``c`` the load's address is compared with ``k``,
+        ``k + 1`` and 0 and the counter's move at that edge is registered, so that neither
+        the fan-out of ``k`` nor the handshake reaches the match through more than a few
+        LUTs. Returns ``(hit, bypass, pend)``; ``pend`` drives the write ports.
+        """
+        P, N = self._lanes, self._config.neurons
+        load = self.load_threshold
+        pend = {"addr": Signal(len(load_addr), name="thr_pend_addr"),
+                "data": Signal(layout, name="thr_pend_data"),
+                "we": Signal(P, name="thr_pend_we")}
+        eq_k, eq_k1, eq_0 = (Signal(name=f"thr_pend_eq_{n}") for n in ("k", "k1", "0"))
+        to_zero, to_next = Signal(name="thr_pend_to_zero"), Signal(name="thr_pend_to_next")
+        ok = load.valid & (load.payload.index < N)
+        m.d.sync += [
+            pend["addr"].eq(load_addr),
+            pend["data"].theta.eq(load.payload.theta),
+            pend["data"].compare.eq(load.payload.compare),
+            pend["we"].eq(Cat(ok & (load_lane == p) for p in range(P))),
+            eq_k.eq(load_addr == k), eq_k1.eq(load_addr == k + 1), eq_0.eq(load_addr == 0),
+            # Where k goes at this edge (the accept-side update in elaborate).
+            to_zero.eq(step & (self.clear | last)),
+            to_next.eq(step & ~self.clear & ~last),
+        ]
+        addr_hit = Signal(name="thr_pend_hit")
+        m.d.comb += addr_hit.eq(Mux(to_zero, eq_0, Mux(to_next, eq_k1, eq_k)))
+        hit = Signal(P, name="thr_hit")
+        bypass = Signal(layout, name="thr_bypass")
+        with m.If(en):
+            m.d.sync += [hit.eq(pend["we"] & addr_hit.replicate(P)), bypass.eq(pend["data"])]
+        return hit, bypass, pend
 
     def _registered(self, shape, depth, init, read_ports=1, collisions=True):
         """With ``memory_outreg``: a :class:`hdl.bram.RegisteredMemory` (read latency 2;
