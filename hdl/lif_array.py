@@ -715,12 +715,17 @@ class LIFArray(wiring.Component):
         eq_k, eq_k1, eq_0 = (Signal(name=f"thr_pend_eq_{n}") for n in ("k", "k1", "0"))
         to_zero, to_next = Signal(name="thr_pend_to_zero"), Signal(name="thr_pend_to_next")
         ok = load.valid & (load.payload.index < N)
+        # k + 1 as a counter of its own (an adder before the comparator was the iCE40
+        # critical path).
+        k1 = Signal(len(k) + 1, init=1, name="thr_k1")
+        with m.If(step):
+            m.d.sync += k1.eq(Mux(self.clear | last, 1, k1 + 1))
         m.d.sync += [
             pend["addr"].eq(load_addr),
             pend["data"].theta.eq(load.payload.theta),
             pend["data"].compare.eq(load.payload.compare),
             pend["we"].eq(Cat(ok & (load_lane == p) for p in range(P))),
-            eq_k.eq(load_addr == k), eq_k1.eq(load_addr == k + 1), eq_0.eq(load_addr == 0),
+            eq_k.eq(load_addr == k), eq_k1.eq(load_addr == k1), eq_0.eq(load_addr == 0),
             # Where k goes at this edge (the accept-side update in elaborate).
             to_zero.eq(step & (self.clear | last)),
             to_next.eq(step & ~self.clear & ~last),
