@@ -519,14 +519,32 @@ class LIFArray(wiring.Component):
         step = Signal()
         m.d.comb += step.eq(self.clear | (self.i_current.valid
                                           & (~out_valid | self.o_spikes.ready)))
-        with m.If(step):
+        # The flip-flops' synchronous reset: on iCE40 it acts only with the clock enable,
+        # on ECP5 it has priority over it. Each form is written so that the reset maps to
+        # the flip-flop's own (the other form costs a LUT between the enable and the
+        # flip-flop: on ECP5 the critical path). The values are the same.
+        ecp5 = self._reset_over_enable = getattr(platform, "family", None) == "ecp5"
+        if ecp5:
+            # clear as the reset outside the enable, the wrap of k as a mask.
+            k_wrap = (k + 1)[:len(k)] & ~last.replicate(len(k))
             with m.If(self.clear):
                 m.d.sync += [k.eq(0), t.eq(0), last.eq(B == 1), first.eq(1)]
-            with m.Elif(last):
-                m.d.sync += [k.eq(0), t.eq(Mux(t == T - 1, 0, t + 1)), last.eq(B == 1),
-                             first.eq(t == T - 1)]
-            with m.Else():
-                m.d.sync += [k.eq(k + 1), last.eq(k == B - 2)]
+            with m.Elif(step):
+                m.d.sync += k.eq(k_wrap)
+                with m.If(last):
+                    m.d.sync += [t.eq(Mux(t == T - 1, 0, t + 1)), last.eq(B == 1),
+                                 first.eq(t == T - 1)]
+                with m.Else():
+                    m.d.sync += last.eq(k == B - 2)
+        else:
+            with m.If(step):
+                with m.If(self.clear):
+                    m.d.sync += [k.eq(0), t.eq(0), last.eq(B == 1), first.eq(1)]
+                with m.Elif(last):
+                    m.d.sync += [k.eq(0), t.eq(Mux(t == T - 1, 0, t + 1)), last.eq(B == 1),
+                                 first.eq(t == T - 1)]
+                with m.Else():
+                    m.d.sync += [k.eq(k + 1), last.eq(k == B - 2)]
 
         # Threshold memories, one per lane, read at the accept edge.
         thr_layout = data.StructLayout({"theta": signed(Bth), "compare": unsigned(2)})
@@ -632,7 +650,13 @@ class LIFArray(wiring.Component):
             if v_reg and j == U - 1:
                 for p in range(P):
                     if zero_early:
-                        lanes[j][p]["v_mem"] = Mux(metas[j]["first"], 0, mem_rd[p].data)
+                        data_p, first_j = mem_rd[p].data, metas[j]["first"]
+                        if ecp5:
+                            # A mask, not a reset inside the enable (see above).
+                            lanes[j][p]["v_mem"] = (
+                                data_p.as_unsigned() & ~first_j.replicate(Bm)).as_signed()
+                        else:
+                            lanes[j][p]["v_mem"] = Mux(first_j, 0, data_p)
                     else:
                         lanes[j][p]["v_mem"] = mem_rd[p].data
             if j == U:
