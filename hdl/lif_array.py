@@ -525,17 +525,20 @@ class LIFArray(wiring.Component):
         # flip-flop: on ECP5 the critical path). The values are the same.
         ecp5 = self._reset_over_enable = getattr(platform, "family", None) == "ecp5"
         if ecp5:
-            # clear as the reset outside the enable, the wrap of k as a mask.
-            k_wrap = (k + 1)[:len(k)] & ~last.replicate(len(k))
+            # clear as the reset outside the enable; every counter's next value written
+            # without a multiplexer that holds it (Yosys would turn one into a second
+            # clock enable, a LUT after the first), so that all four share the one-LUT
+            # enable ``step``.
+            wrap = last & (t == T - 1)
             with m.If(self.clear):
                 m.d.sync += [k.eq(0), t.eq(0), last.eq(B == 1), first.eq(1)]
             with m.Elif(step):
-                m.d.sync += k.eq(k_wrap)
-                with m.If(last):
-                    m.d.sync += [t.eq(Mux(t == T - 1, 0, t + 1)), last.eq(B == 1),
-                                 first.eq(t == T - 1)]
-                with m.Else():
-                    m.d.sync += last.eq(k == B - 2)
+                m.d.sync += [
+                    k.eq((k + 1)[:len(k)] & ~last.replicate(len(k))),
+                    t.eq((t + last)[:len(t)] & ~wrap.replicate(len(t))),
+                    last.eq(Mux(last, B == 1, k == B - 2)),
+                    first.eq(wrap | (first & ~last)),
+                ]
         else:
             with m.If(step):
                 with m.If(self.clear):
