@@ -293,6 +293,9 @@ class LIFArray(wiring.Component):
         self._stage_cmp = self._stage_add + 1
         # The comparator's rails are folded into the code in stage A (see _stored_compare).
         self._rails = config.threshold.max_int >= config.membrane.max_int
+        # Without registered memory outputs the threshold memories hold the folded code
+        # (folded once, on the registered load path, instead of in every lane).
+        self._fold_stored = not self._outreg
 
         members = {
             "i_current": In(stream.Signature(
@@ -412,7 +415,9 @@ class LIFArray(wiring.Component):
             # The rails fold into the code here (NEVER for GT at the membrane's top rail and
             # LT at its bottom one), from the registered theta: three LUT levels into a
             # register, off the comparator's path and off the load port's.
-            code = self._stored_compare(out["theta"], out.pop("compare"))
+            code = out.pop("compare")
+            if not self._fold_stored:
+                code = self._stored_compare(out["theta"], code)
             out["ccode"] = Cat(~code[0], code[1])
         if j == C:
             nsum = out.pop("nsum")
@@ -567,8 +572,11 @@ class LIFArray(wiring.Component):
             for kk in range(B):
                 i = kk * P + p
                 if i < N:
-                    init.append({"theta": int(self._thresholds.theta_q[i]),
-                                 "compare": int(self._thresholds.compare[i])})
+                    theta_i = int(self._thresholds.theta_q[i])
+                    code_i = int(self._thresholds.compare[i])
+                    if self._fold_stored:
+                        code_i = self._stored_compare(theta_i, code_i)
+                    init.append({"theta": theta_i, "compare": int(code_i)})
                 else:
                     init.append({"theta": 0, "compare": int(Compare.NEVER)})
             if self._outreg:
@@ -750,7 +758,8 @@ class LIFArray(wiring.Component):
         m.d.sync += [
             pend["addr"].eq(load_addr),
             pend["data"].theta.eq(load.payload.theta),
-            pend["data"].compare.eq(load.payload.compare),
+            pend["data"].compare.eq(self._stored_compare(load.payload.theta,
+                                                         load.payload.compare)),
             pend["we"].eq(Cat(ok & (load_lane == p) for p in range(P))),
             eq_k.eq(load_addr == k), eq_k1.eq(load_addr == k1), eq_0.eq(load_addr == 0),
             # Where k goes at this edge (the accept-side update in elaborate).
