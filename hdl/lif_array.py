@@ -42,25 +42,37 @@ The comparator is one carry chain for GT and LT: with ``c0`` the code's low bit,
 sign bits flipped so the chain's carry out is the answer. It compares the unsaturated sum:
 equal to comparing ``v_pre`` because the code of GT at the membrane's top rail and
 of LT at its bottom rail is NEVER (those comparisons can never hold on a saturated
-membrane): :meth:`LIFArray._stored_compare` folds the rails into the code in stage ``A``
-from the registered ``theta`` (three LUT levels into the code's register; on the shared load
-port instead it was the ECP5 critical path, the load data fanning out to every lane's block
-RAM).
+membrane): :meth:`LIFArray._stored_compare` folds the rails into the code. Without
+registered memory outputs the threshold memories hold the folded code (folded once, before
+the register on the load path); with them it is folded in stage ``A`` from the registered
+``theta`` (three LUT levels into the code's register).
 
-Memories (``amaranth.lib.memory.Memory`` with ``init=``, synchronous read ports with the
-enable tied to ``en``, one write port each), organised per lane: lane ``p`` holds neurons
-``p, p + P, p + 2P, ...`` at address ``k = i // P`` (depth ``ceil(N / P)``, at least 2), so
-the block RAM bits per neuron are ``Bm + Bth + 2`` plus rounding to the RAM geometry:
+Why ``theta`` is carried rather than read just before the comparator: ``load_threshold`` is
+always ready, so any number of loads can arrive while a beat waits in the pipeline (a
+stall), and each must miss the beats accepted before it. A read at the comparator would
+need the old word of every in-flight beat a load overwrites (a second read port, which an
+iCE40 block RAM does not have) or a queue of the loads as long as the stall.
+
+Memories (``amaranth.lib.memory.Memory`` with ``init=``, one write port each; without
+registered outputs their reads are asynchronous ports plus a register enabled by ``en``,
+which Yosys merges into a synchronous block RAM port), organised per lane: lane ``p`` holds
+neurons ``p, p + P, p + 2P, ...`` at address ``k = i // P`` (depth ``ceil(N / P)``, at least
+2), so the block RAM bits per neuron are ``Bm + Bth + 2`` plus rounding to the RAM geometry:
 
 * ``membrane_p``: ``signed(Bm)``, zero-initialised, written from stage ``A + 2``. Marked
   ``no_rw_check`` (:data:`hdl.bram.NO_RW_CHECK`): a read of the address written at the same
-  edge is always overridden by forwarding, so Yosys adds no read-during-write emulation.
+  edge is always overridden by forwarding, so Yosys adds no read-during-write emulation
+  (Yosys honours the mark only on the port it builds itself from the register: on a port
+  emitted as synchronous it emulated read-first, two 16-bit registers, an address
+  comparator and a multiplexer per lane, the iCE40 critical path).
 * ``threshold_p``: ``theta: signed(Bth)`` + ``compare: unsigned(2)``,
   initialised from the folded :class:`~golden.quantize.ThresholdTable` (entries past ``N``
   are NEVER); read at the accept edge, so a load takes effect for beats accepted after its
   transfer cycle; written by ``load_threshold`` (index ``i`` -> lane ``i % P``, address
-  ``i // P``; indices ``>= N`` are ignored). A load and a read of the same address at one
-  edge must return the old word, so this memory keeps Yosys's read-during-write
+  ``i // P``; indices ``>= N`` are ignored). Without registered outputs a load is written
+  one clock after its transfer from a register and a read of that address at that edge
+  takes the word from a bypass register (:meth:`LIFArray._threshold_bypass`), so the memory
+  is marked ``no_rw_check`` too; with registered outputs it keeps Yosys's read-during-write
   handling.
 * ``affine``: one table ``{a, b}`` at address ``(t, channel)``; one read port per group of
   lanes that see the same channel sequence (a single port when ``N / channels`` is a
@@ -69,7 +81,10 @@ the block RAM bits per neuron are ``Bm + Bth + 2`` plus rounding to the RAM geom
 
 The accept side's ``k``, ``t``, "last beat of the timestep" and "timestep 0" are registers
 whose next values depend on registers only: the handshake (``o_spikes.ready`` -> ``en`` ->
-``take``) reaches them as a clock enable, never through their logic. ``i_current.ready``
+``take``) reaches them as a clock enable, never through their logic. Their reset by
+``clear`` and the ``t == 0`` zeroing of the membrane are written in the form the family's
+flip-flops have (iCE40: reset inside the clock enable; ECP5: reset over it, the zeroing a
+mask), so that no LUT sits between the enable and a flip-flop. ``i_current.ready``
 itself stays combinational in ``o_spikes.ready`` (``en & ~clear``): that is the stream
 contract of :class:`golden.timing.StallPipeline`, which a skid buffer or a registered ready
 would change.
