@@ -352,7 +352,8 @@ def _summary_line(info):
     logic = (f"{r['logic_cells']} LCs" if r.get("logic_cells") is not None
              else f"{r.get('luts')} LUTs")
     line = (f"{info['board']}: {logic}, {r.get('ffs')} FFs, {r['bram_blocks']} BRAM, "
-            f"{r['dsp']} DSP; Fmax {r.get('fmax_main_mhz')} MHz")
+            + (f"{r['spram_blocks']} SPRAM, " if r.get("spram_blocks") else "")
+            + f"{r['dsp']} DSP; Fmax {r.get('fmax_main_mhz')} MHz")
     thr = r.get("throughput_updates_per_s")
     if info.get("top") == "uart" and info.get("clock_mhz") and info.get("lanes"):
         # The board top runs at the board clock, not at Fmax, and its UART is the limit.

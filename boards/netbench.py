@@ -34,7 +34,35 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "parse_sizes", "parse_lanes"]
+__all__ = ["main", "parse_sizes", "parse_lanes", "plan_cycles"]
+
+
+def plan_cycles(inet, plan, x):
+    """The plan's cycles per sample (:meth:`hdl.plan.NetworkPlan.cycles_per_sample`, the
+    steady-state model ``tests/test_hdl_plan.py`` checks against simulation) for each of
+    the float inputs ``x``, from the golden model's activity: the analog first stage's
+    non-zero pixels, then per timestep the non-zero inputs of every later synaptic stage
+    (the spikes of the LIF layer before it, through any pooling)."""
+    import numpy as np
+    x_q, _ = inet.quantize_input(x)
+    res = inet.run(x, per_sample=True)
+    S = len(x_q)
+    acts, cur, lif = [], None, 0
+    synaptic = [i for i, layer in enumerate(inet.layers) if getattr(layer, "W_q", None)
+                is not None]
+    for i, layer in enumerate(inet.layers):
+        if i in synaptic:
+            if cur is None:
+                acts.append([int(np.count_nonzero(x_q[s])) for s in range(S)])
+            else:
+                acts.append([[int(np.count_nonzero(cur[t, s])) for t in range(inet.T)]
+                             for s in range(S)])
+            if i != synaptic[-1]:
+                cur = np.asarray(res.spikes[lif])
+                lif += 1
+        elif hasattr(layer, "run") and cur is not None and layer.kind != "flatten":
+            cur = np.asarray(layer.run(cur).out)
+    return [plan.cycles_per_sample([a[s] for a in acts]) for s in range(S)]
 
 
 def parse_sizes(text):
@@ -80,6 +108,9 @@ def _parser():
                    help="with --samples 0: streaming cycles/image measured before")
     p.add_argument("--latency", type=int, default=None,
                    help="with --samples 0: first-image cycles measured before")
+    p.add_argument("--plan-cycles", type=int, default=0, metavar="N",
+                   help="streaming cycles/image from the stage plans and golden's activity "
+                        "on N samples (no simulation; with --samples 0)")
     p.add_argument("--freq", type=float, default=None, help="timing target, MHz")
     p.add_argument("--no-build", action="store_true", help="cycles only, no place and route")
     p.add_argument("--out", required=True, help="output directory")
@@ -94,7 +125,8 @@ def main(argv=None):
             raise ValueError(f"--nonzero must be in [0, 1], not {args.nonzero}")
         if args.samples < 0:
             raise ValueError(f"--samples must be >= 0, not {args.samples}")
-        if args.samples and (args.cycles is not None or args.latency is not None):
+        if args.samples and (args.cycles is not None or args.latency is not None
+                             or args.plan_cycles):
             raise ValueError("--cycles/--latency only with --samples 0 (else they are measured)")
         sizes = parse_sizes(args.random) if args.random else None
     except ValueError as exc:
@@ -117,7 +149,9 @@ def main(argv=None):
         inet = model.integer()
         if model.test_x is None:
             raise SystemExit(f"{args.model}: no test samples in the model file")
-        x = model.inputs(model.test_x[:max(args.samples, 1)])
+        x = model.inputs(model.test_x[:max(args.samples, args.plan_cycles, 1)])
+        if x.ndim == 2 and len(inet.layers) and hasattr(inet.layers[0], "in_shape"):
+            x = x.reshape((len(x),) + tuple(inet.layers[0].in_shape))
         what = args.model
     mapping = HardwareMapping.for_network(inet, lanes, args.in_lanes)
     network_memory(inet, mapping, target)          # refuse what cannot fit, up front
@@ -130,6 +164,16 @@ def main(argv=None):
     if not args.samples and cycles is not None:
         info.update(cycles_per_image=cycles, latency_cycles_first=latency,
                     cycles_source="given (--cycles/--latency)")
+    if args.plan_cycles:
+        from hdl.plan import network_plan
+        xs = x if len(x) >= args.plan_cycles else (
+            random_pixels(sizes[0], args.plan_cycles, nonzero=args.nonzero, seed=11) if sizes
+            else model.inputs(model.test_x[:args.plan_cycles]))
+        est = plan_cycles(inet, network_plan(inet, mapping), xs[:args.plan_cycles])
+        cycles = round(sum(est) / len(est), 1)
+        info.update(cycles_per_image=cycles, cycles_source=f"stage plans, golden activity "
+                    f"of {len(est)} samples (mean)", plan_cycles=est)
+        print(f"{what}: plan {cycles} cycles/image (mean of {len(est)} samples)", flush=True)
     if args.samples:
         t0 = time.monotonic()
         res = run_network_cocotb(inet, x[:args.samples], mapping=mapping,

@@ -95,6 +95,7 @@ def test_report_parsing():
     assert rep["fmax"][clock] == pytest.approx((37.605, 12.0), abs=1e-2)
     fig = summarize("ice40", rep, lanes=4)
     assert fig["logic_cells"] == 1888 and fig["bram_blocks"] == 13 and fig["dsp"] == 1
+    assert (fig["spram_blocks"], fig["spram_blocks_available"]) == (0, 4)
     assert fig["throughput_updates_per_s"] == pytest.approx(4 * 37.605e6, rel=1e-3)
     cp = fig["critical_path"]
     assert cp["delay_ns"] == pytest.approx(1000 / 37.605, rel=0.02)
