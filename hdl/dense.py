@@ -491,14 +491,18 @@ class DenseStage(wiring.Component):
         # The handover, one cycle after the bank's last write.
         h_valid = Signal(name="list_hand_valid")
         h_bank = Signal(name="list_hand_bank")
-        h_count = Signal(range(n_in + 1), name="list_hand_count")
+        # The count is written one cycle before the bank is full (the engine's registered
+        # "last entry" flag is computed from it while it waits).
         m.d.sync += h_valid.eq(finish & plast)
         with m.If(finish & plast):
-            m.d.sync += [h_bank.eq(wb), h_count.eq(wcount_next)]
+            m.d.sync += h_bank.eq(wb)
+            for b in range(2):
+                with m.If(wb == b):
+                    m.d.sync += count[b].eq(wcount_next)
         with m.If(h_valid):
             for b in range(2):
                 with m.If(h_bank == b):
-                    m.d.sync += [full[b].eq(1), count[b].eq(h_count)]
+                    m.d.sync += full[b].eq(1)
 
         m.d.comb += port.ready.eq(~pvalid | (writable & pdone))
         with m.If(write):
@@ -567,7 +571,14 @@ class DenseStage(wiring.Component):
         m.d.comb += n.eq(Mux(rb, count[1], count[0]))
         issue = Signal()
         last_e = Signal()
-        m.d.comb += [issue.eq(en & busy), last_e.eq(e + 1 >= n)]
+        m.d.comb += issue.eq(en & busy)
+        if outreg:
+            # Registered "this is the list's last entry" (e + 1 >= n), one step ahead: no
+            # count -> compare -> counter path in the issue stage. While the engine waits
+            # it follows the bank's count (written a cycle before the bank is full).
+            m.d.comb += last_e.eq(self._last_e_reg(m, issue, e, k, n, rb, count))
+        else:
+            m.d.comb += last_e.eq(e + 1 >= n)
         with m.If(issue):
             with m.If(last_e):
                 m.d.sync += e.eq(0)
@@ -665,6 +676,24 @@ class DenseStage(wiring.Component):
                 value = acc[p] >> shift if shift >= 0 else acc[p] << -shift
                 m.d.sync += out.payload[p].eq(_clamp(value, fmt))
         m.d.comb += out.valid.eq(out_valid)
+
+    def _last_e_reg(self, m, issue, e, k, n, rb, count):
+        """The register ``e + 1 >= n`` of the registered-mode issue stage, updated for the
+        next ``(e, k, rb)``: after the last entry of the last beat the other bank starts at
+        ``e = 0``, after another last entry the same list restarts, else ``e + 1``."""
+        reg = Signal(name="last_e_reg")
+        other = Mux(rb, count[0], count[1])
+        with m.If(issue):
+            with m.If(reg):
+                with m.If(k == self._beats - 1):
+                    m.d.sync += reg.eq(other <= 1)
+                with m.Else():
+                    m.d.sync += reg.eq(n <= 1)
+            with m.Else():
+                m.d.sync += reg.eq(e + 2 >= n)
+        with m.Else():
+            m.d.sync += reg.eq(e + 1 >= n)
+        return reg
 
     def _elaborate_replay(self, m, src):
         """Store each computed vector (``B`` beats from ``src``) and emit it ``T`` times."""

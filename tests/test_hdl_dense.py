@@ -160,6 +160,21 @@ def test_one_active_input_per_vector(analog, outreg):
     check(dut, inputs, seed=11)
 
 
+@pytest.mark.parametrize("outreg", [False, True], ids=["plain", "outreg"])
+def test_lists_of_changing_length_back_to_back(outreg):
+    """The ingest runs ahead of a busy engine (one input beat per vector, four output
+    beats), and the list lengths change from vector to vector (0, 1 and several active
+    inputs): the engine must take each bank's own count when it switches banks."""
+    rng = np.random.default_rng(12)
+    layer = random_layer(rng, 16, 8, analog=False)
+    dut = DenseStage(layer, 2, in_lanes=16, memory_outreg=outreg)
+    counts = [1, 5, 0, 3, 1, 1, 6, 0, 1, 2, 1, 7, 0, 0, 1, 4]
+    inputs = np.zeros((len(counts), 16), dtype=np.int64)
+    for v, c in enumerate(counts):
+        inputs[v, rng.choice(16, c, replace=False)] = 1
+    check(dut, inputs, seed=12)
+
+
 def test_saturation_and_shifts():
     """Left, zero and right requantization shifts; currents clamp at both rails."""
     rng = np.random.default_rng(7)
