@@ -19,7 +19,8 @@ Two implementations with identical cycle behaviour:
   clock-to-output of ~5.8 ns limits ECP5 designs to ~135 MHz); nextpnr honours ``OUTREG``
   on an instantiated primitive (~1 ns clock-to-output). Each primitive is used in its
   18-bit mode (1024 words): the memory is tiled in 18-bit slices and 1024-word banks (a
-  bank-select register pair and a mux follow the output when deeper than 1024). The initial
+  bank-select register pair and a balanced mux tree follow the output when deeper than
+  1024). The initial
   contents go into ``INITVAL_00 .. INITVAL_3F`` (16 words of 18 bits per 320-bit row, each
   word in a 20-bit slot), built from the same ``init`` as the Memory variant.
 
@@ -112,6 +113,17 @@ def dp16kd_initvals(words, slice_index, bank):
                 value |= part << (20 * j)
         rows[f"INITVAL_{row:02X}"] = value
     return rows
+
+
+def _bank_mux(words, sel):
+    """``words[sel]`` as a balanced tree of 2:1 multiplexers on the bits of ``sel`` (depth
+    ``ceil(log2 len(words))``, not a chain of ``len(words) - 1`` compares; ``sel`` never
+    exceeds ``len(words) - 1``)."""
+    if len(words) == 1:
+        return words[0]
+    top = ceil_log2(len(words)) - 1
+    half = 1 << top
+    return Mux(sel[top], _bank_mux(words[half:], sel), _bank_mux(words[:half], sel))
 
 
 class RegisteredMemory(wiring.Component):
@@ -246,8 +258,7 @@ class RegisteredMemory(wiring.Component):
                 sel1 = Signal(aw - 14, name=f"spram_bank_rd{r}", reset_less=True)
                 with m.If(port.en):
                     m.d.sync += sel1.eq(port.addr[14:])
-                for b in reversed(range(banks - 1)):
-                    word = Mux(sel1 == b, bank_words[b], word)
+                word = _bank_mux(bank_words, sel1)
             out = Signal(self._shape, name=f"out_reg{r}", reset_less=True)
             with m.If(port.en):
                 m.d.sync += out.eq(word)
@@ -307,10 +318,7 @@ class RegisteredMemory(wiring.Component):
                 sel2 = Signal(aw - 10, name=f"bank_out{r}", reset_less=True)
                 with m.If(port.en):
                     m.d.sync += [sel1.eq(port.addr[10:]), sel2.eq(sel1)]
-                word = bank_words[-1]
-                for b in reversed(range(banks - 1)):
-                    word = Mux(sel2 == b, bank_words[b], word)
-                m.d.comb += port.data.eq(word)
+                m.d.comb += port.data.eq(_bank_mux(bank_words, sel2))
         return m
 
     @staticmethod
