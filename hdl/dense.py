@@ -421,7 +421,7 @@ class DenseStage(wiring.Component):
         * the lowest pending input is isolated as a one-hot (``pmask & -pmask``, a carry
           chain) and encoded by OR trees, not a ``Q``-deep priority multiplexer chain;
         * "the pending beat has at most one input left" and "it has one" are registers
-          computed one write ahead (from a count of the pending mask), so ``i_*.ready`` and
+          computed one write ahead (from a count of the inputs left), so ``i_*.ready`` and
           the write enable are a gate or two from registers;
         * the list write (address, entry, enable) is registered: it reaches the memory one
           cycle after it is decided, and the bank is handed to the engine one cycle after
@@ -441,6 +441,7 @@ class DenseStage(wiring.Component):
         pmask = Signal(Q)                     # its active inputs not yet written
         pany = Signal()                       # pmask != 0
         pdone = Signal()                      # pmask has at most one bit set
+        pleft = Signal(range(Q + 1))          # bits set in pmask
         pbase = Signal(range(max(2, IB * Q)))
         pib = Signal(range(IB))
         plast = Signal()
@@ -506,16 +507,17 @@ class DenseStage(wiring.Component):
 
         m.d.comb += port.ready.eq(~pvalid | (writable & pdone))
         with m.If(write):
-            # "At most one left after this write" = at most two set now: a count of the
-            # registered mask (an adder tree), not two carry chains in series.
+            # pleft counts the inputs left: "at most one left after this write" is a compare
+            # on a small counter, not two carry chains over the mask.
             m.d.sync += [pmask.eq(rest), wcount.eq(wcount_next), pany.eq(~pdone),
-                         pdone.eq(sum(pmask[p] for p in range(Q)) <= 2)]
+                         pleft.eq(pleft - 1), pdone.eq(pleft <= 2)]
         with m.If(finish):
             m.d.sync += pvalid.eq(0)
             with m.If(plast):
                 m.d.sync += [wb.eq(~wb), wcount.eq(0)]
         with m.If(port.valid & port.ready):
             m.d.sync += [pvalid.eq(1), pmask.eq(in_mask), pany.eq(in_mask != 0),
+                         pleft.eq(sum(in_mask[p] for p in range(Q))),
                          pdone.eq(at_most_one(in_mask)), pbase.eq(ib_base), pib.eq(ib),
                          plast.eq(ib == IB - 1)]
             if self._analog:
