@@ -30,9 +30,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from golden.examples import add_core_arguments, core_from_args
 
-from .estimate import check_fit, plan_memories
+from .estimate import check_fit, memory_blocks, plan_memories
 from .report import parse_nextpnr_report, parse_yosys_stat, summarize
 from .targets import TARGETS, dfu_suffix, get_target
 from .toolchain import missing_tools, toolchain_env
@@ -197,43 +199,94 @@ def _geometry(inet, mapping=None, in_lanes=None, outreg=None):
     return network_plan(inet, HardwareMapping.for_network(inet, mapping, in_lanes, outreg))
 
 
+def memory_placement(plan, target):
+    """Where each memory of the :class:`hdl.plan.NetworkPlan` ``plan`` goes on ``target``:
+    ``(name, depth, width, read_ports, place, blocks)`` rows with ``place`` ``"spram"``
+    (a dense stage's weights on a device with SPRAM, registered mode: the rule of
+    :func:`hdl.bram.uses_spram`; ``blocks`` = SB_SPRAM256KA count), ``"bram"`` (at least
+    ``_BRAM_MIN_DEPTH`` deep; the fewest blocks of the device's shapes, one copy per read
+    port) or ``"logic"`` (LUT RAM / flip-flops, 0 blocks)."""
+    from hdl.bram import spram_tiles, uses_spram
+    rows = []
+    for stage in plan.stages:
+        for mem in stage.memories:
+            name = f"{stage.name}.{mem.name}"
+            if (target.spram_blocks and stage.kind == "dense" and mem.name == "weights"
+                    and plan.mapping.outreg and uses_spram(target.device, mem.depth)):
+                rows.append((name, mem.depth, mem.width, mem.read_ports, "spram",
+                             spram_tiles(mem.width, mem.depth, mem.read_ports)))
+            elif mem.depth >= _BRAM_MIN_DEPTH:
+                rows.append((name, mem.depth, mem.width, mem.read_ports, "bram",
+                             memory_blocks(mem.depth, mem.width, target.bram_shapes)
+                             * mem.read_ports))
+            else:
+                rows.append((name, mem.depth, mem.width, mem.read_ports, "logic", 0))
+    return rows
+
+
 def network_memory(inet, mapping, target, *, in_lanes=None, outreg=None):
     """The memories of ``SpikingNetwork(inet, mapping)`` on ``target``.
 
     The sum of the stage plans (:func:`hdl.plan.network_plan`; ``mapping`` a
     :class:`hdl.mapping.HardwareMapping` or the lanes, with ``in_lanes``/``outreg``, as
-    ``HardwareMapping.for_network`` takes them). Memories at least ``_BRAM_MIN_DEPTH``
-    deep are mapped to the fewest blocks of the device's shapes (one copy per read port).
+    ``HardwareMapping.for_network`` takes them), placed by :func:`memory_placement`:
+    on a device with SPRAM (the UP5K) the dense weights go there, everything else to
+    block RAM (at least ``_BRAM_MIN_DEPTH`` deep) or logic.
 
     Returns
     -------
     dict
-        ``memories`` (name, depth, width, blocks), ``weight_bits``, ``memory_bits``,
-        ``bram_blocks`` (estimate), ``bram_blocks_available``, ``bram_bits_available``,
-        ``lanes``, ``in_lanes``, ``outreg``.
+        ``memories`` (name, depth, width, place, blocks), ``weight_bits``,
+        ``memory_bits``, ``bram_blocks`` (estimate), ``bram_blocks_available``,
+        ``bram_bits_available``, ``spram_blocks`` / ``spram_blocks_available``,
+        ``spram_weight_bits``, ``lanes``, ``in_lanes``, ``outreg``.
 
     Raises
     ------
     ValueError
-        The weights alone hold more bits than the device's block RAM, or the block
-        estimate exceeds the device's blocks (the message names both figures).
+        The weights held in block RAM are more bits than the device's block RAM, or the
+        block estimate exceeds the device's blocks, or the SPRAM blocks needed exceed the
+        device's (the message names the figures).
     """
     plan = _geometry(inet, mapping, in_lanes, outreg)
-    mems = plan_memories(plan.stages, target.bram_shapes, min_depth=_BRAM_MIN_DEPTH)
-    weight_bits = sum(layer.W_q.size * layer.formats.weight.bits for layer in inet.layers)
-    blocks = sum(b for *_, b in mems)
-    info = {"memories": [{"name": n, "depth": d, "width": w, "blocks": b}
-                         for n, d, w, b in mems],
+    rows = memory_placement(plan, target)
+    where = {name: place for name, *_, place, _ in rows}
+    weight_bits = spram_weight_bits = 0
+    # Synaptic stages are named after their layer: dense<i> / conv<i>.
+    synaptic = {s.name: s for s in plan.stages if s.kind in ("dense", "conv2d")}
+    for index, layer in enumerate(inet.layers):
+        if getattr(layer, "W_q", None) is None:
+            continue                     # pooling, flatten: no weights
+        bits = int(np.asarray(layer.W_q).size) * layer.formats.weight.bits
+        weight_bits += bits
+        names = [n for n in (f"dense{index}", f"conv{index}") if n in synaptic]
+        if names and where.get(f"{names[0]}.weights") == "spram":
+            spram_weight_bits += bits
+    blocks = sum(b for *_, place, b in rows if place == "bram")
+    spram = sum(b for *_, place, b in rows if place == "spram")
+    info = {"memories": [{"name": n, "depth": d, "width": w, "place": place, "blocks": b}
+                         for n, d, w, _, place, b in rows],
             "weight_bits": int(weight_bits), "memory_bits": plan.memory_bits,
             "bram_blocks": blocks, "bram_blocks_available": target.bram_blocks,
-            "bram_bits_available": target.bram_bits, **plan.mapping.to_json()}
+            "bram_bits_available": target.bram_bits,
+            "spram_blocks": spram, "spram_blocks_available": target.spram_blocks,
+            "spram_weight_bits": int(spram_weight_bits), **plan.mapping.to_json()}
     sizes = "-".join(str(n) for n in [inet.layers[0].n_in] + [l.n_out for l in inet.layers])
-    if weight_bits > target.bram_bits or blocks > target.bram_blocks:
+    bram_weights = weight_bits - spram_weight_bits
+    if bram_weights > target.bram_bits or blocks > target.bram_blocks:
         raise ValueError(
             f"the {sizes} network does not fit the {target.device} of {target.board}: its "
-            f"weights need {weight_bits / 1e3:.0f} kbit ({blocks} blocks estimated with the "
-            f"other memories), the block RAM holds {target.bram_bits / 1e3:.0f} kbit "
-            f"({target.bram_blocks} blocks); choose a bigger board")
+            f"weights need {weight_bits / 1e3:.0f} kbit ({bram_weights / 1e3:.0f} kbit in "
+            f"block RAM, {blocks} blocks estimated with the other memories), the block RAM "
+            f"holds {target.bram_bits / 1e3:.0f} kbit ({target.bram_blocks} blocks); "
+            f"choose a bigger board" + ("" if not target.spram_blocks else
+                                        " or fewer lanes (weights in SPRAM)"))
+    if spram > target.spram_blocks:
+        raise ValueError(
+            f"the {sizes} network does not fit the {target.device} of {target.board}: its "
+            f"weights in SPRAM need {spram} SB_SPRAM256KA blocks (lanes "
+            f"{list(plan.mapping.lanes)}; 16 bits x 16384 words each), the device has "
+            f"{target.spram_blocks}; use fewer lanes")
     return info
 
 
@@ -299,7 +352,8 @@ def _summary_line(info):
     logic = (f"{r['logic_cells']} LCs" if r.get("logic_cells") is not None
              else f"{r.get('luts')} LUTs")
     line = (f"{info['board']}: {logic}, {r.get('ffs')} FFs, {r['bram_blocks']} BRAM, "
-            f"{r['dsp']} DSP; Fmax {r.get('fmax_main_mhz')} MHz")
+            + (f"{r['spram_blocks']} SPRAM, " if r.get("spram_blocks") else "")
+            + f"{r['dsp']} DSP; Fmax {r.get('fmax_main_mhz')} MHz")
     thr = r.get("throughput_updates_per_s")
     if info.get("top") == "uart" and info.get("clock_mhz") and info.get("lanes"):
         # The board top runs at the board clock, not at Fmax, and its UART is the limit.

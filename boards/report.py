@@ -102,6 +102,7 @@ def summarize(family, report, cells=None, lanes=None, clock=None):
         out["logic_cells"], out["logic_cells_available"] = used("logic_cells")
         out["luts"] = (cells or {}).get("SB_LUT4")
         out["carries"] = (cells or {}).get("SB_CARRY")
+        out["spram_blocks"], out["spram_blocks_available"] = used("spram")
     else:
         out["luts"], out["luts_available"] = used("luts")
     out["ffs"] = _ffs(cells) if cells else used("ffs")[0] if family == "ecp5" else None

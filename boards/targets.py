@@ -32,6 +32,8 @@ class Target:
 
     ``bram_block`` is one block's bits (with the parity bits where the wide shapes use
     them as data) and ``bram_shapes`` the (depth, width) configurations of one block.
+    ``spram_blocks``: iCE40 UltraPlus single-port RAMs (16384 x 16 bits each), where
+    :mod:`hdl.bram` puts the dense stages' weights (see :func:`hdl.bram.uses_spram`).
     """
 
     name: str
@@ -52,10 +54,15 @@ class Target:
     uart: tuple = ("uart", 0)
     open_toolchain: bool = True
     note: str = ""
+    spram_blocks: int = 0
 
     @property
     def bram_bits(self):
         return self.bram_blocks * self.bram_block
+
+    @property
+    def spram_bits(self):
+        return self.spram_blocks * 16 * 16384
 
     def platform_class(self):
         import importlib
@@ -111,7 +118,7 @@ TARGETS = {
         platform="ICEBreakerPlatform", family="ice40", device="iCE40UP5K",
         luts=5280, ffs=5280, bram_blocks=30, bram_block=4096, bram_shapes=_ICE40_SHAPES,
         dsp=8, tools=("yosys", "nextpnr-ice40", "icepack"),
-        build_kwargs={"synth_opts": "-dsp"}, bitstream="bin"),
+        build_kwargs={"synth_opts": "-dsp"}, bitstream="bin", spram_blocks=4),
     "ulx3s-85f": Target(
         name="ulx3s-85f", board="Radiona ULX3S (85F)", module="amaranth_boards.ulx3s",
         platform="ULX3S_85F_Platform", family="ecp5", device="LFE5U-85F",

