@@ -34,7 +34,8 @@ def _run(name, top, plan, files, testcases):
     from cocotb_tools.runner import get_results, get_runner
 
     from boards.cocotb_board import PLAN_ENV
-    text = verilog.convert(top, name=TOP, emit_src=False)
+    from hdl.export import time_zero_events
+    text = time_zero_events(verilog.convert(top, name=TOP, emit_src=False))
     key = hashlib.sha256((text + json.dumps(plan, sort_keys=True)).encode()).hexdigest()[:12]
     directory = Path("build") / "boards_cosim" / f"{name}-{key}"
     directory.mkdir(parents=True, exist_ok=True)
