@@ -266,11 +266,12 @@ def run(args):
         raise ValueError(f"--lanes must be a positive integer, not {args.lanes}")
     if args.clock <= 0:
         raise ValueError(f"--clock must be a positive number of MHz, not {args.clock}")
+    for T in args.T or []:
+        if T < 1:
+            raise ValueError(f"-T must be at least 1, not {T}")
     plans = []
     if args.standin:
         for T in args.T or [2, 4]:
-            if T < 1:
-                raise ValueError(f"-T must be at least 1, not {T}")
             print(f"CIFAR stand-in, T = {T}: calibrating and running golden on "
                   f"{args.samples} random images ...", flush=True)
             inet, x = standin_network(T, samples=args.samples)

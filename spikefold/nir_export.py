@@ -30,7 +30,9 @@ def run(args):
     if args.target == "spikefold" and args.dt is None:
         raise ValueError("--dt is required for --target spikefold (the graph states its "
                          "time step; e.g. --dt 1e-3)")
+    from pathlib import Path
     model = ModelFile.load(args.model)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_nir(args.out, model.network, dt=args.dt, target=args.target)
     print(f"wrote {args.out} ({len(model.network.layers)} layers, target {args.target}"
           f"{'' if args.dt is None else f', dt {args.dt:g} s'})")

@@ -112,3 +112,9 @@ def test_cli_errors(argv, needle, capsys):
     rc = cli.main(["plan", "--model", str(DEFAULT_CONV_MODEL), *argv])
     assert rc != 0
     assert needle in capsys.readouterr().err
+
+
+def test_bad_T_refused_before_any_plan(capsys):
+    assert cli.main(["plan", "--standin", "cifar", "-T", "2", "0"]) == 2
+    captured = capsys.readouterr()
+    assert "-T must be at least 1, not 0" in captured.err and "calibrating" not in captured.out

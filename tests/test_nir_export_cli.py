@@ -39,3 +39,9 @@ def test_refusals(tmp_path, capsys, argv, needle):
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "a.nir").exists()
+
+
+def test_output_directory_is_created(tmp_path):
+    out = tmp_path / "new" / "dir" / "g.nir"
+    assert cli.main(["export", str(DEFAULT_MODEL), "-o", str(out), "--dt", "1e-3"]) == 0
+    assert out.is_file()
