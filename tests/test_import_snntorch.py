@@ -14,24 +14,18 @@ nn = torch.nn
 from spikefold.importer import ImportRefused, import_module  # noqa: E402
 from spikefold.importer.check import agreement  # noqa: E402
 
+from import_helpers import random_inputs, set_bn_stats  # noqa: E402
+
 T = 8
 N_IN = 20
 
 
 def _inputs(n=300, seed=1):
-    return np.random.default_rng(seed).uniform(0.0, 1.0, (n, N_IN))
+    return random_inputs(N_IN, n, seed)
 
 
 def _bn(features, seed):
-    bn = nn.BatchNorm1d(features)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        bn.running_mean.copy_(torch.randn(features, generator=g) * 0.3)
-        # variances near eps, so that eps matters (a wrong eps changes the spikes)
-        bn.running_var.copy_((torch.rand(features, generator=g) + 0.5) * 1e-5)
-        bn.weight.copy_((torch.randn(features, generator=g) * 0.5 + 1.0) * 3e-3)
-        bn.bias.copy_(torch.randn(features, generator=g) * 0.2 + 0.3)
-    return bn
+    return set_bn_stats(torch, nn.BatchNorm1d(features), seed)
 
 
 def _mlp(*, bn=False, beta=0.8, reset="zero", delay=True, threshold=0.6, hidden=(24, 16),

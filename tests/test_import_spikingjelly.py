@@ -20,24 +20,18 @@ from spikefold.importer.check import agreement  # noqa: E402
 from spikefold.importer.torch_walk import dense_honours_fire  # noqa: E402
 
 nn = torch.nn
+from import_helpers import random_inputs, set_bn_stats  # noqa: E402
+
 T = 8
 N_IN = 20
 
 
 def _inputs(n=300, seed=1):
-    return np.random.default_rng(seed).uniform(0.0, 1.0, (n, N_IN))
+    return random_inputs(N_IN, n, seed)
 
 
 def _bn(features, seed):
-    bn = layer.BatchNorm1d(features)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        bn.running_mean.copy_(torch.randn(features, generator=g) * 0.3)
-        # variances near eps, so that eps matters (a wrong eps changes the spikes)
-        bn.running_var.copy_((torch.rand(features, generator=g) + 0.5) * 1e-5)
-        bn.weight.copy_((torch.randn(features, generator=g) * 0.5 + 1.0) * 3e-3)
-        bn.bias.copy_(torch.randn(features, generator=g) * 0.2 + 0.3)
-    return bn
+    return set_bn_stats(torch, layer.BatchNorm1d(features), seed)
 
 
 def _mlp(neurons, *, bn=False, seed=0, mode="s", gain=2.5, readout=True):
