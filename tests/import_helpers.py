@@ -16,5 +16,7 @@ def set_bn_stats(torch, bn, seed):
         bn.running_mean.copy_(torch.randn(features, generator=g) * 0.3)
         bn.running_var.copy_((torch.rand(features, generator=g) + 0.5) * 1e-5)
         bn.weight.copy_((torch.randn(features, generator=g) * 0.5 + 1.0) * 3e-3)
-        bn.bias.copy_(torch.randn(features, generator=g) * 0.2 + 0.3)
+        bias = torch.randn(features, generator=g) * 0.2 + 0.3
+        if bn.bias is not None:                 # BNTT's per-step BatchNorms have none
+            bn.bias.copy_(bias)
     return bn

@@ -43,7 +43,9 @@ def _randomize_bn(bn, seed):
         # variances near eps, so that eps matters (a wrong eps changes the spikes)
         bn.running_var.copy_((torch.rand(c, generator=g) + 0.5) * 1e-5)
         bn.weight.copy_((torch.randn(c, generator=g) * 0.5 + 1.0) * 3e-3)
-        bn.bias.copy_(torch.randn(c, generator=g) * 0.2 + 0.3)
+        bias = torch.randn(c, generator=g) * 0.2 + 0.3
+        if bn.bias is not None:                 # BNTT's per-step BatchNorms have none
+            bn.bias.copy_(bias)
     return bn
 
 
@@ -239,6 +241,51 @@ def test_spikingjelly_unfolded_mpbn_conv_is_refused_for_T_above_1():
         with torch.no_grad():
             outs.append(net(x.unsqueeze(0).repeat(T, 1, 1, 1, 1)).numpy())
     assert not np.array_equal(outs[0], outs[1])
+
+
+def _sj_norm2d(kind, c, seed):
+    if kind == "bntt":
+        norm = layer.BatchNormThroughTime2d(T, c, step_mode="m")
+        for t, bn in enumerate(norm.bn_list):
+            _randomize_bn(bn, 100 * seed + t)
+            with torch.no_grad():               # no bias: centre lower so that it fires
+                bn.running_mean.sub_(0.4)
+        return norm
+    norm = _randomize_bn(layer.TemporalEffectiveBatchNorm2d(T=T, num_features=c), seed)
+    with torch.no_grad():
+        norm.scale.copy_(torch.linspace(0.7, 1.3, T))
+    return norm
+
+
+def _positive_mpbn(c, seed):
+    """A folded MPBNLIFNode whose per-channel thresholds are all > 0 (they scale into the
+    normalizer's output rather than being carried as an MPBN)."""
+    node = neuron.MPBNLIFNode(tau=2.0, v_threshold=0.4, out_channels=c, step_mode="m")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        node.vbn.running_mean.copy_(torch.rand(c, generator=g) * 0.3 + 0.1)
+        node.vbn.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+        node.vbn.weight.copy_(torch.rand(c, generator=g) * 0.6 + 0.7)
+        node.vbn.bias.copy_(torch.randn(c, generator=g) * 0.05)
+    node.re_parameterize_v_threshold()
+    return node
+
+
+@pytest.mark.parametrize("kind", ["bntt", "tebn"])
+def test_spikingjelly_per_timestep_norm_conv_is_exact(kind):
+    """Conv -> BNTT2d/TEBN2d -> folded MPBN (per-channel thresholds) -> pool -> conv ->
+    BNTT2d/TEBN2d -> LIF -> flatten -> Linear: the normalizers stay per-timestep tables."""
+    torch.manual_seed(3)
+    net = nn.Sequential(
+        _conv(1, 6, gain=2.0, cls=layer.Conv2d), _sj_norm2d(kind, 6, 0), _positive_mpbn(6, 1),
+        layer.MaxPool2d(2), _conv(6, 8, stride=2, gain=1.5, cls=layer.Conv2d),
+        _sj_norm2d(kind, 8, 2), neuron.LIFNode(tau=2.0, v_threshold=0.5), layer.Flatten(),
+        layer.Linear(32, 5)).double().eval()
+    functional.set_step_mode(net, "m")
+    network, table = _check_exact(net, fixed=True)
+    assert [layer.norm for layer in network.layers if layer.kind == "conv2d"] == [kind, kind]
+    assert network.layers[0].mpbn is None       # thresholds > 0 scaled into the normalizer
+    assert any("(its " + kind + " output) scaled" in c for c in table.rows[2].conversions)
 
 
 # -- refusals -----------------------------------------------------------------------------------

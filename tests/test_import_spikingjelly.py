@@ -188,7 +188,16 @@ def test_spiking_readout_is_exact(mode):
     (lambda: _mlp([(8, lambda h: neuron.ParametricLIFNode())]), "1", "not supported"),
     (lambda: _mlp([(8, LIF)], bn=False).append(layer.Linear(5, 3)), "3", "a second synapse"),
     (lambda: nn.Sequential(layer.Linear(N_IN, 4), layer.TemporalEffectiveBatchNorm1d(
-        T=T, num_features=4), LIF(4), layer.Linear(4, 2)), "1", "not supported"),
+        T=T - 2, num_features=4), LIF(4), layer.Linear(4, 2)), "1", "6 per-step scales for T = 8"),
+    (lambda: nn.Sequential(layer.Linear(N_IN, 4), layer.BatchNormThroughTime1d(
+        T + 1, 4, step_mode="m"), LIF(4), layer.Linear(4, 2)), "1", "import with -T 9"),
+    (lambda: nn.Sequential(layer.Linear(N_IN, 4), layer.BatchNormThroughTime1d(T, 4),
+                           layer.BatchNorm1d(4), LIF(4), layer.Linear(4, 2)),
+     "2", "after the per-timestep bntt"),
+    (lambda: nn.Sequential(layer.Linear(N_IN, 4), layer.BatchNormThroughTime1d(
+        T, 4, step_mode="m"), neuron.LIFNode(step_mode="m"), layer.Linear(4, 2),
+        layer.TemporalEffectiveBatchNorm1d(
+                               T=T, num_features=2)), "4", "readout takes no normalizer"),
 ])
 def test_unsupported_is_refused_naming_the_module(make, module, reason):
     with pytest.raises(ImportRefused, match=reason) as info:
@@ -214,3 +223,41 @@ def test_tdbn_folds_exactly():
     functional.set_step_mode(net, "m")
     _, table = _check_exact(net)
     assert "SpikingJelly tdBN" in table.rows[1].conversions[0]
+
+
+def _bntt(h, seed, mode):
+    bntt = layer.BatchNormThroughTime1d(T, h, step_mode=mode)
+    for t, bn in enumerate(bntt.bn_list):       # a different BatchNorm at every step
+        set_bn_stats(torch, bn, 100 * seed + t)
+    return bntt
+
+
+def _tebn(h, seed, mode):
+    tebn = set_bn_stats(torch, layer.TemporalEffectiveBatchNorm1d(T=T, num_features=h), seed)
+    with torch.no_grad():
+        tebn.scale.copy_(torch.linspace(0.6, 1.4, T))
+    return tebn
+
+
+@pytest.mark.parametrize("norm, mode", [("bntt", "s"), ("bntt", "m"), ("tebn", "m")])
+def test_per_timestep_norms_are_exact(norm, mode):
+    """BNTT and TEBN become the layer's per-timestep normalizer (not folded into the
+    weights); LIFNode's 1/tau input scale folds into the normalizer's output."""
+    make = {"bntt": _bntt, "tebn": _tebn}[norm]
+    torch.manual_seed(0)
+    layers, n = [], N_IN
+    for i, (h, neuron_of) in enumerate([(24, LIF), (16, IF)]):
+        lin = layer.Linear(n, h)
+        with torch.no_grad():
+            lin.weight.mul_(2.5)
+        layers += [lin, make(h, i, mode), neuron_of(h)]
+        n = h
+    net = nn.Sequential(*layers, layer.Linear(n, 5)).double().eval()
+    functional.set_step_mode(net, mode)
+    network, table = _check_exact(net)
+    assert [layer.norm for layer in network.layers] == [norm, norm, "none"]
+    assert any("normalizer's output scale" in c for c in table.rows[2].conversions)
+    if norm == "bntt":      # one table per step: step 3's statistics are step 3's BatchNorm
+        bn3 = net[1].bn_list[3]
+        np.testing.assert_array_equal(network.layers[0].norm_params["running_mean"][3],
+                                      bn3.running_mean.numpy())

@@ -20,6 +20,11 @@ source                      spikefold
 a Linear/Conv2d             output channel: ``a = gamma / sqrt(running_var + eps)``,
                             ``W' = a W``, ``b' = a (b - running_mean) + beta``
 SpikingJelly tdBN (1d/2d)   the same (its weight already holds ``alpha * v_th``)
+SpikingJelly BNTT (1d/2d)   the layer's ``norm="bntt"``: step ``t``'s own BatchNorm (no
+                            bias), a per-timestep per-channel affine table (not folded)
+SpikingJelly TEBN (1d/2d)   ``norm="tebn"``: ``scale[t] * BN(x)``, ``p = scale``; after a
+                            per-timestep norm, input scales and per-channel threshold scales
+                            fold into its output scale; a BatchNorm after it is refused
 ``nn.MaxPool2d``            a ``pool2d`` layer, mode ``max``, of spikes (after a neuron);
 ``nn.AvgPool2d``            mode ``avg`` (the ``1/K`` folds into the next synapse);
                             padding 0, no ``ceil_mode``/dilation/``divisor_override``
@@ -180,6 +185,9 @@ class _Synapse:
     in_shape: tuple
     stride: int = 1
     padding: int = 0
+    norm: str = "none"          # a per-timestep normalizer after the synapse (BNTT, TEBN)
+    norm_params: dict = field(default_factory=dict)
+    norm_eps: float = 1e-5
 
     @property
     def channels(self):
@@ -251,8 +259,8 @@ class Walk:
                                 "a custom container: the order its forward() calls its "
                                 "children in is unknown; pass its layers as an nn.Sequential")
         raise ImportRefused(name, _type_name(module), "unsupported module (supported: Linear, "
-                            "Conv2d, BatchNorm1d/2d, tdBN, MaxPool2d, AvgPool2d, Flatten, "
-                            "snnTorch Leaky, SpikingJelly LIFNode/IFNode/MPBNLIFNode, Norse "
+                            "Conv2d, BatchNorm1d/2d, tdBN, BNTT, TEBN, MaxPool2d, AvgPool2d, "
+                            "Flatten, snnTorch Leaky, SpikingJelly LIFNode/IFNode/MPBNLIFNode, Norse "
                             "LIFBoxCell/LIFCell, Dropout, Identity, nn.Sequential)")
 
     @property
@@ -318,12 +326,31 @@ class Walk:
 
     def fold_affine(self, name, module, a, b, conversion):
         syn = self.need_synapse(name, module, "a normalizer")
+        if syn.norm != "none":
+            raise ImportRefused(name, _type_name(module), f"a BatchNorm after the per-timestep "
+                                f"{syn.norm} normalizer of {syn.name!r}: it would act on the "
+                                f"normalizer's output, which spikefold's layer cannot hold")
         if a.shape != (syn.channels,):
             raise ImportRefused(name, _type_name(module),
                                 f"has {a.shape[0]} features, the {syn.kind} synapse "
                                 f"{syn.name!r} {syn.channels}")
         syn.weight, syn.bias = fold_into_weights(syn.weight, syn.bias, a, b)
         self.table.add(name, _type_name(module), f"{self.where()} (folded)", conversion)
+
+    def set_norm(self, name, module, norm, params, eps, conversion):
+        """A per-timestep normalizer (BNTT, TEBN) after the synapse: the layer's ``norm``
+        (it folds into a per-timestep, per-channel affine table, not into the weights)."""
+        syn = self.need_synapse(name, module, "a normalizer")
+        kind = _type_name(module)
+        if syn.norm != "none":
+            raise ImportRefused(name, kind, f"a second per-timestep normalizer after "
+                                f"{syn.norm} on {syn.name!r}")
+        for key, value in params.items():
+            if value.shape[-1:] != (syn.channels,) and key != "p":
+                raise ImportRefused(name, kind, f"has {value.shape[-1]} features, the "
+                                    f"{syn.kind} synapse {syn.name!r} {syn.channels}")
+        syn.norm, syn.norm_params, syn.norm_eps = norm, params, float(eps)
+        self.table.add(name, kind, f"{self.where()} norm {norm}", conversion)
 
     # -- layers without synapses ------------------------------------------------------------
 
@@ -393,11 +420,17 @@ class Walk:
         if not 0.0 < tau <= 1.0:
             raise ImportRefused(name, kind, f"decay {tau!r} is outside (0, 1]")
         weight, bias = syn.weight, syn.bias
+        norm_params = {key: value.copy() for key, value in syn.norm_params.items()}
         if input_scale != 1.0:
-            weight = weight * input_scale
-            bias = bias * input_scale
-            conv.append(f"input scale {input_scale!r} folded into {syn.name!r}'s weight "
-                        f"and bias")
+            if syn.norm == "none":
+                weight = weight * input_scale
+                bias = bias * input_scale
+                conv.append(f"input scale {input_scale!r} folded into {syn.name!r}'s weight "
+                            f"and bias")
+            else:
+                _scale_norm(syn.norm, norm_params, np.full(n, input_scale))
+                conv.append(f"input scale {input_scale!r} folded into the {syn.norm} "
+                            f"normalizer's output scale")
         if fire == ">=":
             if dense_honours_fire():
                 conv.append("fires on u >= v_th (neuron.fire '>=')")
@@ -421,10 +454,14 @@ class Walk:
         elif np.all(theta > 0):
             v_th = float(theta.max())
             k = v_th / theta
-            weight, bias = fold_into_weights(weight, bias, k, np.zeros(n))
+            if syn.norm == "none":
+                weight, bias = fold_into_weights(weight, bias, k, np.zeros(n))
+                where = "(weights and bias)"
+            else:
+                _scale_norm(syn.norm, norm_params, k)
+                where = f"(its {syn.norm} output)"
             conv.append(f"per-{per} thresholds {theta.min():.6g}..{theta.max():.6g}: {per} "
-                        f"i of {syn.name!r} (weights and bias) scaled by v_th/theta_i, v_th = "
-                        f"{v_th!r}")
+                        f"i of {syn.name!r} {where} scaled by v_th/theta_i, v_th = {v_th!r}")
         elif reset == "zero":
             # MPBN(u) = 1 * (u - theta_i) / sqrt((1 - 2**-20) + 2**-20) + 0 compared with
             # v_th = 0: every operation is exact, and it folds to the rule u > theta_i.
@@ -443,11 +480,12 @@ class Walk:
         neuron = Neuron(tau, v_th, reset, fire) if fire != ">" else Neuron(tau, v_th, reset)
         i = len(self.layers)
         eps = _MPBN_EPS if mpbn_eps is None else float(mpbn_eps)
+        norm = dict(norm=syn.norm, norm_params=norm_params, norm_eps=syn.norm_eps)
         if syn.kind == "dense":
-            layer = Dense(weight, bias, neuron=neuron, mpbn=mpbn, mpbn_eps=eps)
+            layer = Dense(weight, bias, neuron=neuron, mpbn=mpbn, mpbn_eps=eps, **norm)
         else:
             layer = Conv2d(weight, bias, syn.in_shape, syn.stride, syn.padding, neuron=neuron,
-                           mpbn=mpbn, mpbn_eps=eps)
+                           mpbn=mpbn, mpbn_eps=eps, **norm)
         self.layers.append(layer)
         syn.row.target = f"layer{i} {syn.label()}"
         self.table.add(name, kind, f"layer{i} neuron tau={tau!r} v_th={v_th!r} "
@@ -477,6 +515,10 @@ class Walk:
                            f"lowest index")
         else:
             syn = self.synapse
+            if syn.norm != "none":
+                row = next(r for r in self.table.rows if r.target.endswith(f"norm {syn.norm}"))
+                raise ImportRefused(row.source, row.module, "a per-timestep normalizer on the "
+                                    "readout: spikefold's readout takes no normalizer")
             if syn.kind != "dense":
                 raise ImportRefused(syn.name, syn.row.module, "a convolution without a "
                                     "neuron is the last layer; spikefold's readout is a "
@@ -632,6 +674,80 @@ def _sj_tdbn(walk, name, module):
     _batchnorm(walk, name, module, note=(
         f"SpikingJelly tdBN (alpha {module.alpha!r}, v_th {module.v_th!r}): alpha * v_th is "
         f"inside its weight, so eval mode is a BatchNorm with that weight; "))
+
+
+def _scale_norm(norm, params, k):
+    """Scale the output of the per-timestep normalizer ``norm`` by ``k`` per channel, in
+    place (exact: both are affine in their output)."""
+    if norm == "bntt":
+        params["gamma"] = params["gamma"] * k
+    elif norm == "tebn":
+        params["gamma"] = params["gamma"] * k
+        params["beta"] = params["beta"] * k
+    else:                                                   # pragma: no cover - not imported
+        raise AssertionError(norm)
+
+
+def _bn_state(name, module):
+    """``(gamma, beta, running_mean, running_var)`` of an eval-mode BatchNorm."""
+    if not module.track_running_stats or module.running_mean is None:
+        raise ImportRefused(name, _type_name(module), "has no running statistics "
+                            "(track_running_stats=False): eval mode uses batch statistics")
+    n = module.num_features
+    gamma = _array(module.weight) if module.affine else np.ones(n)
+    beta = (_array(module.bias) if module.affine and module.bias is not None
+            else np.zeros(n))
+    return gamma, beta, _array(module.running_mean), _array(module.running_var)
+
+
+def _check_bn_kind(walk, name, module):
+    syn = walk.need_synapse(name, module, "a normalizer")
+    two_d = "2d" in type(module).__name__
+    if two_d != (syn.kind == "conv2d"):
+        raise ImportRefused(name, _type_name(module), f"a {'2-D' if two_d else '1-D'} "
+                            f"normalizer after the {syn.kind} synapse {syn.name!r}")
+    return syn
+
+
+@register_handler(_exact("spikingjelly", "BatchNormThroughTime1d", "BatchNormThroughTime2d"))
+def _sj_bntt(walk, name, module):
+    """SpikingJelly BNTT: ``T`` BatchNorms without bias, one per step -> ``norm="bntt"``."""
+    walk.libraries.add("spikingjelly")
+    kind = _type_name(module)
+    _check_bn_kind(walk, name, module)
+    bns = list(module.bn_list)
+    if len(bns) != walk.T:
+        raise ImportRefused(name, kind, f"has {len(bns)} per-step BatchNorms for T = "
+                            f"{walk.T} (import with -T {len(bns)})")
+    eps = {float(bn.eps) for bn in bns}
+    if len(eps) != 1:
+        raise ImportRefused(name, kind, f"its per-step BatchNorms have different eps {sorted(eps)}")
+    states = [_bn_state(f"{name}.bn_list.{t}", bn) for t, bn in enumerate(bns)]
+    params = {"gamma": np.stack([st[0] for st in states]),
+              "running_mean": np.stack([st[2] for st in states]),
+              "running_var": np.stack([st[3] for st in states])}
+    walk.set_norm(name, module, "bntt", params, eps.pop(),
+                  f"BNTT: step t uses its own BatchNorm (running stats, no bias, eps "
+                  f"{bns[0].eps!r}): gamma[t] (x - mean[t]) / sqrt(var[t] + eps), a "
+                  f"per-timestep per-channel affine table")
+
+
+@register_handler(_exact("spikingjelly", "TemporalEffectiveBatchNorm1d",
+                         "TemporalEffectiveBatchNorm2d"))
+def _sj_tebn(walk, name, module):
+    """SpikingJelly TEBN: ``scale[t] * BN(x_t)`` -> ``norm="tebn"`` with ``p = scale``."""
+    walk.libraries.add("spikingjelly")
+    kind = _type_name(module)
+    _check_bn_kind(walk, name, module)
+    scale = _array(module.scale).reshape(-1)
+    if scale.size != walk.T:
+        raise ImportRefused(name, kind, f"has {scale.size} per-step scales for T = {walk.T} "
+                            f"(import with -T {scale.size})")
+    gamma, beta, mean, var = _bn_state(name, module)
+    walk.set_norm(name, module, "tebn", {"gamma": gamma, "beta": beta, "running_mean": mean,
+                                         "running_var": var, "p": scale}, float(module.eps),
+                  f"TEBN: scale[t] * BatchNorm (running stats, eps {module.eps!r}), a "
+                  f"per-timestep per-channel affine table")
 
 
 @register_handler(_is_bn)
@@ -907,8 +1023,8 @@ def _sj_unfolded_mpbn(walk, name, module, decay, scale, conv):
 def _sj_other(walk, name, module):
     raise ImportRefused(name, _type_name(module), "this SpikingJelly module is not supported "
                         "(neurons: LIFNode, IFNode, MPBNLIFNode; layers: Linear, Conv2d, "
-                        "BatchNorm1d/2d, tdBN, MaxPool2d, AvgPool2d, Flatten, Dropout, "
-                        "SeqToANNContainer, MultiStepContainer)")
+                        "BatchNorm1d/2d, tdBN, BNTT, TEBN, MaxPool2d, AvgPool2d, Flatten, "
+                        "Dropout, SeqToANNContainer, MultiStepContainer)")
 
 
 # Norse ---------------------------------------------------------------------------------------
