@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["snntorch_mlp", "spikingjelly_mlp", "snntorch_conv", "spikingjelly_mpbn_conv",
-           "train", "T", "T_CONV"]
+           "spikingjelly_tebn_conv", "spikingjelly_bntt_conv", "train", "T", "T_CONV"]
 
 T = 8
 #: Timesteps of the conv examples.
@@ -157,6 +157,46 @@ def spikingjelly_mpbn_conv(epochs=4, fold=True):
             if isinstance(m, neuron.MPBNLIFNode):
                 m.re_parameterize_v_threshold()
     return net.eval()
+
+
+def _sj_per_timestep_conv(norm, epochs):
+    import torch
+    from spikingjelly.activation_based import functional, layer, neuron
+
+    torch.manual_seed(0)
+
+    def bn(c):
+        if norm == "tebn":
+            return layer.TemporalEffectiveBatchNorm2d(T=T_CONV, num_features=c)
+        return layer.BatchNormThroughTime2d(T_CONV, c, step_mode="m")
+    net = torch.nn.Sequential(
+        layer.Conv2d(1, 8, 3, padding=1), bn(8), neuron.LIFNode(tau=2.0, v_threshold=0.5),
+        layer.MaxPool2d(2), layer.Conv2d(8, 16, 3, padding=1), bn(16),
+        neuron.LIFNode(tau=2.0, v_threshold=0.5), layer.MaxPool2d(2), layer.Flatten(),
+        layer.Linear(64, 10))
+    functional.set_step_mode(net, "m")
+
+    def forward(x):
+        return net(x.unsqueeze(0).repeat(T_CONV, 1, 1, 1, 1))
+    with _threads(1):
+        return train(net, forward, epochs=epochs, reset=lambda: functional.reset_net(net),
+                     shape=(1, 8, 8))
+
+
+def spikingjelly_tebn_conv(epochs=4):
+    """SpikingJelly conv net with TEBN (multi-step) on 1 x 8 x 8 digits::
+
+        Conv2d 1->8 3x3 pad 1 -> TEBN2d -> LIFNode(tau 2) -> MaxPool2d 2
+        Conv2d 8->16 3x3 pad 1 -> TEBN2d -> LIFNode -> MaxPool2d 2 -> Flatten -> Linear 64->10
+
+    TEBN (``scale[t] * BN(x)``) imports as the layers' per-timestep normalizer.
+    """
+    return _sj_per_timestep_conv("tebn", epochs)
+
+
+def spikingjelly_bntt_conv(epochs=4):
+    """As :func:`spikingjelly_tebn_conv` with BNTT (one BatchNorm per step, no bias)."""
+    return _sj_per_timestep_conv("bntt", epochs)
 
 
 class _threads:
