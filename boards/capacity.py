@@ -16,11 +16,12 @@ scale: 3 x 32 x 32 input, two 3x3 conv layers per block at 64, 128 and 256 chann
 trained-looking weights (``golden.examples.example_conv_network``, tdBN + channel-wise
 MPBN), calibrated to 16-bit currents and membranes with 8-bit weights on random images.
 
-Threshold tables: the LIF array keeps one threshold word per neuron (channel-wise MPBN
-arrives broadcast from golden). :func:`threshold_layouts` gives, per conv LIF stage, the
-bits of that element-wise layout against a channel-wise table (``C`` words, one copy per
-lane: lanes step through different channels) so the smaller one can be chosen; with
-element-wise MPBN only the per-neuron layout is exact.
+Threshold tables: a conv LIF array keeps one threshold word per channel when the folded
+thresholds are the same within every channel (channel-wise MPBN, which golden broadcasts
+to every neuron; :func:`hdl.stages.conv_threshold_channels`), else one per neuron
+(element-wise MPBN). :func:`threshold_layouts` gives, per conv LIF stage, the bits of both
+layouts (the per-channel one with a copy per group of lanes that see the same channel
+sequence, as the array builds it) and which one is built.
 """
 
 from __future__ import annotations
@@ -79,10 +80,13 @@ def activity(inet, x):
 
 def threshold_layouts(inet, mapping, shapes):
     """Per conv layer with a LIF: ``(name, neurons, channels, element_bits, channel_bits,
-    element_blocks, channel_blocks)``: the per-neuron table the LIF array builds (one
-    ``ceil(N/P)``-word memory per lane) against a per-channel table (a ``C``-word copy per
-    lane), both ``Bth + 2`` bits wide; blocks on a device with block shapes ``shapes``
-    (memories under 32 words: LUT RAM, 0 blocks)."""
+    element_blocks, channel_blocks, built)``: the per-neuron table (one ``ceil(N/P)``-word
+    memory per lane) against the per-channel one (``C`` words, and a copy per read port:
+    one per group of lanes with the same channel sequence), both ``Bth + 2`` bits wide; blocks on a device with block shapes ``shapes`` (memories under 32 words:
+    LUT RAM, 0 blocks); ``built`` is ``"per-channel"`` or ``"per-neuron"``."""
+    from hdl.plan import lif_plan
+    from hdl.stages import conv_threshold_channels
+
     from .estimate import memory_blocks
     rows = []
     for i, layer in enumerate(inet.layers):
@@ -94,10 +98,15 @@ def threshold_layouts(inet, mapping, shapes):
         P = mapping.lanes[i]
         depth = -(-cfg.neurons // P)
 
-        def blocks(d):
-            return P * memory_blocks(d, width, shapes) if d >= 32 else 0
-        rows.append((f"lif{i}", cfg.neurons, C, P * max(2, depth) * width, P * C * width,
-                     blocks(depth), blocks(C)))
+        def blocks(d, copies):
+            return copies * memory_blocks(d, width, shapes) if d >= 32 else 0
+        # The per-channel table as hdl.lif_array builds it: one memory, a read port (a copy)
+        # per group of lanes with the same channel sequence.
+        table = lif_plan(cfg, P, threshold_channels=C).memories[0]
+        built = "per-channel" if conv_threshold_channels(layer) else "per-neuron"
+        rows.append((f"lif{i}", cfg.neurons, C, P * max(2, depth) * width,
+                     table.read_ports * table.depth * width, blocks(depth, P),
+                     blocks(table.depth, table.read_ports), built))
     return rows
 
 
@@ -160,8 +169,8 @@ class CapacityPlan:
                 "cycles_per_image": self.cycles_per_image, "firing_rates": self.rates,
                 "stages": [r.__dict__ for r in self.rows],
                 "thresholds": [dict(zip(("lif", "neurons", "channels", "element_bits",
-                                         "channel_bits", "element_blocks", "channel_blocks"),
-                                        t)) for t in self.thresholds]}
+                                         "channel_bits", "element_blocks", "channel_blocks",
+                                         "built"), t)) for t in self.thresholds]}
 
 
 def _is_weights(name):
@@ -227,12 +236,12 @@ def format_plan(cp, clock_mhz=100.0):
             lines.append("does not fit on chip; stream these weight memories from external "
                          "memory: " + ", ".join(f"{r.name} ({r.weight_blocks} blocks)"
                                                 for r in s))
-    for name, n, c, eb, cb, ek, ck in cp.thresholds:
-        better = "per-channel" if (ck, cb) < (ek, eb) else "per-neuron"
+    for name, n, c, eb, cb, ek, ck, built in cp.thresholds:
+        why = ("thresholds the same within every channel" if built == "per-channel"
+               else "thresholds differ within a channel: element-wise MPBN")
         lines.append(f"{name} thresholds: per-neuron {eb / 1024:.1f} kbit, {ek} blocks "
                      f"({n} neurons) vs per-channel {cb / 1024:.1f} kbit, {ck} blocks "
-                     f"({c} channels x lanes): {better} uses less (element-wise MPBN needs "
-                     f"per-neuron)")
+                     f"({c} channels); built {built} ({why})")
     return "\n".join(lines)
 
 

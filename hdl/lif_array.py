@@ -120,6 +120,7 @@ logic cells per lane: the sweep registers them on ECP5 only).
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -242,6 +243,12 @@ class LIFArray(wiring.Component):
         With ``memory_outreg`` only: ``"auto"`` (DP16KD primitives when elaborated for a
         platform whose ``family`` is ``"ecp5"``, else inferred memories), ``"ecp5"`` (always
         primitives, e.g. for a Verilog export aimed at ECP5) or ``"memory"`` (never).
+    threshold_channels : int or None
+        ``C``: hold the comparator table per channel (neuron ``i`` is in channel
+        ``i // (N / C)``, as a channel-major feature map) instead of per neuron: one table of
+        ``C`` words instead of ``N``, for thresholds that are the same within every channel
+        (channel-wise MPBN on a conv layer); see :meth:`threshold_layout`. The table is
+        fixed at elaboration: the array has no ``load_threshold`` port then.
 
     Attributes
     ----------
@@ -255,7 +262,7 @@ class LIFArray(wiring.Component):
     t : Out(unsigned(tw))
         Timestep of the next input beat to be accepted (a register).
     load_threshold : In(stream.Signature(threshold_load_layout(config), always_ready=True))
-        Rewrites neuron ``index``'s comparator entry.
+        Rewrites neuron ``index``'s comparator entry (not with ``threshold_channels``).
     load_affine : In(stream.Signature(affine_load_layout(config), always_ready=True))
         Only with ``config.affine``: rewrites the coefficients at ``(t, channel)``.
 
@@ -268,20 +275,24 @@ class LIFArray(wiring.Component):
         ``config``, ``thresholds`` or ``affine`` of the wrong type.
     ValueError
         ``lanes`` not an integer in ``1 .. N``; a table of the wrong size or with values
-        that do not fit their formats; an affine table missing or given without the stage.
+        that do not fit their formats; an affine table missing or given without the stage;
+        ``threshold_channels`` that does not divide ``N`` or a table that differs within a
+        channel (the message names the neuron).
     """
 
     def __new__(cls, config=None, lanes=None, *, thresholds=None, affine=None,
-                memory_outreg=False, bram="auto"):
+                memory_outreg=False, bram="auto", threshold_channels=None):
         # Refuse bad arguments before the object exists: an elaboratable whose __init__
         # raises would later also warn that it was "created but never used".
         cls._check_arguments(config, lanes, thresholds, affine)
         cls._check_memory_options(memory_outreg, bram)
+        cls._check_threshold_channels(config, thresholds, threshold_channels)
         return super().__new__(cls, src_loc_at=1)
 
     def __init__(self, config, lanes, *, thresholds, affine=None, memory_outreg=False,
-                 bram="auto"):
+                 bram="auto", threshold_channels=None):
         checked = self._check_arguments(config, lanes, thresholds, affine)
+        self._thr_channels = threshold_channels
         self._config = config
         self._lanes = lanes
         self._thresholds = checked.thresholds
@@ -318,9 +329,10 @@ class LIFArray(wiring.Component):
             "o_spikes": Out(stream.Signature(output_layout(config, lanes))),
             "clear": In(1),
             "t": Out(unsigned(_width(config.T))),
-            "load_threshold": In(stream.Signature(
-                threshold_load_layout(config), always_ready=True)),
         }
+        if threshold_channels is None:
+            members["load_threshold"] = In(stream.Signature(
+                threshold_load_layout(config), always_ready=True))
         if config.affine:
             members["load_affine"] = In(stream.Signature(
                 affine_load_layout(config), always_ready=True))
@@ -350,6 +362,45 @@ class LIFArray(wiring.Component):
         return CoreModel(config, thresholds, affine)
 
     @staticmethod
+    def threshold_layout(thresholds, channels):
+        """``channels`` if the comparator table ``thresholds`` (``N`` entries, a channel-major
+        map of ``channels`` channels) is the same within every channel, else ``None``.
+
+        The per-channel table is the smaller one whenever it applies (``C`` words against
+        ``N``), so :mod:`hdl.stages` uses it for such conv LIF arrays (channel-wise MPBN);
+        an element-wise MPBN (a threshold per (c, y, x) neuron) needs the per-neuron one.
+        """
+        n = len(thresholds)
+        if channels is None or channels < 1 or n % channels or n == channels:
+            return None
+        cs = n // channels
+        theta = thresholds.theta_q.reshape(channels, cs)
+        compare = thresholds.compare.reshape(channels, cs)
+        same = np.all(theta == theta[:, :1]) and np.all(compare == compare[:, :1])
+        return int(channels) if same else None
+
+    @staticmethod
+    def _check_threshold_channels(config, thresholds, channels):
+        if channels is None:
+            return
+        n = config.neurons
+        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1 \
+                or n % channels:
+            raise ValueError(f"threshold_channels must be a positive divisor of the neuron "
+                             f"count {n}, not {channels!r}")
+        cs = n // channels
+        for i in range(n):
+            first = (i // cs) * cs
+            if (thresholds.theta_q[i], thresholds.compare[i]) != \
+                    (thresholds.theta_q[first], thresholds.compare[first]):
+                raise ValueError(
+                    f"threshold_channels={channels}: neuron {i} (channel {i // cs}) has "
+                    f"theta_q {int(thresholds.theta_q[i])}, compare "
+                    f"{int(thresholds.compare[i])} but the channel's neuron {first} has "
+                    f"{int(thresholds.theta_q[first])}, {int(thresholds.compare[first])}; "
+                    f"use the per-neuron table")
+
+    @staticmethod
     def _check_memory_options(memory_outreg, bram):
         if not isinstance(memory_outreg, bool):
             raise TypeError(f"memory_outreg must be a bool, not {memory_outreg!r}")
@@ -365,6 +416,11 @@ class LIFArray(wiring.Component):
         ``memory_outreg``, ``bram``)."""
         return cls(folded_core.config, lanes, thresholds=folded_core.thresholds,
                    affine=folded_core.affine, **options)
+
+    @property
+    def threshold_channels(self):
+        """``C`` of a per-channel comparator table, or ``None`` (per neuron)."""
+        return self._thr_channels
 
     # -- read-only parameters --------------------------------------------------------------
 
@@ -470,6 +526,126 @@ class LIFArray(wiring.Component):
                 out = {"v_new": out["v_new"]}
         return out
 
+    def _elaborate_neuron_thresholds(self, m, en, step, k, last, thr_layout):
+        """One threshold memory per lane (address ``k``, neurons ``p, p + P, ...``) with its
+        load port; returns each lane's read data."""
+        cfg = self._config
+        P, N, B = self._lanes, cfg.neurons, self._beats
+        load = self.load_threshold
+        if P & (P - 1) == 0:
+            load_lane = load.payload.index[:ceil_log2(P)]
+            load_addr = load.payload.index[ceil_log2(P):]
+        else:
+            load_lane = load.payload.index % P
+            load_addr = load.payload.index // P
+        if not self._outreg:
+            hit, bypass, pend = self._threshold_bypass(m, en, step, k, last, load_lane,
+                                                       load_addr, thr_layout)
+        thr_data = []
+        for p in range(P):
+            init = []
+            for kk in range(B):
+                i = kk * P + p
+                if i < N:
+                    theta_i = int(self._thresholds.theta_q[i])
+                    code_i = int(self._thresholds.compare[i])
+                    if self._fold_stored:
+                        code_i = self._stored_compare(theta_i, code_i)
+                    init.append({"theta": theta_i, "compare": int(code_i)})
+                else:
+                    init.append({"theta": 0, "compare": int(Compare.NEVER)})
+            if self._outreg:
+                mem = self._registered(thr_layout, _depth(B), init)
+                rd, wr = mem.read[0], mem.write
+                m.submodules[f"threshold_{p}"] = mem
+                m.d.comb += [
+                    rd.addr.eq(k), rd.en.eq(en),
+                    wr.addr.eq(load_addr),
+                    wr.data.theta.eq(load.payload.theta),
+                    wr.data.compare.eq(load.payload.compare),
+                    wr.en.eq(load.valid & (load_lane == p) & (load.payload.index < N)),
+                ]
+                thr_data.append(rd.data)
+                continue
+            # Collisions are handled here (the write one clock late, the bypass), so
+            # Yosys need not emulate the old-data read.
+            mem = memory.Memory(shape=thr_layout, depth=_depth(B), init=init,
+                                attrs=NO_RW_CHECK)
+            m.submodules[f"threshold_{p}"] = mem
+            rd = _sync_read(m, mem, f"threshold_{p}")
+            wr = mem.write_port()
+            m.d.comb += [rd.addr.eq(k), rd.en.eq(en),
+                         wr.addr.eq(pend["addr"]), wr.data.eq(pend["data"]),
+                         wr.en.eq(pend["we"][p])]
+            word = Signal(thr_layout, name=f"threshold_{p}_word")
+            m.d.comb += word.eq(Mux(hit[p], bypass, rd.data))
+            thr_data.append(word)
+        return thr_data
+
+    def _channel_groups(self, m, take, last, cs, name):
+        """Lanes that see the same channel in every beat, each group with a channel counter
+        (``ch``, the channel of the group's first lane in the current beat); returns
+        ``[(ch, lanes)]``."""
+        P, B = self._lanes, self._beats
+        groups = {}
+        for p in range(P):
+            seq = tuple((kk * P + p) // cs for kk in range(B))
+            groups.setdefault(seq, []).append(p)
+        q, r = divmod(P, cs)
+        ch_max = (B * P - 1) // cs
+        out = []
+        for g, members in enumerate(groups.values()):
+            rep = members[0]
+            # At least 1 bit each (a 0-bit signal becomes a ``[-1:0]`` vector in Verilog).
+            ch = Signal(range(max(2, ch_max + 1)), init=rep // cs, name=f"{name}_ch{g}")
+            pos = Signal(range(max(2, cs)), init=rep % cs, name=f"{name}_pos{g}")
+            with m.If(self.clear | (take & last)):
+                m.d.sync += [ch.eq(rep // cs), pos.eq(rep % cs)]
+            with m.Elif(take):
+                nxt = pos + r
+                carry = nxt >= cs
+                m.d.sync += [
+                    pos.eq(Mux(carry, nxt - cs, nxt)),
+                    ch.eq(ch + q + carry),
+                ]
+            out.append((ch, members))
+        return out
+
+    def _elaborate_channel_thresholds(self, m, en, take, last, thr_layout):
+        """The per-channel comparator table (``threshold_channels``): one memory of a word
+        per channel (words past the last channel, which only lanes past ``N`` address, are
+        NEVER), one read port per group of lanes with the same channel sequence, read at
+        the accept edge; no load port. Returns each lane's read data."""
+        cfg = self._config
+        C, N = self._thr_channels, cfg.neurons
+        cs = N // C
+        groups = self._channel_groups(m, take, last, cs, "thr")
+        depth = _depth((self._beats * self._lanes - 1) // cs + 1)
+        init = []
+        for c in range(depth):
+            if c < C:
+                theta_c = int(self._thresholds.theta_q[c * cs])
+                code_c = int(self._thresholds.compare[c * cs])
+                if self._fold_stored:
+                    code_c = self._stored_compare(theta_c, code_c)
+                init.append({"theta": theta_c, "compare": int(code_c)})
+            else:
+                init.append({"theta": 0, "compare": int(Compare.NEVER)})
+        if self._outreg:
+            # Never written: no read-during-write handling.
+            mem = self._registered(thr_layout, depth, init, read_ports=len(groups),
+                                   collisions=False)
+        else:
+            mem = memory.Memory(shape=thr_layout, depth=depth, init=init)
+        m.submodules.threshold = mem
+        lane_data = [None] * self._lanes
+        for g, (ch, members) in enumerate(groups):
+            rd = mem.read[g] if self._outreg else mem.read_port(domain="sync")
+            m.d.comb += [rd.addr.eq(ch), rd.en.eq(en)]
+            for p in members:
+                lane_data[p] = rd.data
+        return lane_data
+
     def _stored_compare(self, theta, compare):
         """The code the comparator uses for ``(theta, compare)``: NEVER where the
         comparison can never hold on a saturated membrane (GT at the membrane's top rail,
@@ -571,55 +747,10 @@ class LIFArray(wiring.Component):
 
         # Threshold memories, one per lane, read at the accept edge.
         thr_layout = data.StructLayout({"theta": signed(Bth), "compare": unsigned(2)})
-        load = self.load_threshold
-        if P & (P - 1) == 0:
-            load_lane = load.payload.index[:ceil_log2(P)]
-            load_addr = load.payload.index[ceil_log2(P):]
+        if self._thr_channels is not None:
+            thr_data = self._elaborate_channel_thresholds(m, en, take, last, thr_layout)
         else:
-            load_lane = load.payload.index % P
-            load_addr = load.payload.index // P
-        if not self._outreg:
-            hit, bypass, pend = self._threshold_bypass(m, en, step, k, last, load_lane,
-                                                       load_addr, thr_layout)
-        thr_data = []
-        for p in range(P):
-            init = []
-            for kk in range(B):
-                i = kk * P + p
-                if i < N:
-                    theta_i = int(self._thresholds.theta_q[i])
-                    code_i = int(self._thresholds.compare[i])
-                    if self._fold_stored:
-                        code_i = self._stored_compare(theta_i, code_i)
-                    init.append({"theta": theta_i, "compare": int(code_i)})
-                else:
-                    init.append({"theta": 0, "compare": int(Compare.NEVER)})
-            if self._outreg:
-                mem = self._registered(thr_layout, _depth(B), init)
-                rd, wr = mem.read[0], mem.write
-                m.submodules[f"threshold_{p}"] = mem
-                m.d.comb += [
-                    rd.addr.eq(k), rd.en.eq(en),
-                    wr.addr.eq(load_addr),
-                    wr.data.theta.eq(load.payload.theta),
-                    wr.data.compare.eq(load.payload.compare),
-                    wr.en.eq(load.valid & (load_lane == p) & (load.payload.index < N)),
-                ]
-                thr_data.append(rd.data)
-                continue
-            # Collisions are handled here (the write one clock late, the bypass), so
-            # Yosys need not emulate the old-data read.
-            mem = memory.Memory(shape=thr_layout, depth=_depth(B), init=init,
-                                attrs=NO_RW_CHECK)
-            m.submodules[f"threshold_{p}"] = mem
-            rd = _sync_read(m, mem, f"threshold_{p}")
-            wr = mem.write_port()
-            m.d.comb += [rd.addr.eq(k), rd.en.eq(en),
-                         wr.addr.eq(pend["addr"]), wr.data.eq(pend["data"]),
-                         wr.en.eq(pend["we"][p])]
-            word = Signal(thr_layout, name=f"threshold_{p}_word")
-            m.d.comb += word.eq(Mux(hit[p], bypass, rd.data))
-            thr_data.append(word)
+            thr_data = self._elaborate_neuron_thresholds(m, en, step, k, last, thr_layout)
 
         # Affine table: one read port per group of lanes sharing a channel sequence.
         aff_data = [None] * P
@@ -815,7 +946,7 @@ class LIFArray(wiring.Component):
     def _elaborate_affine(self, m, en, take, last, t):
         """Affine memory and per-group channel counters; returns each lane's read data."""
         cfg = self._config
-        P, B, T, C = self._lanes, self._beats, cfg.T, cfg.channels
+        P, T, C = self._lanes, cfg.T, cfg.channels
         cs = cfg.channel_size
         cbits = ceil_log2(C)
         layout = data.StructLayout({"a": signed(cfg.scale.bits), "b": signed(cfg.membrane.bits)})
@@ -825,10 +956,7 @@ class LIFArray(wiring.Component):
                 init[(tt << cbits) | c] = {"a": int(self._affine.a_q[tt, c]),
                                             "b": int(self._affine.b_q[tt, c])}
         # Lanes with the same channel in every beat share one read port.
-        groups = {}
-        for p in range(P):
-            seq = tuple((kk * P + p) // cs for kk in range(B))
-            groups.setdefault(seq, []).append(p)
+        groups = self._channel_groups(m, take, last, cs, "aff")
         if self._outreg:
             mem = self._registered(layout, _depth(T << cbits), init, read_ports=len(groups))
         else:
@@ -848,22 +976,7 @@ class LIFArray(wiring.Component):
         ]
 
         lane_data = [None] * P
-        q, r = divmod(P, cs)
-        ch_max = (B * P - 1) // cs
-        for g, (seq, members) in enumerate(groups.items()):
-            rep = members[0]
-            # At least 1 bit each (a 0-bit signal becomes a ``[-1:0]`` vector in Verilog).
-            ch = Signal(range(max(2, ch_max + 1)), init=rep // cs, name=f"aff_ch{g}")
-            pos = Signal(range(max(2, cs)), init=rep % cs, name=f"aff_pos{g}")
-            with m.If(self.clear | (take & last)):
-                m.d.sync += [ch.eq(rep // cs), pos.eq(rep % cs)]
-            with m.Elif(take):
-                nxt = pos + r
-                carry = nxt >= cs
-                m.d.sync += [
-                    pos.eq(Mux(carry, nxt - cs, nxt)),
-                    ch.eq(ch + q + carry),
-                ]
+        for g, (ch, members) in enumerate(groups):
             if self._outreg:
                 rd = mem.read[g]
             else:

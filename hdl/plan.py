@@ -235,7 +235,7 @@ def lif_latency(config, outreg=False):
     return add + 2
 
 
-def lif_plan(config, lanes, *, outreg=False, name="lif"):
+def lif_plan(config, lanes, *, outreg=False, name="lif", threshold_channels=None):
     """Plan of ``hdl.lif_array.LIFArray(config, lanes, memory_outreg=outreg)``.
 
     Memories (the geometry in :mod:`hdl.lif_array`'s docstring): per lane ``p`` a
@@ -243,12 +243,20 @@ def lif_plan(config, lanes, *, outreg=False, name="lif"):
     ``max(2, ceil(N / P))`` deep; with the affine stage one table ``Ba + Bm`` bits wide at
     address ``(t, channel)`` = ``t << ceil(log2 C) | channel``, so ``T * 2**ceil(log2 C)``
     deep (at least 2), with one read port per group of lanes that see the same channel
-    sequence."""
+    sequence. With ``threshold_channels = C`` one per-channel threshold table instead of
+    the per-lane ones: ``(B * P - 1) // (N / C) + 1`` words (at least 2), one read port per
+    group of lanes with the same channel sequence."""
     P, N = int(lanes), config.neurons
     B = -(-N // P)
     mems = []
-    for p in range(P):
-        mems.append(MemoryPlan(f"threshold_{p}", config.threshold.bits + 2, _depth(B)))
+    if threshold_channels is None:
+        for p in range(P):
+            mems.append(MemoryPlan(f"threshold_{p}", config.threshold.bits + 2, _depth(B)))
+    else:
+        cs = N // threshold_channels
+        groups = {tuple((k * P + p) // cs for k in range(B)) for p in range(P)}
+        mems.append(MemoryPlan("threshold", config.threshold.bits + 2,
+                               _depth((B * P - 1) // cs + 1), read_ports=len(groups)))
     if config.affine:
         cs = config.channel_size
         groups = {tuple((k * P + p) // cs for k in range(B)) for p in range(P)}

@@ -113,7 +113,16 @@ class DenseBuilder(StageBuilder):
         return parts
 
 
-def _lif_part(layer, index, mapping):
+def conv_threshold_channels(layer):
+    """``C_out`` when a conv stage's LIF array holds its thresholds per channel (they are
+    the same within every channel: channel-wise MPBN, or none), else ``None`` (per neuron:
+    element-wise MPBN). The per-channel table is ``C_out`` words instead of ``C_out * H *
+    W``, so it is chosen whenever it is exact."""
+    from .lif_array import LIFArray
+    return LIFArray.threshold_layout(layer.thresholds, layer.out_shape[0])
+
+
+def _lif_part(layer, index, mapping, threshold_channels=None):
     """The LIF array of a hidden integer stage (dense or conv): ``lif<index>``."""
     from .lif_array import LIFArray
     P = mapping.lanes[index]
@@ -123,7 +132,7 @@ def _lif_part(layer, index, mapping):
     bram = "memory" if mapping.outreg and beats < BRAM_MIN_DEPTH else "auto"
     return Part(f"lif{index}", LIFArray(layer.config, P, thresholds=layer.thresholds,
                                         affine=layer.affine, memory_outreg=mapping.outreg,
-                                        bram=bram),
+                                        bram=bram, threshold_channels=threshold_channels),
                 "i_current", "o_spikes", index)
 
 
@@ -131,8 +140,10 @@ class ConvBuilder(StageBuilder):
     """A conv integer stage: :class:`hdl.conv.ConvStage` (``conv<i>``) then a
     :class:`hdl.lif_array.LIFArray` (``lif<i>``) over its ``C_out * H_out * W_out``
     neurons, channel-major (golden's flatten order, :mod:`hdl.layout`), with the layer's
-    per-neuron threshold table (channel-wise MPBN is already broadcast to every neuron by
-    golden) and its per-channel affine table (``channels = C_out``). The conv stage's
+    threshold table per channel when its thresholds are the same within every channel
+    (channel-wise MPBN, which golden broadcasts to every neuron; :func:`conv_threshold_channels`)
+    or else per neuron (element-wise MPBN), and its per-channel affine table (``channels =
+    C_out``). The conv stage's
     memories are plain (``mapping.outreg`` applies to the LIF array only)."""
 
     kind = "conv2d"
@@ -140,7 +151,8 @@ class ConvBuilder(StageBuilder):
     def plan(self, layer, index, mapping, T):
         P = mapping.lanes[index]
         return [conv_plan(layer, P, mapping.layer_in_lanes(index), T, name=f"conv{index}"),
-                lif_plan(layer.config, P, outreg=mapping.outreg, name=f"lif{index}")]
+                lif_plan(layer.config, P, outreg=mapping.outreg, name=f"lif{index}",
+                         threshold_channels=conv_threshold_channels(layer))]
 
     def build(self, layer, index, mapping, T):
         from .conv import ConvStage
@@ -150,7 +162,8 @@ class ConvBuilder(StageBuilder):
         except ValueError as exc:
             raise ValueError(f"layer{index}: {exc}") from None
         return [Part(f"conv{index}", conv, "i_pixels" if conv.analog else "i_spikes",
-                     "o_current", index), _lif_part(layer, index, mapping)]
+                     "o_current", index),
+                _lif_part(layer, index, mapping, conv_threshold_channels(layer))]
 
 
 class PoolBuilder(StageBuilder):

@@ -62,11 +62,13 @@ def test_threshold_layouts(conv):
     cp = capacity_plan(inet, x, get_target("ulx3s-85f"))
     rows = {t[0]: t for t in cp.thresholds}
     assert set(rows) == {"lif0", "lif2"}
-    name, n, c, eb, cb, ek, ck = rows["lif0"]
+    name, n, c, eb, cb, ek, ck, built = rows["lif0"]
+    assert built == "per-channel"        # the fixture's conv net: channel-wise MPBN
     width = inet.layers[0].config.threshold.bits + 2
     assert (n, c) == (16 * 8 * 8, 16)
-    assert eb == 16 * 64 * width and cb == 16 * 16 * width
-    assert ck == 0 and ek == 16          # 16-word copies are LUT RAM; 64-word ones a block each
+    # 16 lanes of an 8x8 map: a beat is one channel, so one read port on a 16-word table
+    assert eb == 16 * 64 * width and cb == 16 * width
+    assert ck == 0 and ek == 16          # 16 words are LUT RAM; 64-word ones a block each
 
 
 def _row(name, w, s):

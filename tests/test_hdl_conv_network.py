@@ -56,6 +56,10 @@ def test_conv_network_matches_golden(mapping):
     dut = SpikingNetwork(inet, MAPPINGS[mapping])
     assert [p.name for p in dut.parts] == ["conv0", "lif0", "pool1", "conv2", "lif2",
                                            "dense4", "readout"]
+    # channel-wise MPBN: a threshold word per channel; element-wise: per neuron
+    want_channels = [None, None] if mapping else [inet.layers[0].out_shape[0],
+                                                  inet.layers[2].out_shape[0]]
+    assert [array.threshold_channels for array in dut.lif] == want_channels
     x_q, _ = inet.quantize_input(x)
     # The default mapping streams freely (its cycles are checked against the plan), the
     # narrow one with random input gaps and output backpressure.
@@ -86,10 +90,11 @@ def test_conv_network_matches_golden(mapping):
 
 @pytest.mark.parametrize("mapping", range(len(MAPPINGS)), ids=["default", "narrow"])
 def test_conv_plan_memories_match_elaboration(mapping):
-    inet = conv_network(seed=3)
+    inet = conv_network(seed=3, mpbn="channel")
     dut = SpikingNetwork(inet, MAPPINGS[mapping])
     plan = network_plan(inet, dut.mapping)
     assert planned(plan) == elaborated_memories(dut)
+    assert "lif0.threshold" in planned(plan) and "lif0.threshold_0" not in planned(plan)
     assert [s.name for s in plan.stages] == [p.name for p in dut.parts]
     for stage, part in zip(plan.stages, dut.parts):
         c = part.component

@@ -556,3 +556,60 @@ def test_ecp5_reset_forms_match_golden_model(N, P, kw):
     run_plan(wrapped, plan, seed=seed, gap=0.3, backpressure=0.3)
     assert dut._reset_over_enable
 
+
+
+# -- the per-channel threshold table ------------------------------------------------------------
+
+
+def _channel_table(C, cs, rng, fmt):
+    """A per-neuron table constant within each of ``C`` channels of ``cs`` neurons, every
+    compare code and both rails among the channels."""
+    codes = [Compare.GT, Compare.LT, Compare.ALWAYS, Compare.NEVER]
+    theta = rng.integers(fmt.min_int // 2, fmt.max_int // 2, C)
+    theta[0], theta[1] = fmt.max_int, fmt.min_int
+    compare = np.array([codes[c % 4] if c > 3 else [Compare.GT, Compare.LT, Compare.GT,
+                                                     Compare.LT][c] for c in range(C)])
+    return ThresholdTable(np.repeat(theta, cs), np.repeat(compare, cs))
+
+
+@pytest.mark.parametrize("C, cs, P, outreg, affine", [
+    (6, 4, 4, False, False),      # a channel per beat
+    (5, 4, 3, False, True),       # lanes cross channels: several read ports, and N % P != 0
+    (7, 3, 2, True, False),       # registered outputs
+    (4, 9, 4, True, True),
+])
+def test_per_channel_thresholds_match_golden(C, cs, P, outreg, affine):
+    """``threshold_channels``: one table of a word per channel (read through per-group
+    channel counters), bit-exact with the per-neuron golden model, with gaps, backpressure
+    and saturating membranes."""
+    fmt = Fixed(8, 4)
+    N = C * cs
+    cfg = CoreConfig(neurons=N, T=5, current=fmt, membrane=fmt, tau=0.75, tau_bits=6,
+                     reset="subtract", affine=affine, channels=C if affine else 1,
+                     scale=Fixed(8, 5))
+    rng = np.random.default_rng(C * 100 + P)
+    table = _channel_table(C, cs, rng, fmt)
+    aff = None
+    if affine:
+        aff = AffineTable(rng.integers(-40, 40, (5, C)), rng.integers(-30, 30, (5, C)))
+    assert LIFArray.threshold_layout(table, C) == C
+    model = CoreModel(cfg, table, aff)
+    currents = [rng.integers(fmt.min_int, fmt.max_int + 1, N) for _ in range(12)]
+    plan = make_plan(model, P, [Step(c) for c in currents])
+    dut = LIFArray(cfg, P, thresholds=table, affine=aff, memory_outreg=outreg,
+                   threshold_channels=C)
+    assert not hasattr(dut, "load_threshold")
+    run_plan(dut, plan, seed=C, gap=0.2, backpressure=0.2)
+
+
+def test_per_channel_thresholds_are_checked():
+    fmt = Fixed(8, 4)
+    cfg = CoreConfig(neurons=8, T=2, current=fmt, membrane=fmt, tau=1.0)
+    theta = np.array([3, 3, 3, 3, 5, 5, 5, 6])
+    table = ThresholdTable(theta, np.full(8, Compare.GT))
+    assert LIFArray.threshold_layout(table, 2) is None       # element-wise: per neuron
+    assert LIFArray.threshold_layout(table, 8) is None       # one neuron per channel
+    with pytest.raises(ValueError, match="neuron 7 .channel 1. has theta_q 6"):
+        LIFArray(cfg, 2, thresholds=table, threshold_channels=2)
+    with pytest.raises(ValueError, match="positive divisor of the neuron count 8, not 3"):
+        LIFArray(cfg, 2, thresholds=table, threshold_channels=3)
