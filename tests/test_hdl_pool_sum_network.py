@@ -75,6 +75,16 @@ def check_network(dut, inet, x, *, seed, stall):
     return got, res, x_q
 
 
+def plan_cycles(dut, inet, x_q, res):
+    """The plan's cycles per sample of the conv -> pool -> conv network from golden's
+    activity (non-zero pixels, non-zero counts per step, LIF spikes per step)."""
+    T = inet.T
+    pooled = inet.layers[1].run(res.spikes[0]).out
+    return [dut.plan.cycles_per_sample(
+        [int(np.count_nonzero(x_q[s])), [int(np.count_nonzero(pooled[t, s])) for t in range(T)],
+         [int(res.spikes[1][t, s].sum()) for t in range(T)]]) for s in range(len(x_q))]
+
+
 def test_golden_folds_the_average_into_the_next_weights():
     """golden's side of the contract: the folded average pooling is a sum pooling, the
     next synaptic layer's folded weights are divided by K = 4 (bias unchanged) and its
@@ -118,16 +128,12 @@ def test_avg_pool_then_conv_matches_golden(mapping):
     # The default mapping streams freely (its cycles are checked against the plan), the
     # narrow one with random input gaps and output backpressure.
     got, res, x_q = check_network(dut, inet, x, seed=mapping, stall=0.2 if mapping else 0.0)
-    T, S = inet.T, len(x)
     pooled = inet.layers[1].run(res.spikes[0]).out
     assert pooled.max() == 4 and np.any((pooled > 1) & (pooled < 4))
     if not mapping:
         # The plan's cycles per sample (from golden's activity: pixels, non-zero counts,
         # LIF spikes) against the simulated interval between results, within 5 %.
-        est = [dut.plan.cycles_per_sample(
-            [int(np.count_nonzero(x_q[s])),
-             [int(np.count_nonzero(pooled[t, s])) for t in range(T)],
-             [int(res.spikes[1][t, s].sum()) for t in range(T)]]) for s in range(S)]
+        est = plan_cycles(dut, inet, x_q, res)
         measured = np.mean(np.diff(got["result"]))
         assert abs(np.mean(est[1:]) - measured) <= 0.05 * measured, (est, measured)
 
@@ -160,3 +166,24 @@ def test_plan_matches_elaboration(layers, lanes):
             if isinstance(c, ConvStage):
                 for a in (0, 1, 7, 40):
                     assert stage.cycles(a) == c.vector_cycles(a)
+
+
+def cycle_figure(samples=6):
+    """The plan's cycles per sample against the simulated interval between results of the
+    conv -> avg pool -> conv network (default mapping), as printed by ``__main__``."""
+    _, inet = pooled_network(CONV_AFTER)
+    x = images(samples, seed=10)
+    dut = SpikingNetwork(inet)
+    x_q, _ = inet.quantize_input(x)
+    got = simulate(dut, x_q.reshape(len(x), -1))
+    est = plan_cycles(dut, inet, x_q, inet.run(x, per_sample=True))
+    return dut, float(np.mean(est[1:])), float(np.mean(np.diff(got["result"])))
+
+
+if __name__ == "__main__":
+    dut, est, measured = cycle_figure()
+    print(f"conv -> avg pool -> conv -> flatten -> dense, lanes {list(dut.lanes)}, T "
+          f"{dut.T}: plan {est:.1f} cycles/sample, simulated {measured:.1f}")
+    for stage in dut.plan.stages:
+        print(f"  {stage.name:8s} {stage.kind:8s} beats {stage.beats:3d} in_beats "
+              f"{stage.in_beats:3d} latency {stage.latency}")
