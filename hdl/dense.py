@@ -306,7 +306,7 @@ class DenseStage(wiring.Component):
 
     @property
     def input(self):
-        """The input stream port (``i_pixels`` or ``i_spikes``)."""
+        """The input stream port (``i_pixels``, ``i_counts`` or ``i_spikes``)."""
         return (self.i_pixels if self._analog else self.i_counts if self._counts
                 else self.i_spikes)
 
