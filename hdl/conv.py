@@ -5,7 +5,8 @@ The arithmetic is exactly the "synapse" and "current" rows of the integer-model 
 ``golden/layers/conv2d.py`` (:class:`golden.layers.conv2d.IntegerConv2d`):
 ``acc[co, yo, xo] = bias_q[co] + sum W_q[co, ci, ky, kx] * s[ci, S*yo + ky - p, S*xo + kx - p]``
 over the inputs with ``s != 0`` (spikes: ``W_q`` is added, no multiplier; the analog first
-layer: ``W_q * x_q``), then ``c_q = sat_c(acc >> shift)``. Zero padding adds nothing, so it
+layer: ``W_q * x_q``; counts ``n`` in ``1 .. input_max`` after a sum pooling layer:
+``W_q * n``, the same multiply-accumulate path), then ``c_q = sat_c(acc >> shift)``. Zero padding adds nothing, so it
 needs no hardware: an input only reaches the outputs whose window covers it.
 
 Geometry: input ``(Ci, H, W)``, output ``(Co, Ho, Wo)``, kernel ``k``, stride ``S``, padding
@@ -16,14 +17,15 @@ beat ``b`` carries neurons ``b*P .. b*P + P - 1``).
 Dataflow, one input vector (a timestep of spikes, or a sample of pixels) after another:
 
 1. **Ingest** (as :class:`hdl.dense.DenseStage`): input beats -> a list of the active
-   inputs, flat index ``j`` (and ``x_q`` for pixels), one entry per cycle by a priority
+   inputs, flat index ``j`` (and the value, ``x_q`` or the count ``n``, for pixels or
+   counts), one entry per cycle by a priority
    encoder, into one of two list banks (the next vector fills the other bank meanwhile).
 2. **Scatter** (input-stationary): for each list entry ``j = (ci, y, x)`` (a coordinate ROM
    turns ``j`` into ``ci * k * k``, ``y``, ``x``), each channel group ``g`` and each kernel
    offset ``(ky, kx)``: the output ``(yo, xo)`` with ``S*yo + ky - p = y`` and
    ``S*xo + kx - p = x`` (skipped when not an integer inside the map: a bubble), and the
    weight word ``W[g, ci, ky, kx]`` (``P`` weights of channels ``g*P .. g*P + P - 1``) is
-   added (times ``x_q``) into the partial-sum word ``(g, yo, xo)`` (``P`` sums) by a
+   added (times ``x_q`` or ``n``) into the partial-sum word ``(g, yo, xo)`` (``P`` sums) by a
    read-modify-write, one per cycle; the previous cycle's write is forwarded when it hits
    the same word. A vector with ``a`` active inputs takes ``a * k * k * G`` cycles.
 3. **Drain**: the partial sums are read in the stream's neuron order, one neuron per cycle
@@ -48,19 +50,20 @@ waits for a free bank):
 stage  work
 =====  ======================================================================
 S0     issue ``(e, g, ky, kx)``: list memory address
-S1     list entry ``j`` -> coordinate ROM address (``x_q`` carried)
+S1     list entry ``j`` -> coordinate ROM address (``x_q`` / ``n`` carried)
 S2     ``(ci*k*k, y, x)`` -> output position check, sum and weight addresses
 S3     weight address (and, spikes, partial-sum address) presented
-S4     spikes: ``sum += W`` written back. Analog: the product ``W * x_q``
-       registered, partial-sum address presented
-S5     analog: ``sum += W * x_q`` written back
+S4     spikes: ``sum += W`` written back. Analog or counts: the product ``W * x_q``
+       (``W * n``) registered, partial-sum address presented
+S5     analog or counts: ``sum += W * x_q`` written back
 =====  ======================================================================
 
 Memories (``amaranth.lib.memory.Memory``): weights ``G * Ci * k * k`` words of ``P * Bw``
 bits (word ``((g * Ci + ci) * k + ky) * k + kx``, lane ``p`` = channel ``g * P + p``, zero
 past ``Co``); partial sums two banks of ``G * HW`` words of ``P * Bacc`` bits; biases ``Co`` words of
 ``Bb`` bits; the coordinate ROM ``Ci * H * W`` words; the active list
-``2 * 2**ceil(log2(Ci * H * W))`` entries; the replay buffer ``2 * 2**ceil(log2 B)`` words of
+``2 * 2**ceil(log2(Ci * H * W))`` entries of ``ceil(log2(Ci * H * W))`` bits plus the value
+(``Bx``, or :func:`hdl.plan.count_bits` of ``input_max`` for counts); the replay buffer ``2 * 2**ceil(log2 B)`` words of
 ``P * Bc`` bits; every depth at least 2. :func:`hdl.plan.conv_plan` lists the same without
 elaborating. Block RAM outputs are not registered (``memory_outreg`` is not supported yet).
 """
@@ -76,7 +79,7 @@ from amaranth.utils import ceil_log2
 from golden.layers.conv2d import IntegerConv2d
 
 from .dense import _clamp, _pack, _positive
-from .plan import conv_scatter_depth
+from .plan import conv_scatter_depth, input_value_bits
 
 __all__ = ["ConvStage", "conv_weight_words"]
 
@@ -112,8 +115,9 @@ class ConvStage(wiring.Component):
     ----------
     layer : golden.layers.conv2d.IntegerConv2d
         ``layer.input_bits`` set: the analog first layer (multiply-accumulate); ``None``
-        with ``input_max == 1``: spikes (additions only). Count inputs (after a sum
-        pooling layer) are not supported yet.
+        with ``input_max == 1``: spikes (additions only); ``None`` with ``input_max > 1``:
+        counts ``0 .. input_max`` from a sum pooling stage (multiply-accumulate, one
+        vector per timestep).
     lanes : int
         ``P``: output channels per scatter cycle and neurons per output beat,
         ``1 <= P <= C_out * H_out * W_out``.
@@ -129,6 +133,9 @@ class ConvStage(wiring.Component):
         flattened ``(C_in, H, W)`` map; ``ceil(C_in * H * W / Q)`` beats per timestep.
     i_pixels : In(stream.Signature(ArrayLayout(signed(Bx), Q)))
         Analog input: ``x_q`` in the same order, one vector per sample.
+    i_counts : In(stream.Signature(ArrayLayout(unsigned(count_bits(input_max)), Q)))
+        Count input: ``n`` in the same order, one vector per timestep
+        (:class:`hdl.pool.PoolStage`'s ``o_counts``).
     o_current : Out(stream.Signature(ArrayLayout(signed(Bc), P)))
         ``c_q`` of neurons ``b * P .. b * P + P - 1`` of the flattened ``(C_out, H_out,
         W_out)`` map (lanes past the end 0), ``B`` beats per timestep:
@@ -141,16 +148,16 @@ class ConvStage(wiring.Component):
     TypeError
         ``layer`` is not an ``IntegerConv2d``.
     ValueError
-        Bad ``lanes``, ``in_lanes`` or ``T``; count inputs; weights outside their format.
+        Bad ``lanes``, ``in_lanes`` or ``T``; weights outside their format.
     """
 
     def __init__(self, layer, lanes, *, in_lanes=1, T=1):
         if not isinstance(layer, IntegerConv2d):
             raise TypeError(f"layer must be a golden.layers.conv2d.IntegerConv2d, not {layer!r}")
-        if layer.input_bits is None and layer.input_max != 1:
-            raise ValueError(f"layer.input_max {layer.input_max}: count inputs (after a sum "
-                             f"pooling layer) are not supported by ConvStage yet; use max "
-                             f"pooling")
+        if layer.input_bits is None and (not isinstance(layer.input_max, (int, np.integer))
+                                         or layer.input_max < 1):
+            raise ValueError(f"layer.input_max must be a positive integer, not "
+                             f"{layer.input_max!r}")
         W_q = np.asarray(layer.W_q)
         fw = layer.formats.weight
         if np.any(fw.overflows(W_q)):
@@ -164,13 +171,17 @@ class ConvStage(wiring.Component):
         self._in_lanes = _positive("in_lanes", in_lanes, self._n_in, "the layer's input count")
         self._T = _positive("T", T)
         self._analog = layer.input_bits is not None
+        self._counts = not self._analog and layer.input_max > 1
+        # Analog pixels and counts are values kept in the list and multiplied.
+        self._mac = self._analog or self._counts
+        self._xbits = input_value_bits(layer)
         self._beats = -(-self._n_out // self._lanes)
         self._in_beats = -(-self._n_in // self._in_lanes)
         self._groups = -(-layer.out_shape[0] // self._lanes)
         Q = self._in_lanes
-        if self._analog:
-            members = {"i_pixels": In(stream.Signature(
-                data.ArrayLayout(signed(layer.input_bits), Q)))}
+        if self._mac:
+            members = {self.input_name: In(stream.Signature(
+                data.ArrayLayout(self._xshape, Q)))}
         else:
             members = {"i_spikes": In(stream.Signature(unsigned(Q)))}
         members["o_current"] = Out(stream.Signature(
@@ -197,7 +208,17 @@ class ConvStage(wiring.Component):
 
     @property
     def analog(self):
+        """Whether the inputs are the analog network input (once per sample, replayed)."""
         return self._analog
+
+    @property
+    def counts(self):
+        """Whether the inputs are counts from a sum pooling stage."""
+        return self._counts
+
+    @property
+    def _xshape(self):
+        return signed(self._xbits) if self._analog else unsigned(self._xbits)
 
     @property
     def n_in(self):
@@ -222,13 +243,18 @@ class ConvStage(wiring.Component):
         return self._groups
 
     @property
+    def input_name(self):
+        """The input stream port's name: ``i_pixels``, ``i_counts`` or ``i_spikes``."""
+        return "i_pixels" if self._analog else "i_counts" if self._counts else "i_spikes"
+
+    @property
     def input(self):
-        return self.i_pixels if self._analog else self.i_spikes
+        return getattr(self, self.input_name)
 
     @property
     def scatter_depth(self):
         """Cycles from the last scatter issue to the drain's first read."""
-        return conv_scatter_depth(self._analog)
+        return conv_scatter_depth(self._mac)
 
     @property
     def latency(self):
@@ -264,8 +290,8 @@ class ConvStage(wiring.Component):
         m = Module()
         layer = self._layer
         jw = _width(self._n_in)
-        if self._analog:
-            entry = data.StructLayout({"j": unsigned(jw), "x": signed(layer.input_bits)})
+        if self._mac:
+            entry = data.StructLayout({"j": unsigned(jw), "x": self._xshape})
         else:
             entry = data.StructLayout({"j": unsigned(jw)})
         m.submodules.active_list = lmem = memory.Memory(shape=entry, depth=2 << jw, init=[])
@@ -297,12 +323,12 @@ class ConvStage(wiring.Component):
         plast = Signal()
         wb = Signal()
         wcount = Signal(range(n_in + 1))
-        if self._analog:
-            pvals = Signal(data.ArrayLayout(signed(self._layer.input_bits), Q))
+        if self._mac:
+            pvals = Signal(data.ArrayLayout(self._xshape, Q))
 
         valid_last = n_in - (IB - 1) * Q
         lane_ok = Cat(*[(ib != IB - 1) | Const(p < valid_last, 1) for p in range(Q)])
-        if self._analog:
+        if self._mac:
             nonzero = Cat(*[port.payload[p] != 0 for p in range(Q)])
         else:
             nonzero = port.payload
@@ -326,7 +352,7 @@ class ConvStage(wiring.Component):
             wr.data.j.eq(pbase + low_sig),
             wr.en.eq(write),
         ]
-        if self._analog:
+        if self._mac:
             m.d.comb += wr.data.x.eq(pvals[low_sig])
         with m.If(write):
             m.d.sync += [pmask.eq(rest), wcount.eq(wcount_next)]
@@ -340,7 +366,7 @@ class ConvStage(wiring.Component):
         with m.If(port.valid & port.ready):
             m.d.sync += [pvalid.eq(1), pmask.eq(in_mask), pbase.eq(ib_base),
                          plast.eq(ib == IB - 1)]
-            if self._analog:
+            if self._mac:
                 m.d.sync += pvals.eq(port.payload)
             with m.If(ib == IB - 1):
                 m.d.sync += [ib.eq(0), ib_base.eq(0)]
@@ -359,7 +385,7 @@ class ConvStage(wiring.Component):
         n_in = self._n_in
         jw = _width(n_in)
         Bw, Bb, Bacc = layer.formats.weight.bits, layer.bias_bits, layer.acc_bits
-        analog = self._analog
+        mac = self._mac                       # the multiply-accumulate path (pixels, counts)
 
         # -- memories
         m.submodules.weights = wmem = memory.Memory(
@@ -442,7 +468,7 @@ class ConvStage(wiring.Component):
         s1 = stage({"valid": issue, "ky": ky, "kx": kx, "koff": koff, "gw": gw, "gp": gp}, "s1")
         m.d.comb += crd.addr.eq(lrd.data.j)
         s2vals = dict(s1)
-        if analog:
+        if mac:
             s2vals["x"] = lrd.data.x
         s2 = stage(s2vals, "s2")
 
@@ -465,11 +491,11 @@ class ConvStage(wiring.Component):
         s3 = stage({"valid": s2["valid"] & oky & okx,
                     "paddr": (s2["gp"] + yo * Wo + xo)[:_width(G * HW)],
                     "waddr": (s2["gw"] + cd.cikk + s2["koff"])[:_width(G * Ci * kk)],
-                    **({"x": s2["x"]} if analog else {})}, "s3")
+                    **({"x": s2["x"]} if mac else {})}, "s3")
         m.d.comb += wrd.addr.eq(s3["waddr"])
         s4 = stage({key: s3[key] for key in s3 if key != "waddr"}, "s4")
         weights = data.ArrayLayout(signed(Bw), P)(wrd.data)
-        if analog:
+        if mac:
             prods = [weights[p] * s4["x"] for p in range(P)]
             sa = stage({"valid": s4["valid"], "paddr": s4["paddr"],
                         **{f"prod{p}": prods[p] for p in range(P)}}, "s5")

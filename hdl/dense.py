@@ -3,7 +3,8 @@
 The arithmetic is exactly the "synapse" and "current" rows of the integer-model table in
 ``golden/network.py`` (:class:`golden.network.IntegerLayer`): ``acc[i] = bias_q[i] +
 sum_j W_q[i, j] * s[j]`` over the inputs ``j`` with ``s[j] != 0`` (spikes: ``W_q[i, j]``
-is added, no multiplier; the analog first layer: ``W_q[i, j] * x_q[j]``), in
+is added, no multiplier; the analog first layer: ``W_q[i, j] * x_q[j]``; counts ``n[j]``
+after a sum pooling layer: ``W_q[i, j] * n[j]``, the analog path without the replay), in
 ``layer.acc_bits`` bits (which no sum can overflow), then ``c_q = sat_c(acc >> shift)``.
 Skipping the zero inputs is exact: they add nothing.
 
@@ -97,7 +98,7 @@ from amaranth.utils import ceil_log2
 from golden.network import IntegerLayer
 
 from .bram import RegisteredMemory
-from .plan import BRAM_MIN_DEPTH, dense_engine_depth
+from .plan import BRAM_MIN_DEPTH, dense_engine_depth, input_value_bits
 
 __all__ = ["DenseStage", "current_layout", "weight_words"]
 
@@ -204,6 +205,9 @@ class DenseStage(wiring.Component):
     i_pixels : In(stream.Signature(ArrayLayout(signed(Bx), Q)))
         Analog input only: ``x_q`` of inputs ``b * Q .. b * Q + Q - 1`` (format ``Fx``);
         ``ceil(n_in / Q)`` beats per sample.
+    i_counts : In(stream.Signature(ArrayLayout(unsigned(count_bits(input_max)), Q)))
+        Count input only (``layer.input_max > 1``, after a sum pooling layer): ``n`` in the
+        same order, ``ceil(n_in / Q)`` beats per timestep (multiply path, no replay).
     o_current : Out(stream.Signature(ArrayLayout(signed(Bc), P)))
         ``c_q`` of neurons ``k * P .. k * P + P - 1`` (lanes past ``n_out`` are 0), beats
         ``k = 0 .. B - 1`` per timestep: ``LIFArray.i_current``'s layout. Registered.
@@ -247,6 +251,12 @@ class DenseStage(wiring.Component):
             raise ValueError(f"memory_outreg must be True or False, not {memory_outreg!r}")
         self._outreg = bool(memory_outreg)
         self._analog = layer.input_bits is not None
+        # Counts (after a sum pooling layer) take the analog multiply path, one vector per
+        # timestep: the list keeps a value and the engine multiplies (self._mac).
+        self._counts = not self._analog and int(getattr(layer, "input_max", 1)) > 1
+        self._mac = self._analog or self._counts
+        xbits = input_value_bits(layer)
+        self._xshape = signed(xbits) if self._analog else unsigned(xbits)
         self._beats = -(-layer.n_out // self._lanes)
         self._in_beats = -(-layer.n_in // self._in_lanes)
 
@@ -254,6 +264,8 @@ class DenseStage(wiring.Component):
         if self._analog:
             members = {"i_pixels": In(stream.Signature(
                 data.ArrayLayout(signed(layer.input_bits), Q)))}
+        elif self._counts:
+            members = {"i_counts": In(stream.Signature(data.ArrayLayout(self._xshape, Q)))}
         else:
             members = {"i_spikes": In(stream.Signature(unsigned(Q)))}
         members["o_current"] = Out(stream.Signature(current_layout(layer, self._lanes)))
@@ -294,8 +306,14 @@ class DenseStage(wiring.Component):
 
     @property
     def input(self):
-        """The input stream port (``i_pixels`` or ``i_spikes``)."""
-        return self.i_pixels if self._analog else self.i_spikes
+        """The input stream port (``i_pixels``, ``i_counts`` or ``i_spikes``)."""
+        return (self.i_pixels if self._analog else self.i_counts if self._counts
+                else self.i_spikes)
+
+    @property
+    def counts(self):
+        """Whether the inputs are counts from a sum pooling stage (``i_counts``)."""
+        return self._counts
 
     @property
     def memory_outreg(self):
@@ -306,7 +324,7 @@ class DenseStage(wiring.Component):
     def latency(self):
         """Engine pipeline depth: cycles from issuing a beat's last list entry to that beat
         in the output register (S0 .. O of the table above)."""
-        return dense_engine_depth(self._analog, self._outreg)
+        return dense_engine_depth(self._mac, self._outreg)
 
     def engine_cycles(self, active):
         """Engine cycles for one input vector with ``active`` non-zero inputs."""
@@ -320,8 +338,8 @@ class DenseStage(wiring.Component):
         n_in, P = layer.n_in, self._lanes
         jw = _width(n_in)
 
-        if self._analog:
-            entry = data.StructLayout({"j": unsigned(jw), "x": signed(layer.input_bits)})
+        if self._mac:
+            entry = data.StructLayout({"j": unsigned(jw), "x": self._xshape})
         else:
             entry = data.StructLayout({"j": unsigned(jw)})
         lmem = _Mem(m, "active_list", entry, 2 << jw, [], self._outreg)
@@ -356,8 +374,8 @@ class DenseStage(wiring.Component):
         plast = Signal()
         wb = Signal()
         wcount = Signal(range(n_in + 1))
-        if self._analog:
-            pvals = Signal(data.ArrayLayout(signed(layer.input_bits), Q))
+        if self._mac:
+            pvals = Signal(data.ArrayLayout(self._xshape, Q))
 
         in_mask = self._in_mask(ib)
 
@@ -380,7 +398,7 @@ class DenseStage(wiring.Component):
             wr.data.j.eq(pbase + low_sig),
             wr.en.eq(write),
         ]
-        if self._analog:
+        if self._mac:
             m.d.comb += wr.data.x.eq(pvals[low_sig])
 
         with m.If(write):
@@ -395,7 +413,7 @@ class DenseStage(wiring.Component):
         with m.If(port.valid & port.ready):
             m.d.sync += [pvalid.eq(1), pmask.eq(in_mask), pbase.eq(ib_base),
                          plast.eq(ib == IB - 1)]
-            if self._analog:
+            if self._mac:
                 m.d.sync += pvals.eq(port.payload)
             with m.If(ib == IB - 1):
                 m.d.sync += [ib.eq(0), ib_base.eq(0)]
@@ -408,7 +426,7 @@ class DenseStage(wiring.Component):
         layer, Q, IB, port = self._layer, self._in_lanes, self._in_beats, self.input
         valid_last = layer.n_in - (IB - 1) * Q
         lane_ok = Cat(*[(ib != IB - 1) | Const(p < valid_last, 1) for p in range(Q)])
-        if self._analog:
+        if self._mac:
             nonzero = Cat(*[port.payload[p] != 0 for p in range(Q)])
         else:
             nonzero = port.payload
@@ -447,8 +465,8 @@ class DenseStage(wiring.Component):
         plast = Signal()
         wb = Signal()
         wcount = Signal(range(n_in + 1))
-        if self._analog:
-            pvals = Signal(data.ArrayLayout(signed(layer.input_bits), Q))
+        if self._mac:
+            pvals = Signal(data.ArrayLayout(self._xshape, Q))
 
         def at_most_one(mask):
             return (mask & (mask - 1))[:Q] == 0
@@ -480,9 +498,9 @@ class DenseStage(wiring.Component):
             # Q a power of two: beat index and lane are bit fields of j (no adder).
             m.d.sync += w_j.eq(Cat(low[:ceil_log2(Q)], pib) if pow2 else pbase + low)
         m.d.comb += [wr.addr.eq(w_addr), wr.data.j.eq(w_j), wr.en.eq(w_en)]
-        if self._analog:
-            w_x = Signal(signed(layer.input_bits), name="list_w_x")
-            picked = Const(0, layer.input_bits)
+        if self._mac:
+            w_x = Signal(self._xshape, name="list_w_x")
+            picked = Const(0, self._xshape.width)
             for p in range(Q):
                 picked = picked | Mux(onehot[p], pvals[p].as_unsigned(), 0)
             with m.If(write):
@@ -520,7 +538,7 @@ class DenseStage(wiring.Component):
                          pleft.eq(sum(in_mask[p] for p in range(Q))),
                          pdone.eq(at_most_one(in_mask)), pbase.eq(ib_base), pib.eq(ib),
                          plast.eq(ib == IB - 1)]
-            if self._analog:
+            if self._mac:
                 m.d.sync += pvals.eq(port.payload)
             with m.If(ib == IB - 1):
                 m.d.sync += [ib.eq(0), ib_base.eq(0)]
@@ -534,7 +552,7 @@ class DenseStage(wiring.Component):
         P, B = self._lanes, self._beats
         Bw, Bb, Bacc = layer.formats.weight.bits, layer.bias_bits, layer.acc_bits
         jw = _width(n_in)
-        analog, outreg = self._analog, self._outreg
+        analog, outreg = self._mac, self._outreg      # analog: the multiply path
         off = 1 if outreg else 0
         # Stage (enabled edges after the issue) at which the list entry, the weight address
         # register (registered mode only), the weight word, the weight register (registered

@@ -16,8 +16,10 @@ is one :class:`hdl.mapping.HardwareMapping`; what each stage builds (memories,
 latency, beats, cycles) is its :mod:`hdl.plan` plan, known before elaboration.
 
 A conv stage gives a :class:`hdl.conv.ConvStage` (``conv<i>``) and a LIF array over its
-``C * H * W`` neurons; a max pooling stage a :class:`hdl.pool.PoolStage` (``pool<i>``); a
-flatten stage nothing (every link already carries maps flattened channel-major)::
+``C * H * W`` neurons; a pooling stage a :class:`hdl.pool.PoolStage` (``pool<i>``: max
+pooling passes spikes on, sum pooling -- also a folded average pooling -- counts, which the
+next conv or dense stage multiplies on its ``i_counts``); a flatten stage nothing (every
+link already carries maps flattened channel-major)::
 
     i_pixels -> ConvStage 0 (MAC, once per sample) -> LIFArray 0 -> PoolStage 1
              -> ConvStage 2 (spike-driven) -> LIFArray 2 -> [flatten] -> DenseStage 4 -> Readout

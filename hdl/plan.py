@@ -22,7 +22,8 @@ from amaranth.utils import ceil_log2
 
 __all__ = ["MemoryPlan", "StagePlan", "NetworkPlan", "dense_plan", "lif_plan", "readout_plan",
            "conv_plan", "pool_plan", "network_plan", "lif_latency", "dense_engine_depth",
-           "conv_scatter_depth", "BRAM_MIN_DEPTH", "SYNAPTIC_KINDS"]
+           "conv_scatter_depth", "pool_latency", "count_bits", "input_value_bits",
+           "BRAM_MIN_DEPTH", "SYNAPTIC_KINDS"]
 
 #: Stage kinds whose cycles depend on the number of active inputs.
 SYNAPTIC_KINDS = ("dense", "conv2d")
@@ -35,7 +36,8 @@ BRAM_MIN_DEPTH = 32
 
 def dense_engine_depth(analog, outreg=False):
     """Cycles from the DenseStage engine issuing a beat's last list entry to that beat in
-    the output register: S0 issue, S1, S2, [S3 product], A, O (4 spike / 5 analog input).
+    the output register: S0 issue, S1, S2, [S3 product], A, O (4 spike / 5 analog or count
+    input: ``analog`` means "the stage multiplies").
     Registered memory outputs (the pipelined stage, :mod:`hdl.dense`) add five: one
     register stage each for the list entry, the weight address, the weight word and the
     weight register, and the ingest's registered list write, which hands a bank to the
@@ -46,6 +48,23 @@ def dense_engine_depth(analog, outreg=False):
 
 def _width(count):
     return max(1, ceil_log2(count))
+
+
+def count_bits(value_max):
+    """Bits of an unsigned count ``0 .. value_max``: ``ceil(log2(value_max + 1))`` (the
+    payload width of a sum pooling stage's counts, :mod:`hdl.pool`)."""
+    return max(1, ceil_log2(int(value_max) + 1))
+
+
+def input_value_bits(layer):
+    """Bits of one input value that a synaptic stage (dense or conv) keeps in its active
+    list and multiplies by: ``Bx`` (the analog first layer, signed), ``count_bits(
+    input_max)`` (counts after a sum pooling layer, unsigned), 0 (spikes: no value, the
+    weight is added)."""
+    if layer.input_bits is not None:
+        return int(layer.input_bits)
+    input_max = int(getattr(layer, "input_max", 1))
+    return count_bits(input_max) if input_max > 1 else 0
 
 
 def _depth(entries):
@@ -213,9 +232,10 @@ def dense_plan(layer, lanes, in_lanes, T, *, outreg=False, name="dense"):
     P, Q = int(lanes), int(in_lanes)
     B, IB = -(-n_out // P), -(-n_in // Q)
     analog = layer.input_bits is not None
+    xbits = input_value_bits(layer)
     jw = _width(n_in)
     mems = [
-        MemoryPlan("active_list", jw + (layer.input_bits if analog else 0), 2 << jw),
+        MemoryPlan("active_list", jw + xbits, 2 << jw),
         MemoryPlan("weights", P * layer.formats.weight.bits,
                    _depth(B * n_in) if outreg else B * n_in + 1),
         MemoryPlan("biases", P * layer.bias_bits, _depth(B)),
@@ -223,8 +243,8 @@ def dense_plan(layer, lanes, in_lanes, T, *, outreg=False, name="dense"):
     replay = analog and T > 1
     if replay:
         mems.append(MemoryPlan("replay", P * layer.formats.current.bits, 2 << _width(B)))
-    return StagePlan(name, "dense", P, Q, IB, B, dense_engine_depth(analog, outreg), tuple(mems),
-                     per_sample=replay, T=int(T))
+    return StagePlan(name, "dense", P, Q, IB, B, dense_engine_depth(xbits > 0, outreg),
+                     tuple(mems), per_sample=replay, T=int(T))
 
 
 def lif_latency(config, outreg=False):
@@ -280,7 +300,8 @@ def readout_plan(classes, lanes, T, current_bits, *, name="readout"):
 
 def conv_scatter_depth(analog):
     """``ConvStage.scatter_depth``: cycles from the scatter's last issue to the drain's
-    first read (S1 .. S4 and the flush; one more stage for the analog products)."""
+    first read (S1 .. S4 and the flush; one more stage for the products of analog or count
+    inputs: ``analog`` means "the stage multiplies")."""
     return 6 + (1 if analog else 0)
 
 
@@ -294,9 +315,10 @@ def conv_plan(layer, lanes, in_lanes, T, *, name="conv"):
     n_in, n_out = Ci * H * W, Co * Ho * Wo
     G, B, IB = -(-Co // P), -(-n_out // P), -(-n_in // Q)
     analog = layer.input_bits is not None
+    xbits = input_value_bits(layer)
     jw = _width(n_in)
     mems = [
-        MemoryPlan("active_list", jw + (layer.input_bits if analog else 0), 2 << jw),
+        MemoryPlan("active_list", jw + xbits, 2 << jw),
         MemoryPlan("weights", P * layer.formats.weight.bits, _depth(G * Ci * k * k)),
         MemoryPlan("psums_0", P * layer.acc_bits, _depth(G * Ho * Wo)),
         MemoryPlan("psums_1", P * layer.acc_bits, _depth(G * Ho * Wo)),
@@ -306,19 +328,27 @@ def conv_plan(layer, lanes, in_lanes, T, *, name="conv"):
     replay = analog and T > 1
     if replay:
         mems.append(MemoryPlan("replay", P * layer.formats.current.bits, 2 << _width(B)))
-    depth = conv_scatter_depth(analog)
+    depth = conv_scatter_depth(xbits > 0)
     latency = depth + B * P + 3 if replay else depth + P + 1
     return StagePlan(name, "conv2d", P, Q, IB, B, latency, tuple(mems), per_sample=replay,
                      T=int(T), active_cost=k * k * G, scatter_cost=depth - 1,
                      drain_cost=B * P + 1)
 
 
+def pool_latency():
+    """``PoolStage.latency``: cycles from taking a map's last input beat to offering its
+    first output beat (one edge marks the map full, one loads the output register)."""
+    return 2
+
+
 def pool_plan(layer, lanes, in_lanes, T, *, name="pool"):
-    """Plan of ``hdl.pool.PoolStage(layer, lanes, in_lanes=in_lanes)``: no memory (two
-    register bitmaps of ``N_out`` bits), latency 1."""
+    """Plan of ``hdl.pool.PoolStage(layer, lanes, in_lanes=in_lanes)`` (max or sum mode):
+    no memory (two register maps of ``N_out * count_bits(out_max)`` bits), latency
+    :func:`pool_latency`, ``max(in_beats, beats)`` cycles per map."""
     n_in, n_out = int(np.prod(layer.in_shape)), int(np.prod(layer.out_shape))
     P, Q = int(lanes), int(in_lanes)
-    return StagePlan(name, "pool2d", P, Q, -(-n_in // Q), -(-n_out // P), 1, (), T=int(T))
+    return StagePlan(name, "pool2d", P, Q, -(-n_in // Q), -(-n_out // P), pool_latency(), (),
+                     T=int(T))
 
 
 def network_plan(inet, mapping=None):

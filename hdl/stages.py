@@ -93,8 +93,7 @@ class DenseBuilder(StageBuilder):
                                memory_outreg=mapping.outreg)
         except ValueError as exc:
             raise ValueError(f"layer{index}: {exc}") from None
-        parts = [Part(f"dense{index}", dense, "i_pixels" if dense.analog else "i_spikes",
-                      "o_current", index)]
+        parts = [Part(f"dense{index}", dense, _input_name(dense), "o_current", index)]
         if layer.readout:
             parts.append(Part("readout", Readout(layer.n_out, P, T,
                                                  layer.formats.current.bits),
@@ -120,6 +119,12 @@ def conv_threshold_channels(layer):
     W``, so it is chosen whenever it is exact."""
     from .lif_array import LIFArray
     return LIFArray.threshold_layout(layer.thresholds, layer.out_shape[0])
+
+
+def _input_name(stage):
+    """The input stream port of a dense or conv stage: ``i_pixels`` (the analog network
+    input), ``i_counts`` (counts of a sum pooling stage) or ``i_spikes``."""
+    return "i_pixels" if stage.analog else "i_counts" if stage.counts else "i_spikes"
 
 
 def _lif_part(layer, index, mapping, threshold_channels=None):
@@ -161,13 +166,15 @@ class ConvBuilder(StageBuilder):
                              T=T)
         except ValueError as exc:
             raise ValueError(f"layer{index}: {exc}") from None
-        return [Part(f"conv{index}", conv, "i_pixels" if conv.analog else "i_spikes",
-                     "o_current", index),
+        return [Part(f"conv{index}", conv, _input_name(conv), "o_current", index),
                 _lif_part(layer, index, mapping, conv_threshold_channels(layer))]
 
 
 class PoolBuilder(StageBuilder):
-    """A pooling integer stage: :class:`hdl.pool.PoolStage` (``pool<i>``, max pooling)."""
+    """A pooling integer stage: :class:`hdl.pool.PoolStage` (``pool<i>``): max pooling
+    (spikes out) or sum pooling (an average pooling folded by golden; counts out on
+    ``o_counts``, which the next conv or dense stage takes on its ``i_counts``, through any
+    flatten)."""
 
     kind = "pool2d"
 
@@ -181,7 +188,7 @@ class PoolBuilder(StageBuilder):
             pool = PoolStage(layer, mapping.lanes[index], in_lanes=mapping.layer_in_lanes(index))
         except ValueError as exc:
             raise ValueError(f"layer{index}: {exc}") from None
-        return [Part(f"pool{index}", pool, "i_spikes", "o_spikes", index)]
+        return [Part(f"pool{index}", pool, pool.input_name, pool.output_name, index)]
 
 
 class FlattenBuilder(StageBuilder):

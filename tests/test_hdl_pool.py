@@ -65,9 +65,9 @@ def test_pool_matches_golden(in_shape, kernel, stride, lanes, in_lanes):
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="only max pooling"):
-        PoolStage(IntegerPool2d((1, 4, 4), 2, 2, "sum"), 1)
-    with pytest.raises(ValueError, match="in_max must be 1"):
+    with pytest.raises(ValueError, match="mode must be 'max' or 'sum'.* not 'avg'"):
+        PoolStage(IntegerPool2d((1, 4, 4), 2, 2, "avg"), 1)
+    with pytest.raises(ValueError, match="max pooling of counts is not built"):
         PoolStage(IntegerPool2d((1, 4, 4), 2, 2, "max", in_max=4), 1)
     with pytest.raises(TypeError, match="IntegerPool2d"):
         PoolStage(object(), 1)
