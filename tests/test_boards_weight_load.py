@@ -280,3 +280,43 @@ def test_spram_network_top_loads_weights_cocotb():
     log = (directory / "sim.log").read_text(errors="replace")
     assert total == 1, f"expected 1 cocotb test, ran {total}:\n{log[-3000:]}"
     assert failed == 0, f"the cocotb test failed:\n{log[-4000:]}"
+
+
+# -- spikefold run on an iCEBreaker build (a fake board) -----------------------------------
+
+def _seed_icebreaker_build(out, inet, mapping):
+    """A build directory as ``spikefold run --board icebreaker --lanes 1`` leaves it."""
+    from spikefold.run import build_info
+    target = get_target("icebreaker")
+    out.mkdir(parents=True, exist_ok=True)
+    info = dict(build_info(inet, mapping, target, baudrate=115200, buffer_bytes=None),
+                built=True, bitstream="top.bin", memory=network_memory(inet, mapping, target),
+                results={"logic_cells": 1, "bram_blocks": 2, "fmax_main_mhz": 30.0},
+                clock_mhz=12.0)
+    (out / "build.json").write_text(json.dumps(info))
+    (out / "top.bin").write_bytes(b"\0" * 16)
+    return out
+
+
+@pytest.mark.parametrize("no_build", [False, True])
+def test_spikefold_run_loads_spram_weights(tmp_path, digits, device, capsys, no_build):
+    """``spikefold run --board icebreaker --lanes 1`` on a board whose SPRAM starts empty:
+    the weights are written first (from build.json's placement, or the placement a build
+    would record), then every label and logit equals golden."""
+    from golden.modelfile import DEFAULT_MODEL
+    from spikefold.cli import main
+    inet, mapping, _ = digits
+    out = tmp_path / "b"
+    if not no_build:
+        _seed_icebreaker_build(out, inet, mapping)
+    dev = device(NetworkDeviceModel(inet, mapping=mapping, empty=[0, 1, 2]))
+    code = main(["run", "--model", str(DEFAULT_MODEL), "--board", "icebreaker", "--lanes", "1",
+                 "--port", dev.port, "--samples", "5", "--out", str(out)]
+                + (["--no-build"] if no_build else []))
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "loaded 25856 weight words (layers 0, 1, 2, in SPRAM)" in text
+    assert "labels equal golden: 5/5; logits equal golden: 5/5" in text
+    assert dev.requests[1] == Command.LOAD_WEIGHTS and dev.requests[-1] == Command.CLASSIFY
+    if not no_build:
+        assert "reusing" in text and "iceprog" in text
