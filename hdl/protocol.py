@@ -74,9 +74,9 @@ request's. ``label`` (``ceil(log2 classes)`` bits) and ``logit_q`` are
 :class:`golden.network.IntegerResult`'s ``predict()`` and ``logits_q``; a spike count is
 the number of spikes layer ``l`` emitted for the image over its ``T`` timesteps and all
 its neurons. NET_STATUS ``flags``: bit 0 FLAG_COUNTS (CLASSIFY_COUNTS built in), bit 1
-FLAG_LOAD_WEIGHTS (LOAD_WEIGHTS built in). The images of a frame are classified one after the other. ``fingerprint`` in
-NET_STATUS is :func:`network_fingerprint` of the integer network the device was built
-for.
+FLAG_LOAD_WEIGHTS (LOAD_WEIGHTS built in). The images of a frame are classified one after
+the other. ``fingerprint`` in NET_STATUS is :func:`network_fingerprint` of the integer
+network the device was built for.
 
 A RUN frame carries any whole number of beats up to the device's buffer (beats continue
 across frames and timesteps exactly as on the array's stream: beat k of timestep t is

@@ -200,7 +200,8 @@ def spram_model():
 
 def loadable_top(inet, mapping, **kw):
     """``boards.top.NetworkLinkTop`` with the network's ``load_weights`` port wired to the
-    link's LOAD_WEIGHTS (the change boards/top.py needs, NOTES-h13spram.md)."""
+    link's LOAD_WEIGHTS: as it is once boards/top.py does it (NOTES-h13spram.md), else
+    wired here the same way."""
     from amaranth.lib import wiring
 
     from boards.top import NetworkLinkTop
@@ -209,15 +210,19 @@ def loadable_top(inet, mapping, **kw):
     class Top(NetworkLinkTop):
         def __init__(self):
             super().__init__(inet, mapping, **kw)
-            self.link._MustUse__silence = True
-            self.link = NetworkLink(self.layout, self.network.in_lanes,
-                                    [a.lanes for a in self.network.lif],
-                                    divisor=kw["divisor"], timeout_bytes=kw["timeout_bytes"],
-                                    weights=self.network.weight_memories)
+            self.wired_here = not self.link.weights
+            if self.wired_here:
+                self.link._MustUse__silence = True
+                self.link = NetworkLink(self.layout, self.network.in_lanes,
+                                        [a.lanes for a in self.network.lif],
+                                        divisor=kw["divisor"],
+                                        timeout_bytes=kw["timeout_bytes"],
+                                        weights=self.network.weight_memories)
 
         def elaborate(self, platform):
             m = super().elaborate(platform)
-            wiring.connect(m, self.link.load_weights, self.network.load_weights)
+            if self.wired_here:
+                wiring.connect(m, self.link.load_weights, self.network.load_weights)
             return m
     return Top()
 
@@ -320,3 +325,14 @@ def test_spikefold_run_loads_spram_weights(tmp_path, digits, device, capsys, no_
     assert dev.requests[1] == Command.LOAD_WEIGHTS and dev.requests[-1] == Command.CLASSIFY
     if not no_build:
         assert "reusing" in text and "iceprog" in text
+
+
+def test_protocol_doc_names_every_command_and_error():
+    """hdl/protocol.py's docstring is the protocol's description: every command and error
+    code is in it, with its code."""
+    import hdl.protocol as protocol
+    doc = protocol.__doc__
+    for cmd in Command:
+        assert re.search(rf"{cmd.name}\s+0x{cmd.value:02X}\b", doc), cmd.name
+    for code in ErrorCode:
+        assert f"{code.value} {code.name}" in doc, code.name
