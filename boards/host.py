@@ -40,6 +40,15 @@ board)::
 
     host = NetworkHost.open("/dev/ttyUSB1", network=inet)
     result = host.classify(x)              # == inet.run(x).predict(), .logits_q
+
+Weights in SPRAM (an iCE40 UltraPlus build; ``build.json``'s ``memory`` says ``"spram"``)
+have no contents after configuration. :meth:`NetworkHost.load_weights` writes every word
+of those layers (LOAD_WEIGHTS frames, the packing :func:`hdl.dense.weight_memory_words`
+gives the memories' initial contents); opened with ``preload=`` (the SPRAM layers, see
+:func:`spram_layers`) the host does it before its first classification. The device does
+not refuse to classify unloaded weights: the host always loads first::
+
+    host = NetworkHost.open(port, inet, mapping=mapping, preload=spram_layers(info))
 """
 
 from __future__ import annotations
@@ -52,14 +61,15 @@ import numpy as np
 from golden.core import CoreConfig
 from golden.fixed import Fixed
 
-from hdl.protocol import (ERROR_REPLY, FLAG_AFFINE, FLAG_COUNTS, FLAG_READBACK, REPLY_BIT,
-                          TIMEOUT_BYTES, Command, DeviceError, ErrorCode, FrameDecoder,
-                          LinkLayout, NetworkLayout, ProtocolError, encode_frame,
-                          net_status_bytes, parse_net_status, parse_status)
+from hdl.protocol import (ERROR_REPLY, FLAG_AFFINE, FLAG_COUNTS, FLAG_LOAD_WEIGHTS,
+                          FLAG_READBACK, REPLY_BIT, TIMEOUT_BYTES, WEIGHT_HEADER_BYTES,
+                          Command, DeviceError, ErrorCode, FrameDecoder, LinkLayout,
+                          NetworkLayout, ProtocolError, encode_frame, nbytes,
+                          net_status_bytes, parse_net_status, parse_status, weight_frames)
 
 __all__ = ["HostLink", "NetworkHost", "Classification", "WrongDevice", "drive_async",
            "check_records", "check_results", "NetworkDeviceModel", "FakeSerialDevice",
-           "DeviceError", "ProtocolError"]
+           "DeviceError", "ProtocolError", "weight_loads", "op_load_weights", "spram_layers"]
 
 
 def _check_reply(command, frame):
@@ -493,6 +503,69 @@ def op_classify(layout, x_q, counts=False, start=None):
                           cat("sample"))
 
 
+def _dense_layers(network):
+    from hdl.stages import layer_kind
+    return [i for i, layer in enumerate(network.layers) if layer_kind(layer) == "dense"]
+
+
+def weight_loads(network, mapping=None, layers=None):
+    """What LOAD_WEIGHTS writes: ``[(layer, words, width)]`` for the dense layers
+    ``layers`` (default: all) of ``network`` on ``mapping`` (as
+    :class:`hdl.network.SpikingNetwork` takes it): the weight memories' contents
+    (:func:`hdl.dense.weight_memory_words`, ``lanes * Bw`` bits a word)."""
+    from hdl.dense import weight_memory_words
+    from hdl.mapping import HardwareMapping
+    from hdl.stages import sized
+    mapping = HardwareMapping.for_network(sized(network), mapping)
+    dense = _dense_layers(network)
+    if layers is None:
+        layers = dense
+    out = []
+    for i in layers:
+        if i not in dense:
+            raise ValueError(f"layer {i!r} has no dense weight memory (dense layers: "
+                             f"{dense})")
+        layer = network.layers[i]
+        P = mapping.lanes[i]
+        out.append((i, weight_memory_words(layer, P), P * layer.formats.weight.bits))
+    return out
+
+
+def spram_layers(info):
+    """The layers whose weights a build placed in SPRAM: from a ``build.json`` dict (its
+    ``memory`` record) or a :func:`boards.build.network_memory` dict."""
+    memory = info.get("memory", info) if isinstance(info, dict) else {}
+    out = []
+    for row in (memory or {}).get("memories", []):
+        name = str(row.get("name", ""))
+        if row.get("place") == "spram" and name.startswith("dense") \
+                and name.endswith(".weights") and name[5:-8].isdigit():
+            out.append(int(name[5:-8]))
+    return sorted(out)
+
+
+def op_load_weights(loads, max_payload):
+    """Write ``loads`` (:func:`weight_loads`' rows ``(layer, words, width)``, or ``(layer,
+    words, width, start)`` for words from address ``start``) in LOAD_WEIGHTS frames of at
+    most ``max_payload`` bytes; every reply must name the layer and the address after the
+    frame's last word. Returns the number of words written."""
+    total = 0
+    for layer, words, width, *start in loads:
+        frames = weight_frames(layer, words, width, max_payload, *start)
+        for addr, count, payload in frames:
+            reply = yield Command.LOAD_WEIGHTS, payload
+            if len(reply) != WEIGHT_HEADER_BYTES:
+                raise ProtocolError(f"LOAD_WEIGHTS reply has {len(reply)} bytes, expected "
+                                    f"{WEIGHT_HEADER_BYTES}")
+            got_layer, nxt = reply[0], int.from_bytes(reply[1:4], "little")
+            if (got_layer, nxt) != (layer, addr + count):
+                raise ProtocolError(
+                    f"LOAD_WEIGHTS reply: layer {got_layer}, next address {nxt}; the request "
+                    f"wrote layer {layer} words {addr}..{addr + count - 1}")
+            total += count
+    return total
+
+
 class NetworkHost(_FramedLink):
     """Blocking driver of a network device: ``classify(images)``.
 
@@ -505,15 +578,28 @@ class NetworkHost(_FramedLink):
         NET_STATUS (:class:`WrongDevice` otherwise) and :meth:`classify` quantizes float
         images with its input format. Without it only :meth:`classify_q` is available
         and the layout comes from NET_STATUS.
+    mapping : hdl.mapping.HardwareMapping or None
+        The mapping the bitstream was built with (it decides the weight words; default
+        the default mapping).
+    preload : sequence of int
+        Layers whose weights the device holds in SPRAM (:func:`spram_layers` of the
+        build): written by :meth:`load_weights` before the first classification.
     baudrate, timeout
         As :class:`HostLink`.
     """
 
     PROBE = Command.NET_STATUS
 
-    def __init__(self, stream, network=None, *, baudrate=115200, timeout=2.0):
+    def __init__(self, stream, network=None, *, mapping=None, preload=(), baudrate=115200,
+                 timeout=2.0):
         super().__init__(stream, baudrate=baudrate, timeout=timeout)
         self.network = network
+        self.mapping = mapping
+        self.preload = tuple(int(v) for v in preload)
+        if self.preload and network is None:
+            raise ValueError("preload needs the network (its weights): open the host with "
+                             "network=...")
+        self.weights_loaded = not self.preload
         self.samples = None             # the device's next sample number, when known
         try:
             st = self.status()
@@ -523,6 +609,7 @@ class NetworkHost(_FramedLink):
                                   "network host-link bitstream (a LIF-core one?)") from None
             raise
         self.layout = network_layout_from_status(st)
+        self.can_load = bool(st["flags"] & FLAG_LOAD_WEIGHTS)
         if network is not None:
             want = NetworkLayout.for_network(network, buffer_bytes=st["buffer_bytes"],
                                              counts=self.layout.counts)
@@ -541,12 +628,14 @@ class NetworkHost(_FramedLink):
         return parse_net_status(payload)
 
     @classmethod
-    def open(cls, port, network=None, *, baudrate=115200, timeout=2.0):
+    def open(cls, port, network=None, *, mapping=None, preload=(), baudrate=115200,
+             timeout=2.0):
         """Open a serial port (pyserial URL or device name); closed again if the device
         is refused."""
         stream = _serial(port, baudrate)
         try:
-            return cls(stream, network, baudrate=baudrate, timeout=timeout)
+            return cls(stream, network, mapping=mapping, preload=preload, baudrate=baudrate,
+                       timeout=timeout)
         except BaseException:
             stream.close()
             raise
@@ -556,8 +645,29 @@ class NetworkHost(_FramedLink):
         self.samples = st["samples"]
         return st
 
+    def load_weights(self, layers=None):
+        """Write every weight word of ``layers`` (default: :attr:`preload`, or every dense
+        layer without it) from the network (:func:`weight_loads`); returns the number of
+        words written."""
+        if self.network is None:
+            raise ValueError("load_weights() needs the network: open the host with "
+                             "network=...")
+        if not self.can_load:
+            raise WrongDevice("the board's bitstream has no LOAD_WEIGHTS (NET_STATUS flags "
+                              "lack FLAG_LOAD_WEIGHTS): rebuild it with the weight load port")
+        if layers is None:
+            layers = self.preload or None
+        loads = weight_loads(self.network, self.mapping, layers)
+        words = drive(op_load_weights(loads, self.layout.buffer_bytes), self.transact)
+        if set(self.preload) <= {layer for layer, _, _ in loads}:
+            self.weights_loaded = True
+        return words
+
     def classify_q(self, x_q, counts=False):
-        """Classify quantized images ``x_q`` (S, n_in); returns a :class:`Classification`."""
+        """Classify quantized images ``x_q`` (S, n_in); returns a :class:`Classification`.
+        Loads the :attr:`preload` weights first if they are not loaded yet."""
+        if not self.weights_loaded:
+            self.load_weights()
         if self.samples is None:
             self.status()
         start, self.samples = self.samples, None
@@ -580,13 +690,32 @@ class NetworkDeviceModel:
     ``handle(command, payload)`` returns the reply frame's bytes with the gateware's
     checks and error codes (:class:`hdl.host_link.NetworkLink`); ``samples``,
     ``errors`` and ``last_error`` as NET_STATUS reports them.
+
+    With a ``mapping`` it answers LOAD_WEIGHTS for every dense layer and classifies with
+    the weights its memories hold (``memories[layer]``, the words); the layers in ``empty``
+    start all zero, as SPRAM after configuration.
     """
 
-    def __init__(self, network, buffer_bytes=None, counts=True):
+    def __init__(self, network, buffer_bytes=None, counts=True, *, mapping=None, empty=()):
         self.network = network
         self.layout = NetworkLayout.for_network(network, buffer_bytes=buffer_bytes,
                                                 counts=counts)
         self.samples = self.errors = self.last_error = 0
+        self.memories = {}
+        self._widths = {}
+        self._loaded = network
+        if mapping is not None:
+            from hdl.mapping import HardwareMapping
+            from hdl.stages import sized
+            self.mapping = HardwareMapping.for_network(sized(network), mapping)
+            for layer, words, width in weight_loads(network, self.mapping):
+                self.memories[layer] = [0] * len(words) if layer in empty else list(words)
+                self._widths[layer] = width
+            self._dirty = bool(empty)
+        else:
+            if empty:
+                raise ValueError("empty weight memories need the mapping")
+            self.mapping, self._dirty = None, False
 
     def handle(self, cmd, payload):
         try:
@@ -597,17 +726,22 @@ class NetworkDeviceModel:
             return encode_frame(ERROR_REPLY, bytes([exc.code, cmd]))
 
     def _handle(self, cmd, payload):
-        lay, net = self.layout, self.network
+        lay = self.layout
         known = (Command.NET_STATUS, Command.CLASSIFY) + (
-            (Command.CLASSIFY_COUNTS,) if lay.counts else ())
+            (Command.CLASSIFY_COUNTS,) if lay.counts else ()) + (
+            (Command.LOAD_WEIGHTS,) if self.memories else ())
         if cmd not in known:
             raise DeviceError(ErrorCode.UNKNOWN_COMMAND, cmd)
         if cmd == Command.NET_STATUS:
             if payload:
                 raise DeviceError(ErrorCode.BAD_LENGTH, cmd)
             st = dict(lay.status_constants(), last_error=self.last_error, errors=self.errors,
-                      dropped=0, samples=self.samples)
+                      dropped=0, samples=self.samples,
+                      flags=lay.flags | (FLAG_LOAD_WEIGHTS if self.memories else 0))
             return encode_frame(cmd | REPLY_BIT, net_status_bytes(st))
+        if cmd == Command.LOAD_WEIGHTS:
+            return self._load(cmd, payload)
+        net = self._network()
         if not payload or len(payload) > lay.buffer_bytes:
             raise DeviceError(ErrorCode.BAD_LENGTH, cmd)
         if len(payload) % lay.image_bytes:
@@ -631,6 +765,47 @@ class NetworkDeviceModel:
                                 for v in values[name])
             self.samples = (self.samples + 1) & 0xFFFF
         return encode_frame(cmd | REPLY_BIT, bytes(out))
+
+    def _load(self, cmd, payload):
+        """LOAD_WEIGHTS, checked in the gateware's order."""
+        if len(payload) <= WEIGHT_HEADER_BYTES or len(payload) > self.layout.buffer_bytes:
+            raise DeviceError(ErrorCode.BAD_LENGTH, cmd)
+        layer, addr = payload[0], int.from_bytes(payload[1:4], "little")
+        if layer not in self.memories:
+            raise DeviceError(ErrorCode.BAD_LAYER, cmd)
+        width, mem = self._widths[layer], self.memories[layer]
+        nb = nbytes(width)
+        body = payload[WEIGHT_HEADER_BYTES:]
+        if len(body) % nb:
+            raise DeviceError(ErrorCode.BAD_LENGTH, cmd)
+        words = [int.from_bytes(body[i:i + nb], "little") for i in range(0, len(body), nb)]
+        if addr + len(words) > len(mem):
+            raise DeviceError(ErrorCode.BAD_ADDRESS, cmd)
+        if any(w >> width for w in words):
+            raise DeviceError(ErrorCode.BAD_VALUE, cmd)
+        mem[addr:addr + len(words)] = words
+        self._dirty = True
+        nxt = addr + len(words)
+        return encode_frame(cmd | REPLY_BIT, bytes([layer]) + nxt.to_bytes(3, "little"))
+
+    def _network(self):
+        """The network with the weights the memories hold (golden's, unless written)."""
+        if not self._dirty:
+            return self._loaded
+        import copy
+        net = copy.deepcopy(self.network)
+        for i, words in self.memories.items():
+            layer = net.layers[i]
+            P, Bw = self.mapping.lanes[i], layer.formats.weight.bits
+            n_out, n_in = layer.W_q.shape
+            B = -(-n_out // P)
+            w = np.array([[(v >> (p * Bw)) & ((1 << Bw) - 1) for p in range(P)]
+                          for v in words], dtype=np.int64)
+            w = np.where(w >> (Bw - 1), w - (1 << Bw), w)
+            W = w.reshape(B, n_in, P).transpose(0, 2, 1).reshape(B * P, n_in)[:n_out]
+            layer.W_q = W.astype(np.asarray(self.network.layers[i].W_q).dtype)
+        self._loaded, self._dirty = net, False
+        return net
 
 
 class FakeSerialDevice:

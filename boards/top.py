@@ -113,7 +113,9 @@ class NetworkLinkTop(wiring.Component):
 
     Each LIF array's transferred ``o_spikes`` beats feed the link's spike counters
     (``tap<l>``: the spike bits of the beat's real neurons, the lanes past ``N`` of the
-    last beat masked).
+    last beat masked). The link's LOAD_WEIGHTS drives the network's ``load_weights`` (every
+    dense weight memory is writable: weights in SPRAM have no contents after configuration,
+    the host writes them first).
 
     Parameters
     ----------
@@ -140,7 +142,8 @@ class NetworkLinkTop(wiring.Component):
                                                  counts=counts)
         kw = {} if timeout_bytes is None else {"timeout_bytes": timeout_bytes}
         self.link = NetworkLink(self._layout, self.network.in_lanes,
-                                [a.lanes for a in self.network.lif], divisor=divisor, **kw)
+                                [a.lanes for a in self.network.lif], divisor=divisor,
+                                weights=self.network.weight_memories, **kw)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     @property
@@ -154,6 +157,7 @@ class NetworkLinkTop(wiring.Component):
         m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx)]
         wiring.connect(m, link.i_pixels, net.i_pixels)
         wiring.connect(m, net.o_result, link.o_result)
+        wiring.connect(m, link.load_weights, net.load_weights)
         if self._layout.counts:
             for l, array in enumerate(net.lif):
                 tap = getattr(link, f"tap{l}")

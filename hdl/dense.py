@@ -83,8 +83,12 @@ On an iCE40 UltraPlus (UP5K) the registered weight memory goes to ``SB_SPRAM256K
 single-port RAMs when at least :data:`hdl.bram.SPRAM_MIN_DEPTH` words deep (the
 ``spram`` rule of :mod:`hdl.bram`): the engine only reads it. SPRAM has no initial
 contents in the bitstream: the simulation model holds ``W_q``, silicon needs the words
-written through the memory's write port after configuration (not wired yet: the weight
-memory's write port is idle in this stage).
+written after configuration. The weight memory's write port is the stage's
+``weight_write`` port (word ``a`` of :func:`weight_memory_words`, the memory's
+initial contents, at address ``a``): :class:`hdl.network.SpikingNetwork` routes it to its
+``load_weights`` port and :class:`hdl.host_link.NetworkLink` drives it from LOAD_WEIGHTS
+frames. Writes are meant for an idle stage (no vector in flight): a SPRAM write takes
+the shared address port for that cycle (see :mod:`hdl.bram`).
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ from golden.network import IntegerLayer
 from .bram import RegisteredMemory
 from .plan import BRAM_MIN_DEPTH, dense_engine_depth, input_value_bits
 
-__all__ = ["DenseStage", "current_layout", "weight_words"]
+__all__ = ["DenseStage", "current_layout", "weight_words", "weight_memory_words"]
 
 
 def _width(count):
@@ -143,6 +147,13 @@ def weight_words(layer, lanes):
     W = np.zeros((B * lanes, n_in), dtype=np.int64)
     W[:n_out] = np.asarray(layer.W_q, dtype=np.int64)
     return W.reshape(B, lanes, n_in).transpose(0, 2, 1).reshape(B * n_in, lanes)
+
+
+def weight_memory_words(layer, lanes):
+    """The weight memory's loadable words as unsigned integers (``B * n_in`` of them, ``P *
+    Bw`` bits each): :func:`weight_words` packed lane ``p`` at bits ``[p*Bw, (p+1)*Bw)``.
+    They are the memory's initial contents and what a host writes into it (SPRAM)."""
+    return _pack(weight_words(layer, lanes), layer.formats.weight.bits)
 
 
 def current_layout(layer, lanes):
@@ -211,6 +222,11 @@ class DenseStage(wiring.Component):
     o_current : Out(stream.Signature(ArrayLayout(signed(Bc), P)))
         ``c_q`` of neurons ``k * P .. k * P + P - 1`` (lanes past ``n_out`` are 0), beats
         ``k = 0 .. B - 1`` per timestep: ``LIFArray.i_current``'s layout. Registered.
+    weight_write : In(Signature(addr, data, en))
+        The weight memory's write port: word ``addr`` (``< weight_words``) becomes ``data``
+        (``weight_width`` bits, :func:`weight_memory_words`' packing) at the clock edge
+        while ``en`` is high. Tie ``en`` low when unused. Write only while the stage is
+        idle (SPRAM shares its address port between the write and the engine's read).
 
     Combinational paths: none from input to output. ``i_*.ready`` comes from internal
     state only (it does not depend on ``i_*.valid``); ``o_current.valid``/``payload`` are
@@ -269,6 +285,12 @@ class DenseStage(wiring.Component):
         else:
             members = {"i_spikes": In(stream.Signature(unsigned(Q)))}
         members["o_current"] = Out(stream.Signature(current_layout(layer, self._lanes)))
+        # The weight memory: B * n_in words (plus the zero word of the plain pipeline).
+        self._weight_depth = (max(2, self._beats * layer.n_in) if self._outreg
+                              else self._beats * layer.n_in + 1)
+        members["weight_write"] = In(wiring.Signature({
+            "addr": Out(_width(self._weight_depth)),
+            "data": Out(self._lanes * layer.formats.weight.bits), "en": Out(1)}))
         super().__init__(members)
 
     # -- read-only parameters --------------------------------------------------------------
@@ -319,6 +341,17 @@ class DenseStage(wiring.Component):
     def memory_outreg(self):
         """Whether every memory's read data passes an output register (read latency 2)."""
         return self._outreg
+
+    @property
+    def weight_words(self):
+        """Loadable words of the weight memory, ``B * n_in`` (``weight_write.addr`` below
+        this)."""
+        return self._beats * self._layer.n_in
+
+    @property
+    def weight_width(self):
+        """Bits of one weight word, ``P * Bw``."""
+        return self._lanes * self._layer.formats.weight.bits
 
     @property
     def latency(self):
@@ -568,12 +601,15 @@ class DenseStage(wiring.Component):
         # nothing). Registered: no extra word (it would cost a second block RAM bank when
         # B * n_in is a multiple of 1024); an empty list's addends are forced to zero.
         zero_word = B * n_in
-        words = _pack(weight_words(layer, P), Bw)
-        wdepth = max(2, B * n_in) if outreg else B * n_in + 1
-        # The weights may go to iCE40 SPRAM (registered mode, see hdl.bram): they are only
-        # read here.
+        words = weight_memory_words(layer, P)
+        wdepth = self._weight_depth
+        # The weights may go to iCE40 SPRAM (registered mode, see hdl.bram): the engine only
+        # reads them; the host writes them through weight_write (SPRAM has no init).
         wmem = _Mem(m, "weights", unsigned(P * Bw), wdepth, words if outreg else words + [0],
                     outreg, spram=True)
+        ww = self.weight_write
+        m.d.comb += [wmem.write.addr.eq(ww.addr), wmem.write.data.eq(ww.data),
+                     wmem.write.en.eq(ww.en)]
         bias = np.zeros(B * P, dtype=np.int64)
         bias[:n_out] = np.asarray(layer.bias_q, dtype=np.int64)
         bmem = _Mem(m, "biases", unsigned(P * Bb), max(2, B), _pack(bias.reshape(B, P), Bb),

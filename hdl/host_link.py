@@ -14,9 +14,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .protocol import (ERROR_REPLY, NET_STATUS_FIELDS, REPLY_BIT, STATUS_FIELDS, SYNC,
-                       TIMEOUT_BYTES, Command, ErrorCode, LinkLayout, NetworkLayout,
-                       crc16_byte_bits)
+from .protocol import (ERROR_REPLY, FLAG_LOAD_WEIGHTS, NET_STATUS_FIELDS, REPLY_BIT,
+                       STATUS_FIELDS, SYNC, TIMEOUT_BYTES, WEIGHT_HEADER_BYTES, Command,
+                       ErrorCode, LinkLayout, NetworkLayout, crc16_byte_bits, nbytes)
 from golden.core import CoreConfig
 
 from .uart import UARTRx, UARTTx, _check_divisor
@@ -552,6 +552,12 @@ class NetworkLink(wiring.Component):
     cleared when an image starts and read when its result arrives. One image is in the
     network at a time, so the counts are exactly that image's.
 
+    Weight loading (``weights``): a LOAD_WEIGHTS request is stored and checked like a
+    CLASSIFY (CRC, the layer, a whole number of its words, the address range, no bits above
+    the word width) and then written word by word on ``load_weights`` (registered; one
+    write per buffer word read, ``en`` high for one cycle) while the network is idle; the
+    reply carries the layer and the address after the last word.
+
     ``rx``/``tx`` are the UART pins (``tx`` registered, idle high).
 
     Parameters
@@ -565,9 +571,14 @@ class NetworkLink(wiring.Component):
         UART clocks per bit.
     timeout_bytes : int
         Byte times of silence that end a half-received frame.
+    weights : sequence of (layer, words, width)
+        The loadable weight memories (:attr:`hdl.network.SpikingNetwork.weight_memories`):
+        LOAD_WEIGHTS and a ``load_weights`` port
+        (:func:`hdl.network.weight_write_signature`) only when not empty.
     """
 
-    def __init__(self, layout, in_lanes, tap_lanes=(), *, divisor, timeout_bytes=TIMEOUT_BYTES):
+    def __init__(self, layout, in_lanes, tap_lanes=(), *, divisor, timeout_bytes=TIMEOUT_BYTES,
+                 weights=()):
         from .network import result_layout
         if not isinstance(layout, NetworkLayout):
             raise TypeError(f"layout must be a NetworkLayout, not {type(layout).__name__}")
@@ -580,6 +591,17 @@ class NetworkLink(wiring.Component):
         if not isinstance(timeout_bytes, int) or timeout_bytes < 2:
             raise ValueError(f"timeout_bytes must be an integer >= 2, not {timeout_bytes!r}")
         _check_divisor(divisor)
+        weights = tuple((int(l), int(n), int(w)) for l, n, w in weights)
+        for l, n, w in weights:
+            if not 0 <= l <= 255 or not 1 <= n <= 1 << 24 or w < 1:
+                raise ValueError(f"weight memory (layer {l}, {n} words of {w} bits) is out of "
+                                 f"range: layer 0..255, 1..2**24 words")
+            if WEIGHT_HEADER_BYTES + nbytes(w) > layout.buffer_bytes:
+                raise ValueError(f"buffer_bytes = {layout.buffer_bytes} cannot hold one "
+                                 f"LOAD_WEIGHTS word of layer {l} ({nbytes(w)} bytes)")
+        if len({l for l, _, _ in weights}) != len(weights):
+            raise ValueError(f"weights names a layer twice: {weights}")
+        self._weights = weights
         self._layout, self._divisor = layout, divisor
         self._in_lanes, self._tap_lanes = in_lanes, tap_lanes
         self._timeout = timeout_bytes * 10 * divisor
@@ -592,6 +614,9 @@ class NetworkLink(wiring.Component):
         if layout.counts:
             for l, P in enumerate(tap_lanes):
                 members[f"tap{l}"] = In(stream.Signature(unsigned(P), always_ready=True))
+        if weights:
+            from .network import weight_write_signature
+            members["load_weights"] = Out(weight_write_signature(weights))
         super().__init__(members)
 
     @property
@@ -601,6 +626,11 @@ class NetworkLink(wiring.Component):
     @property
     def divisor(self):
         return self._divisor
+
+    @property
+    def weights(self):
+        """The loadable weight memories, ``(layer, words, width)``."""
+        return self._weights
 
     def elaborate(self, platform):
         m = Module()
@@ -656,7 +686,8 @@ class NetworkLink(wiring.Component):
 
         status = _status_bytes(NET_STATUS_FIELDS, dict(
             lay.status_constants(), last_error=last_error, errors=errors, dropped=dropped,
-            samples=samples))
+            samples=samples,
+            flags=lay.flags | (FLAG_LOAD_WEIGHTS if self._weights else 0)))
         status_arr = Array(status)
 
         # -- spike counters -------------------------------------------------------------
@@ -685,6 +716,10 @@ class NetworkLink(wiring.Component):
             with m.Case(Command.CLASSIFY_COUNTS):
                 m.d.comb += [known.eq(lay.counts),
                              hdr_len_ok.eq((length != 0) & (length <= lay.buffer_bytes))]
+            with m.Case(Command.LOAD_WEIGHTS):
+                m.d.comb += [known.eq(bool(self._weights)),
+                             hdr_len_ok.eq((length > WEIGHT_HEADER_BYTES)
+                                           & (length <= lay.buffer_bytes))]
 
         in_frame = Signal()
         listening = Signal()
@@ -734,7 +769,46 @@ class NetworkLink(wiring.Component):
             with m.Else():
                 m.d.sync += [px_ones.eq(px_ones | ones), px_zeros.eq(px_zeros | zeros)]
 
+        # -- LOAD_WEIGHTS: the layer's constants, tracked while receiving ----------------
+        wts = self._weights or ((0, 1, 1),)
+        wnb_max = max(nbytes(w) for _, _, w in wts)
+        wl_layer = Signal(8)
+        wl_addr = Signal(24)
+        wl_phase = Signal(range(max(2, wnb_max)))          # byte of the word
+        wl_count = Signal(range(lay.buffer_bytes + 1))     # whole words received
+        wl_bad = Signal()                                  # a bit above the word width
+        wl_known = Signal()
+        wl_nb = Signal(range(wnb_max + 1))
+        wl_words = Signal(range((1 << 24) + 1))
+        wl_top = Signal(8)                                 # bits allowed in the last byte
+        for l, n, w in wts:
+            with m.If(wl_layer == l):
+                top = (1 << (w - 8 * (nbytes(w) - 1))) - 1
+                m.d.comb += [wl_known.eq(bool(self._weights)), wl_nb.eq(nbytes(w)),
+                             wl_words.eq(n), wl_top.eq(top)]
+
+        def track_weight_byte():
+            with m.If(ptr == 0):
+                m.d.sync += wl_layer.eq(byte)
+            for j in range(3):
+                with m.If(ptr == 1 + j):
+                    m.d.sync += wl_addr.word_select(j, 8).eq(byte)
+            with m.If(ptr == WEIGHT_HEADER_BYTES - 1):
+                m.d.sync += [wl_phase.eq(0), wl_count.eq(0), wl_bad.eq(0)]
+            with m.If(ptr >= WEIGHT_HEADER_BYTES):
+                with m.If(wl_phase == wl_nb - 1):
+                    m.d.sync += [wl_phase.eq(0), wl_count.eq(wl_count + 1)]
+                    with m.If((byte & ~wl_top) != 0):
+                        m.d.sync += wl_bad.eq(1)
+                with m.Else():
+                    m.d.sync += wl_phase.eq(wl_phase + 1)
+
         # -- execution state ------------------------------------------------------------
+        wword = Signal(8 * wnb_max)
+        wj = Signal(range(max(2, wnb_max)))
+        if self._weights:
+            lw = self.load_weights
+            m.d.sync += lw.en.eq(0)
         pix = Signal(8 * nb)
         pix_j = Signal(range(nb + 1))
         pix_n = Signal(range(n_in + 1))                  # pixels of the image done
@@ -786,6 +860,8 @@ class NetworkLink(wiring.Component):
                 m.d.comb += wr.en.eq(1)
                 m.d.sync += [crc.eq(_crc_update(crc, byte)), ptr.eq(ptr + 1)]
                 check_pixel_byte()
+                if self._weights:
+                    track_weight_byte()
                 with m.If(pix_phase == nb - 1):
                     m.d.sync += pix_phase.eq(0)
                 with m.Else():
@@ -801,8 +877,19 @@ class NetworkLink(wiring.Component):
                 m.d.sync += crc_rx.eq(byte)
                 m.next = "CRC1"
             with m.State("CRC1"), frame_byte():
+                loading = cmd == Command.LOAD_WEIGHTS
                 with m.If(Cat(crc_rx, byte) != crc):
                     fail(ErrorCode.BAD_CHECKSUM)
+                with m.Elif(loading & ~wl_known):
+                    fail(ErrorCode.BAD_LAYER)
+                with m.Elif(loading & (wl_phase != 0)):
+                    fail(ErrorCode.BAD_LENGTH)
+                with m.Elif(loading & (wl_addr + wl_count > wl_words)):
+                    fail(ErrorCode.BAD_ADDRESS)
+                with m.Elif(loading & wl_bad):
+                    fail(ErrorCode.BAD_VALUE)
+                with m.Elif(loading):
+                    m.next = "EXEC"
                 with m.Elif(img_phase != 0):
                     fail(ErrorCode.IMAGE_SIZE)
                 with m.Elif(bad_value):
@@ -817,6 +904,10 @@ class NetworkLink(wiring.Component):
                 with m.If(cmd == Command.NET_STATUS):
                     m.d.sync += [tx_len.eq(len(status)), tx_src.eq(SRC_STATUS)]
                     m.next = "REPLY"
+                with m.Elif(cmd == Command.LOAD_WEIGHTS):
+                    m.d.sync += [ptr.eq(WEIGHT_HEADER_BYTES), tx_src.eq(SRC_RESULT),
+                                 tx_len.eq(WEIGHT_HEADER_BYTES)]
+                    m.next = "LW_WORD"
                 with m.Else():
                     m.d.sync += [tx_src.eq(SRC_RESULT),
                                  tx_len.eq(Mux(cmd == Command.CLASSIFY_COUNTS, reply_len_c,
@@ -876,6 +967,33 @@ class NetworkLink(wiring.Component):
                         m.next = "WAIT_TX"
                     with m.Else():
                         m.next = "IMG_START"
+            # LOAD_WEIGHTS: assemble each word from the buffer, write it, then reply with
+            # the layer and the next address (through the record register).
+            with m.State("LW_WORD"):
+                m.d.sync += [wword.eq(0), wj.eq(0)]
+                m.next = "LW_RD_ADDR"
+            with m.State("LW_RD_ADDR"):
+                m.next = "LW_RD_DATA"                 # buf[ptr] shows one cycle later
+            with m.State("LW_RD_DATA"):
+                m.d.sync += [wword.word_select(wj, 8).eq(rd.data), ptr.eq(ptr + 1)]
+                with m.If(wj == wl_nb - 1):
+                    m.next = "LW_WRITE"
+                with m.Else():
+                    m.d.sync += wj.eq(wj + 1)
+                    m.next = "LW_RD_ADDR"
+            with m.State("LW_WRITE"):
+                if self._weights:
+                    m.d.sync += [lw.en.eq(1), lw.layer.eq(wl_layer), lw.addr.eq(wl_addr),
+                                 lw.data.eq(wword)]
+                m.d.sync += wl_addr.eq(wl_addr + 1)
+                with m.If(ptr == length):
+                    m.next = "LW_REPLY"
+                with m.Else():
+                    m.next = "LW_WORD"
+            with m.State("LW_REPLY"):
+                m.d.sync += [orec.eq(Cat(wl_layer, wl_addr)),
+                             orec_left.eq(WEIGHT_HEADER_BYTES)]
+                m.next = "REPLY"
             with m.State("REPLY"):
                 m.d.comb += tx_start.eq(1)
                 m.next = "WAIT_TX"

@@ -72,8 +72,8 @@ from .plan import network_plan
 from .skid import RegisterSlice
 from .stages import builder_for, layer_sizes, sized
 
-__all__ = ["Readout", "SpikingNetwork", "result_layout", "export_network_verilog",
-           "FORMAT", "VERSION"]
+__all__ = ["Readout", "SpikingNetwork", "result_layout", "weight_write_signature",
+           "export_network_verilog", "FORMAT", "VERSION"]
 
 FORMAT = "spikefold-network-rtl"
 VERSION = 1
@@ -89,6 +89,17 @@ def result_layout(classes, logit_bits):
         "label": unsigned(_width(classes)),
         "logits": data.ArrayLayout(signed(logit_bits), classes),
     })
+
+
+def weight_write_signature(memories):
+    """The weight-write port of :class:`SpikingNetwork` (``load_weights``, seen from the
+    writer) for ``memories``, ``(layer, words, width)`` rows: ``en``, ``layer`` (the
+    integer stage's index), ``addr`` and ``data`` (wide enough for every memory)."""
+    memories = tuple(memories)
+    return wiring.Signature({
+        "en": Out(1), "layer": Out(8),
+        "addr": Out(max([_width(words) for _, words, _ in memories], default=1)),
+        "data": Out(max([width for *_, width in memories], default=1))})
 
 
 class Readout(wiring.Component):
@@ -221,6 +232,12 @@ class SpikingNetwork(wiring.Component):
     o_result : Out(stream.Signature(result_layout(classes, logit_bits)))
         Per sample: ``label`` (argmax, ties to the lowest index) and ``logits``
         (``logit_q`` of :class:`golden.network.IntegerResult`).
+    load_weights : In(weight_write_signature(weight_memories))
+        While ``en`` is high, word ``addr`` of the weight memory of the dense stage of
+        integer stage ``layer`` becomes ``data`` (low :attr:`DenseStage.weight_width`
+        bits; :func:`hdl.dense.weight_memory_words`' packing) at the clock edge; no other
+        stage is touched. For weights in SPRAM (no initial contents on silicon); write
+        only while the network is idle. ``en`` low (the default) writes nothing.
 
     The stages are public for testbenches: :attr:`parts` (every :class:`hdl.stages.Part`
     in dataflow order), :attr:`dense` (the :class:`DenseStage` of every layer), :attr:`lif`
@@ -255,11 +272,13 @@ class SpikingNetwork(wiring.Component):
         if not isinstance(self._readout, Readout):
             raise ValueError("the network's last layer must be a readout layer")
         last = network.layers[-1]
+        self._weight_parts = tuple(p for p in parts if isinstance(p.component, DenseStage))
         super().__init__({
             "i_pixels": In(stream.Signature(
                 data.ArrayLayout(signed(network.input_format.bits), mapping.in_lanes))),
             "o_result": Out(stream.Signature(
                 result_layout(last.n_out, self._readout.logit_bits))),
+            "load_weights": In(weight_write_signature(self.weight_memories)),
         })
 
     @classmethod
@@ -327,6 +346,14 @@ class SpikingNetwork(wiring.Component):
     def readout(self):
         return self._readout
 
+    @property
+    def weight_memories(self):
+        """``(layer, words, width)`` of every dense stage's weight memory (``load_weights``
+        writes them): the integer stage's index, :attr:`DenseStage.weight_words` and
+        :attr:`DenseStage.weight_width`."""
+        return tuple((p.layer, p.component.weight_words, p.component.weight_width)
+                     for p in self._weight_parts)
+
     def elaborate(self, platform):
         m = Module()
         for part in self._parts:
@@ -342,6 +369,11 @@ class SpikingNetwork(wiring.Component):
             else:
                 connect_streams(m, src.o_stream, dst.i_stream)
         connect_streams(m, self._parts[-1].o_stream, wiring.flipped(self.o_result))
+        lw = self.load_weights
+        for part in self._weight_parts:
+            ww = part.component.weight_write
+            m.d.comb += [ww.addr.eq(lw.addr), ww.data.eq(lw.data),
+                         ww.en.eq(lw.en & (lw.layer == part.layer))]
         return m
 
 

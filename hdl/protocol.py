@@ -50,16 +50,33 @@ CLASSIFY         0x11   images: ``n_in`` pixels ``x_q`` each,   per image ``samp
 CLASSIFY_COUNTS  0x12   as CLASSIFY                             as CLASSIFY, then one spike
                                                                 count per LIF layer (needs
                                                                 the counters, FLAG_COUNTS)
+LOAD_WEIGHTS     0x13   ``layer (1 byte) | address (u24) |      ``layer (1 byte) | next
+                        words``: one or more weight words,      address (u24)``: the address
+                        ``ceil(width / 8)`` bytes each, for     after the last word written
+                        ``address, address + 1, ...``           (needs FLAG_LOAD_WEIGHTS)
 ===============  =====  ======================================  ============================
+
+LOAD_WEIGHTS writes the weight memory of the dense stage of integer stage ``layer``
+(``network.layers[layer]``): word ``a`` is :func:`hdl.dense.weight_memory_words`'s
+``a``-th (``width = P * Bw`` bits, the ``P`` weights ``W_q[k*P + p, j]`` of word ``a = k *
+n_in + j``, lane ``p`` at bits ``p*Bw``, two's complement), ``B * n_in`` words per layer
+(:attr:`hdl.network.SpikingNetwork.weight_memories`). Weights in iCE40 SPRAM have no
+initial contents in the bitstream: a board whose ``build.json`` places weights in SPRAM
+computes nothing meaningful until the host has written every word of those layers.
+The device does not track what was written; the host driver loads them before its first
+classification (:meth:`boards.host.NetworkHost.load_weights`, ``spikefold run``).
+Weights in block RAM keep their bitstream contents until overwritten. Write only between
+classifications (one request at a time guarantees it).
 
 ``sample`` is the device's running count of classified images (mod 2**16, from 0 after
 reset; NET_STATUS ``samples`` is the next one), so a reply cannot be mistaken for another
 request's. ``label`` (``ceil(log2 classes)`` bits) and ``logit_q`` are
 :class:`golden.network.IntegerResult`'s ``predict()`` and ``logits_q``; a spike count is
 the number of spikes layer ``l`` emitted for the image over its ``T`` timesteps and all
-its neurons. The images of a frame are classified one after the other. ``fingerprint`` in
-NET_STATUS is :func:`network_fingerprint` of the integer network the device was built
-for.
+its neurons. NET_STATUS ``flags``: bit 0 FLAG_COUNTS (CLASSIFY_COUNTS built in), bit 1
+FLAG_LOAD_WEIGHTS (LOAD_WEIGHTS built in). The images of a frame are classified one after
+the other. ``fingerprint`` in NET_STATUS is :func:`network_fingerprint` of the integer
+network the device was built for.
 
 A RUN frame carries any whole number of beats up to the device's buffer (beats continue
 across frames and timesteps exactly as on the array's stream: beat k of timestep t is
@@ -78,11 +95,16 @@ is applied, so an erroneous frame changes no state:
 * 6 BAD_VALUE: a record field is out of range (index >= N, t >= T, channel >= channels, a
   value that does not fit its format, compare > 3; a pixel outside the input format's
   ``Bx`` bits); no record of the frame is applied;
-* 7 IMAGE_SIZE: a CLASSIFY payload that is not a whole number of images.
+* 7 IMAGE_SIZE: a CLASSIFY payload that is not a whole number of images;
+* 8 BAD_LAYER: LOAD_WEIGHTS for a layer without a loadable weight memory;
+* 9 BAD_ADDRESS: LOAD_WEIGHTS words past the layer's last word (``address + words >
+  B * n_in``).
 
 The checks come in this order: unknown command and LEN (at the header, LEN 0 or above
-the buffer is BAD_LENGTH), then after the whole frame CRC, then the record or image size,
-then values.
+the buffer is BAD_LENGTH; LOAD_WEIGHTS: LEN below 5), then after the whole frame CRC,
+then the record or image size (LOAD_WEIGHTS: the layer, then a whole number of its words,
+else BAD_LENGTH, then the address range), then values (LOAD_WEIGHTS: a word's bits at and
+above ``width`` must be 0, else BAD_VALUE).
 
 After any error the device drops bytes silently until a SYNC starts a frame or the line
 has been quiet for :data:`TIMEOUT_BYTES` byte times (then a stray byte is an error again).
@@ -104,7 +126,8 @@ import numpy as np
 from golden.core import CoreConfig
 
 __all__ = ["SYNC", "ERROR_REPLY", "Command", "ErrorCode", "TIMEOUT_BYTES", "PROTOCOL_VERSION",
-           "STATUS_FIELDS", "NET_STATUS_FIELDS", "crc16", "encode_frame", "FrameDecoder",
+           "STATUS_FIELDS", "NET_STATUS_FIELDS", "FLAG_LOAD_WEIGHTS", "WEIGHT_HEADER_BYTES",
+           "weight_frames", "crc16", "encode_frame", "FrameDecoder",
            "Frame", "LinkLayout", "NetworkLayout", "network_fingerprint", "ProtocolError",
            "DeviceError", "nbytes", "ceil_log2"]
 
@@ -128,6 +151,7 @@ class Command(enum.IntEnum):
     NET_STATUS = 0x10
     CLASSIFY = 0x11
     CLASSIFY_COUNTS = 0x12
+    LOAD_WEIGHTS = 0x13
 
 
 class ErrorCode(enum.IntEnum):
@@ -138,6 +162,8 @@ class ErrorCode(enum.IntEnum):
     TIMEOUT = 5
     BAD_VALUE = 6
     IMAGE_SIZE = 7
+    BAD_LAYER = 8
+    BAD_ADDRESS = 9
 
 
 #: STATUS reply payload: (name, struct format); little-endian, 26 bytes in total.
@@ -164,6 +190,35 @@ NET_STATUS_FORMAT = "<" + "".join(f for _, f in NET_STATUS_FIELDS)
 NET_STATUS_BYTES = struct.calcsize(NET_STATUS_FORMAT)
 #: Bits of NET_STATUS ``flags``.
 FLAG_COUNTS = 1
+FLAG_LOAD_WEIGHTS = 2
+#: LOAD_WEIGHTS payload bytes before the words (layer, u24 address).
+WEIGHT_HEADER_BYTES = 4
+
+
+def weight_frames(layer, words, width, max_payload, start=0):
+    """LOAD_WEIGHTS payloads writing ``words`` (unsigned ints of ``width`` bits) at
+    ``start, start + 1, ...`` of ``layer``'s weight memory, each at most ``max_payload``
+    bytes: ``[(address, word count, payload)]``."""
+    nb = nbytes(width)
+    per = (max_payload - WEIGHT_HEADER_BYTES) // nb
+    if per < 1:
+        raise ValueError(f"a {max_payload}-byte payload cannot hold one {width}-bit weight "
+                         f"word after the {WEIGHT_HEADER_BYTES}-byte header")
+    if not 0 <= int(layer) <= 255:
+        raise ValueError(f"layer must be in 0..255, not {layer!r}")
+    words = [int(w) for w in words]
+    for a, w in enumerate(words):
+        if not 0 <= w < 1 << width:
+            raise ValueError(f"weight word {start + a} = {w} does not fit {width} bits")
+    if start + len(words) > 1 << 24:
+        raise ValueError(f"{start + len(words)} words exceed the 24-bit address")
+    out = []
+    for i in range(0, len(words), per):
+        chunk = words[i:i + per]
+        payload = bytes([int(layer)]) + (start + i).to_bytes(3, "little") + b"".join(
+            w.to_bytes(nb, "little") for w in chunk)
+        out.append((start + i, len(chunk), payload))
+    return out
 
 
 class ProtocolError(RuntimeError):

@@ -3,6 +3,7 @@
 ::
 
     spikefold run --model M.npz --board B --port /dev/ttyUSB0 [--images X.npy | --samples N]
+                  [--lanes L]
 
 1. Builds the network host-link bitstream (:class:`boards.top.NetworkBoardTop`: the whole
    :class:`hdl.network.SpikingNetwork` behind :class:`hdl.host_link.NetworkLink`, at the
@@ -10,9 +11,16 @@
    or reuses the one there when its ``build.json`` says it was built for the same network
    (:func:`hdl.protocol.network_fingerprint`), board, baud rate, buffer and mapping.
 2. Says where the bitstream is and how to program it (openFPGALoader, iceprog, dfu-util).
-3. Opens the port, checks that the board runs this network (NET_STATUS), classifies the
+3. Opens the port, checks that the board runs this network (NET_STATUS), writes the
+   weights the build placed in SPRAM (``build.json``'s ``memory``: SPRAM has no contents
+   after configuration; :meth:`boards.host.NetworkHost.load_weights`), classifies the
    images (:class:`boards.host.NetworkHost`) and prints how many labels and logits equal
    golden's :class:`golden.network.IntegerNetwork` and the accuracy of both.
+
+``--lanes`` is the mapping's lanes (one for every layer, or one per layer): the digits MLP
+fits the iCEBreaker's UP5K with ``--lanes 1`` (every weight memory in SPRAM). Without a
+``build.json`` (``--no-build`` into an empty ``--out``) the memory placement is computed
+as the build would record it (:func:`boards.build.network_memory`).
 
 ``X.npy`` holds network inputs ``x`` as ``spikefold eval --inputs`` takes them; the default
 is the model's test data (with its labels). ``--build-only`` stops after step 2 (no port
@@ -28,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["add_arguments", "run", "build_info", "ensure_bitstream", "program_commands"]
+__all__ = ["add_arguments", "run", "build_info", "ensure_bitstream", "program_commands",
+           "weights_to_load"]
 
 
 def add_arguments(parser):
@@ -48,6 +57,9 @@ def add_arguments(parser):
     parser.add_argument("--baudrate", type=int, default=115200, help="UART baud rate")
     parser.add_argument("--buffer-bytes", type=int, default=None,
                         help="largest CLASSIFY payload (default 512 or one image)")
+    parser.add_argument("--lanes", default=None,
+                        help="lanes of every layer, or one per layer (e.g. 1, or 16,16,10); "
+                             "default: the default mapping")
     parser.add_argument("--bits", type=int, default=16,
                         help="width when the model has no stored formats (default 16)")
     parser.add_argument("--counts", action="store_true",
@@ -109,6 +121,24 @@ def ensure_bitstream(inet, mapping, target, out, *, baudrate=115200, buffer_byte
     return info, out / info["bitstream"], False
 
 
+def weights_to_load(inet, mapping, target, out, info=None):
+    """The layers whose weights the board holds in SPRAM (loaded by the host): from the
+    build's ``build.json`` (``info``, else the one in ``out``), else from the memory
+    placement a build would record."""
+    from boards.build import network_memory
+    from boards.host import spram_layers
+    if info is None:
+        path = Path(out) / "build.json"
+        if path.is_file():
+            try:
+                info = json.loads(path.read_text())
+            except ValueError:
+                info = None
+    if info is not None and "memory" in info:
+        return spram_layers(info)
+    return spram_layers(network_memory(inet, mapping, target))
+
+
 def program_commands(target, bitfile):
     """How to load ``bitfile`` onto ``target``: ``[(what, command line)]``."""
     bitfile = str(bitfile)
@@ -137,6 +167,7 @@ def _first_mismatch(got, want):
 
 def run(args):
     from boards.host import NetworkHost, ProtocolError
+    from boards.netbench import parse_lanes
     from boards.targets import get_target
     from hdl.mapping import HardwareMapping
     from spikefold.flow import integer_network, load_model, model_inputs
@@ -153,8 +184,9 @@ def run(args):
     model = load_model(args.model)
     x, y = model_inputs(model, args.images, args.labels, args.samples)
     inet = integer_network(model, args.bits)
-    mapping = HardwareMapping.for_network(inet)
+    mapping = HardwareMapping.for_network(inet, parse_lanes(args.lanes))
     out = Path(args.out or Path("build") / f"{target.name}-run")
+    info = None
     if not args.no_build:
         info, bitfile, _ = ensure_bitstream(inet, mapping, target, out,
                                             baudrate=args.baudrate,
@@ -170,9 +202,11 @@ def run(args):
             print(f"  {what}: {command}")
     if args.build_only:
         return 0
+    preload = weights_to_load(inet, mapping, target, out, info)
 
     try:
-        host = NetworkHost.open(args.port, inet, baudrate=args.baudrate, timeout=args.timeout)
+        host = NetworkHost.open(args.port, inet, mapping=mapping, preload=preload,
+                                baudrate=args.baudrate, timeout=args.timeout)
     except ProtocolError as exc:
         raise RuntimeError(f"--port {args.port}: {exc}; is the board programmed with the "
                            f"bitstream above and is this its serial port?") from None
@@ -180,6 +214,11 @@ def run(args):
         raise RuntimeError(f"--port {args.port}: cannot open it ({exc.strerror or exc})") \
             from None
     try:
+        if preload:
+            t0 = time.monotonic()
+            words = host.load_weights()
+            print(f"loaded {words} weight words (layers {', '.join(map(str, preload))}, in "
+                  f"SPRAM) in {time.monotonic() - t0:.2f} s")
         t0 = time.monotonic()
         got = host.classify(x, counts=args.counts)
         elapsed = time.monotonic() - t0
