@@ -27,7 +27,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,9 @@ class RegressCase:
     steps: int
     gaps: float
     backpressure: float
+    #: Thresholds at the threshold format's rails on some neurons (against the stimulus's
+    #: saturating membranes): the early comparator's rail corrections.
+    rails: bool = False
 
     def describe(self):
         o = self.options
@@ -68,6 +71,8 @@ class RegressCase:
             parts.append(f"affine ch={o['channels']} scale={o['scale']}")
         if self.memory_outreg:
             parts.append("outreg")
+        if self.rails:
+            parts.append("rail-thresholds")
         parts.append(f"gaps={self.gaps:.2f} bp={self.backpressure:.2f} steps={self.steps}")
         return " ".join(parts)
 
@@ -112,9 +117,11 @@ def draw_case(seed):
         options["threshold"] = membrane
     beats_per_step = -(-neurons // lanes)
     steps = max(2 * T, -(-BEATS // beats_per_step))
-    return RegressCase(seed, neurons, lanes, options, bool(rng.random() < 0.5), steps,
-                       float(rng.choice([0.0, rng.uniform(0, 0.4)])),
-                       float(rng.choice([0.0, rng.uniform(0, 0.5)])))
+    outreg = bool(rng.random() < 0.5)
+    gaps = float(rng.choice([0.0, rng.uniform(0, 0.4)]))
+    backpressure = float(rng.choice([0.0, rng.uniform(0, 0.5)]))
+    rails = bool(rng.random() < 0.5)            # drawn last: the earlier draws keep their seeds
+    return RegressCase(seed, neurons, lanes, options, outreg, steps, gaps, backpressure, rails)
 
 
 @dataclass(frozen=True)
@@ -184,7 +191,25 @@ def run_network_case(case, root, *, sim="icarus"):
 
 def _core(case):
     o = dict(case.options)
-    return example_core(case.neurons, seed=case.seed, **o)
+    core = example_core(case.neurons, seed=case.seed, **o)
+    if case.rails:
+        core = rail_thresholds(core)
+    return core
+
+
+def rail_thresholds(core):
+    """``core`` with neurons 0, 1, 2, 3 (those that exist) at the threshold format's rails:
+    ``> max``, ``< min``, ``> min``, ``< max`` (the first two never fire: a saturated
+    membrane equals the rail, the last two fire unless it does)."""
+    from golden.quantize import Compare, ThresholdTable
+    fmt = core.config.threshold or core.config.membrane
+    lo, hi = fmt.min_int, fmt.max_int
+    theta = core.thresholds.theta_q.copy()
+    compare = core.thresholds.compare.copy()
+    for i, (q, code) in enumerate([(hi, Compare.GT), (lo, Compare.LT), (lo, Compare.GT),
+                                   (hi, Compare.LT)][:len(theta)]):
+        theta[i], compare[i] = q, code.value
+    return replace(core, thresholds=ThresholdTable(theta, compare))
 
 
 def run_case(case, root, *, sim="icarus"):

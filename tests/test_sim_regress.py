@@ -33,6 +33,9 @@ def test_draws_are_reproducible_and_cover_every_option():
     assert len({c.lanes for c in cases}) == 8 and len({c.options["T"] for c in cases}) == 6
     assert any(c.gaps > 0 and c.backpressure > 0 for c in cases)
     assert any(c.options["threshold"].bits < c.options["membrane"].bits for c in cases)
+    # thresholds at the rails against saturated membranes, through the registered path
+    assert sum(c.rails and c.memory_outreg and c.options["threshold"] == c.options["membrane"]
+               for c in cases) >= 15
 
 
 CHUNKS = 4       # so that pytest-xdist spreads the regression over both cores
