@@ -15,7 +15,7 @@ Beat order
     With ``P`` lanes a vector of ``n`` elements is ``B = ceil(n / P)`` beats; beat ``k``
     carries elements ``k * P .. k * P + P - 1``, lane ``p`` element ``k * P + p``
     (:func:`element`); lanes past ``n`` in the last beat are padding (zero currents,
-    zero spikes, membranes read as 0; a receiver ignores them). Lane ``p`` of a packed
+    spikes, counts, membranes read as 0; a receiver ignores them). Lane ``p`` of a packed
     word is at bits ``[p * w, (p + 1) * w)``. :func:`golden.core.to_beats` /
     :func:`golden.core.from_beats` convert in software.
 
@@ -40,6 +40,9 @@ Payloads
                         (``o_spikes`` -> ``i_spikes``); ``membrane`` (``v_pre``), ``t``,
                         ``beat``, ``last`` are for monitors
     dense -> readout    as dense -> LIF
+    pool -> conv/dense  ``ArrayLayout(unsigned(w), P)``: counts ``0 .. out_max`` of a sum
+                        pooling, ``w = hdl.plan.count_bits(out_max)`` (``o_counts`` ->
+                        ``i_counts``; a max pooling sends spikes as a LIF array does)
     readout -> output   :func:`hdl.network.result_layout`: ``label``, ``logits``,
                         one beat per sample
     ==================  ============================================================
