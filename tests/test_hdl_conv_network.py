@@ -43,6 +43,27 @@ def images(n, seed=5, zeros=0.3):
     return x
 
 
+def check_network(dut, inet, x, *, seed, stall):
+    """Simulate ``dut`` on ``x`` (input gaps and output backpressure ``stall``): every conv
+    LIF layer's spikes, the logits and the labels equal golden's. Returns ``(got, res,
+    x_q)``."""
+    x_q, _ = inet.quantize_input(x)
+    got = simulate(dut, x_q.reshape(len(x), -1), seed=seed, gap=stall, backpressure=stall)
+    res = inet.run(x, per_sample=True)
+    T, S = inet.T, len(x)
+    spiking = [l for l, layer in enumerate(inet.layers) if layer.kind == "conv2d"]
+    for k, (l, array) in enumerate(zip(spiking, dut.lif)):
+        want = res.spikes[k].reshape(T, S, -1).transpose(1, 0, 2).reshape(S * T, -1)
+        spikes = from_beats(np.array(got["spikes"][k]), array.config.neurons)
+        assert 0 < want.mean() < 1
+        bad = np.argwhere(spikes != want)
+        assert not len(bad), (f"layer{l} spikes: first mismatch sample {bad[0][0] // T} "
+                              f"t {bad[0][0] % T} neuron {bad[0][1]}")
+    np.testing.assert_array_equal(got["logits"], res.logits_q)
+    np.testing.assert_array_equal(got["label"], res.predict())
+    return got, res, x_q
+
+
 MAPPINGS = [
     None,                                               # defaults: lanes 16 capped
     HardwareMapping((4, 3, 2, 2, 5), in_lanes=5, outreg=False, slices=False),
@@ -60,23 +81,10 @@ def test_conv_network_matches_golden(mapping):
     want_channels = [None, None] if mapping else [inet.layers[0].out_shape[0],
                                                   inet.layers[2].out_shape[0]]
     assert [array.threshold_channels for array in dut.lif] == want_channels
-    x_q, _ = inet.quantize_input(x)
     # The default mapping streams freely (its cycles are checked against the plan), the
     # narrow one with random input gaps and output backpressure.
-    stall = 0.2 if mapping else 0.0
-    got = simulate(dut, x_q.reshape(len(x), -1), seed=mapping, gap=stall, backpressure=stall)
-    res = inet.run(x, per_sample=True)
+    got, res, x_q = check_network(dut, inet, x, seed=mapping, stall=0.2 if mapping else 0.0)
     T, S = inet.T, len(x)
-    spiking = [l for l, layer in enumerate(inet.layers) if layer.kind == "conv2d"]
-    for k, (l, array) in enumerate(zip(spiking, dut.lif)):
-        want = res.spikes[k].reshape(T, S, -1).transpose(1, 0, 2).reshape(S * T, -1)
-        spikes = from_beats(np.array(got["spikes"][k]), array.config.neurons)
-        assert 0 < want.mean() < 1
-        bad = np.argwhere(spikes != want)
-        assert not len(bad), (f"layer{l} spikes: first mismatch sample {bad[0][0] // T} "
-                              f"t {bad[0][0] % T} neuron {bad[0][1]}")
-    np.testing.assert_array_equal(got["logits"], res.logits_q)
-    np.testing.assert_array_equal(got["label"], res.predict())
     if not mapping:
         # The plan's cycles per sample (from golden's activity: pixels, pooled spikes,
         # LIF spikes) against the simulated interval between results, within 5 %.

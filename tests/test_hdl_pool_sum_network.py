@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from golden.calibrate import calibrate
-from golden.core import from_beats
 from golden.examples import example_conv_network
 from golden.layers import IntegerPool2d
 from golden.network import IntegerNetwork
@@ -28,6 +27,7 @@ from hdl.pool import PoolStage
 sys.path.insert(0, str(Path(__file__).parent))
 from test_hdl_network import simulate  # noqa: E402
 from test_hdl_plan import elaborated_memories, planned  # noqa: E402
+from test_hdl_conv_network import check_network  # noqa: E402
 
 #: conv 4ch pad 1 - LIF (4x8x8), avg pool 2 (counts 0..4), conv 8ch stride 2 - LIF
 #: (8x2x2), flatten, dense readout.
@@ -55,24 +55,6 @@ def images(n, seed=5, zeros=0.3):
     x = rng.integers(0, 17, (n, 1, 8, 8)) / 16.0
     x[rng.random(x.shape) < zeros] = 0.0
     return x
-
-
-def check_network(dut, inet, x, *, seed, stall):
-    x_q, _ = inet.quantize_input(x)
-    got = simulate(dut, x_q.reshape(len(x), -1), seed=seed, gap=stall, backpressure=stall)
-    res = inet.run(x, per_sample=True)
-    T, S = inet.T, len(x)
-    spiking = [l for l, layer in enumerate(inet.layers) if layer.kind == "conv2d"]
-    for k, (l, array) in enumerate(zip(spiking, dut.lif)):
-        want = res.spikes[k].reshape(T, S, -1).transpose(1, 0, 2).reshape(S * T, -1)
-        spikes = from_beats(np.array(got["spikes"][k]), array.config.neurons)
-        assert 0 < want.mean() < 1
-        bad = np.argwhere(spikes != want)
-        assert not len(bad), (f"layer{l} spikes: first mismatch sample {bad[0][0] // T} "
-                              f"t {bad[0][0] % T} neuron {bad[0][1]}")
-    np.testing.assert_array_equal(got["logits"], res.logits_q)
-    np.testing.assert_array_equal(got["label"], res.predict())
-    return got, res, x_q
 
 
 def plan_cycles(dut, inet, x_q, res):

@@ -47,6 +47,12 @@ def conv():
 def test_conv_network_on_rtl(conv):
     inet, x = conv
     r = run_network_cocotb(inet, x, lanes=4, in_lanes=4, seed=SEED, root=ROOT, gaps=0.2)
+    check_conv_run(r, inet, x)
+
+
+def check_conv_run(r, inet, x):
+    """A cocotb run of the small conv net (4 lanes): 0 mismatches, and every value of the
+    two conv LIF arrays and the readout compared."""
     assert r["total_mismatches"] == 0, r["first_mismatch"]
     rows = {row["layer"]: row for row in r["layers"]}
     assert sorted(rows) == [0, 2, 4]              # the two conv LIF arrays, the readout
