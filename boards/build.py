@@ -112,12 +112,14 @@ def build_board(folded, lanes, target, out, *, bench=False, freq=None, baudrate=
                        f"({'bench' if bench else 'UART top'})")
 
 
-def _base_info(target, command="build"):
+def _base_info(target):
+    """The fields every build.json has; ``command`` is the ``spikefold`` command line that
+    made it (``None`` when called from Python)."""
     return {
         "format": "spikefold-build", "version": 1, "board": target.name,
         "board_name": target.board, "device": target.device, "family": target.family,
         "note": target.note,
-        "command": f"spikefold {command} " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        "command": "spikefold " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         if Path(sys.argv[0]).name == "spikefold" else None,
     }
 
@@ -323,7 +325,7 @@ def build_network(inet, mapping, target, out, *, in_lanes=None, outreg=None, fre
     platform = bench_platform(target, freq * 1e6)
     top = NetworkBenchBoardTop(inet, mapping)
     sizes = [inet.layers[0].n_in] + [layer.n_out for layer in inet.layers]
-    info = _base_info(target, "demo")
+    info = _base_info(target)
     info.update(top="network-bench", sizes=sizes, T=inet.T, **mapping.to_json(),
                 freq_target_mhz=freq, memory=mem,
                 cycles_per_image=cycles_per_image, latency_cycles=latency_cycles)

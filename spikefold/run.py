@@ -112,7 +112,7 @@ def ensure_bitstream(inet, mapping, target, out, *, baudrate=115200, buffer_byte
                           uart_resource=target.uart)
     sizes = [int(np.prod(inet.input_shape))] + [int(np.prod(layer.out_shape))
                                                 for layer in inet.layers]
-    info = _base_info(target, "run")
+    info = _base_info(target)
     info.update(want, sizes=sizes, T=inet.T, memory=mem,
                 clock_mhz=platform.default_clk_frequency / 1e6)
     info = _build(platform, top, target, out, info, timing_allow_fail=False,

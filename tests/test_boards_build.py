@@ -350,3 +350,16 @@ def test_network_memory_is_the_sum_of_plans():
         assert deep and all(m["blocks"] > 0 for m in deep)
         assert mem["bram_blocks"] == sum(m["blocks"] for m in mem["memories"])
         assert mem["lanes"] == [8, 6] and mem["in_lanes"] == 4 and mem["outreg"] is True
+
+
+def test_build_json_names_the_command_that_made_it(monkeypatch):
+    """build.json's ``command`` is the spikefold command line as typed (a network build
+    once said ``spikefold demo`` whatever ran it)."""
+    from boards.build import _base_info
+    from boards.targets import get_target
+    argv = ["/venv/bin/spikefold", "build", "--model", "my net.npz", "--board", "ulx3s-85f"]
+    monkeypatch.setattr("sys.argv", argv)
+    info = _base_info(get_target("ulx3s-85f"))
+    assert info["command"] == "spikefold build --model 'my net.npz' --board ulx3s-85f"
+    monkeypatch.setattr("sys.argv", ["pytest"])
+    assert _base_info(get_target("ulx3s-85f"))["command"] is None
