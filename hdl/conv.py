@@ -260,11 +260,12 @@ class ConvStage(wiring.Component):
     def latency(self):
         """Cycles from the scatter's last issue (for an empty list: the cycle it sees the
         list) to the vector's first output beat offered: :attr:`scatter_depth`, ``P``
-        drain reads and the output register (analog ``T > 1``: the replay starts after the
-        whole drain, ``B * P`` reads, and its buffer write and read, two more)."""
+        drain reads, the drain's second stage (the read lane and the bias registered) and
+        the output register (analog ``T > 1``: the replay starts after the whole drain,
+        ``B * P`` reads, and its buffer write and read, two more)."""
         if self._analog and self._T > 1:
-            return self.scatter_depth + self._beats * self._lanes + 3
-        return self.scatter_depth + self._lanes + 1
+            return self.scatter_depth + self._beats * self._lanes + 4
+        return self.scatter_depth + self._lanes + 2
 
     def scatter_cycles(self, active):
         """Cycles the scatter is busy with one vector of ``active`` non-zero inputs (from
@@ -586,27 +587,38 @@ class ConvStage(wiring.Component):
         with m.If(en):
             m.d.sync += [d1_valid.eq(dissue), d1_real.eq(real), d1_lane.eq(lane), d1_q.eq(q),
                          d1_end.eq(q == P - 1)]
+        # D1 -> D2: the read word's lane and the bias registered (the block RAM's output
+        # feeds only the lane multiplexer); D2 adds, requantizes and stages.
         word = data.ArrayLayout(signed(Bacc), P)(Mux(db, prds[1].data, prds[0].data))
+        d2 = {"valid": Signal(name="d2_valid"), "real": Signal(name="d2_real"),
+              "q": Signal.like(q, name="d2_q"), "end": Signal(name="d2_end"),
+              "sum": Signal(signed(Bacc), name="d2_sum"),
+              "bias": Signal.like(brd.data, name="d2_bias")}
+        with m.If(en):
+            m.d.sync += [d2["valid"].eq(d1_valid), d2["real"].eq(d1_real), d2["q"].eq(d1_q),
+                         d2["end"].eq(d1_valid & d1_end), d2["sum"].eq(word[d1_lane]),
+                         d2["bias"].eq(brd.data)]
+        with m.If(en & d1_valid & dwait & d1_end):
+            # The bank's last read has been taken into D2: hand the bank back.
+            m.d.sync += [dwait.eq(0), db.eq(~db)]
+            for b in range(2):
+                with m.If(db == b):
+                    m.d.sync += pfull[b].eq(0)
         acc = Signal(signed(Bacc + 1))
-        m.d.comb += acc.eq(brd.data + word[d1_lane])
+        m.d.comb += acc.eq(d2["bias"] + d2["sum"])
         shift = layer.shift
         shifted = acc >> shift if shift >= 0 else acc << -shift
-        value = Mux(d1_real, _clamp(shifted, layer.formats.current), 0)
+        value = Mux(d2["real"], _clamp(shifted, layer.formats.current), 0)
         staging = Signal(data.ArrayLayout(signed(layer.formats.current.bits), P))
-        with m.If(en & d1_valid):
+        with m.If(en & d2["valid"]):
             for p in range(P):
-                with m.If(d1_q == p):
+                with m.If(d2["q"] == p):
                     m.d.sync += staging[p].eq(value)
-            with m.If(d1_end):
+            with m.If(d2["end"]):
                 m.d.sync += out_valid.eq(1)
                 for p in range(P):
                     m.d.sync += out.payload[p].eq(value if p == P - 1 else staging[p])
-            with m.If(dwait & d1_end):
-                m.d.sync += [dwait.eq(0), db.eq(~db)]
-                for b in range(2):
-                    with m.If(db == b):
-                        m.d.sync += pfull[b].eq(0)
-        with m.If(out.valid & out.ready & ~(d1_valid & d1_end)):
+        with m.If(out.valid & out.ready & ~(d2["valid"] & d2["end"])):
             m.d.sync += out_valid.eq(0)
         m.d.comb += out.valid.eq(out_valid)
 

@@ -329,7 +329,7 @@ def conv_plan(layer, lanes, in_lanes, T, *, name="conv"):
     if replay:
         mems.append(MemoryPlan("replay", P * layer.formats.current.bits, 2 << _width(B)))
     depth = conv_scatter_depth(xbits > 0)
-    latency = depth + B * P + 3 if replay else depth + P + 1
+    latency = depth + B * P + 4 if replay else depth + P + 2
     return StagePlan(name, "conv2d", P, Q, IB, B, latency, tuple(mems), per_sample=replay,
                      T=int(T), active_cost=k * k * G, scatter_cost=depth - 1,
                      drain_cost=B * P + 1)
