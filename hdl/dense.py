@@ -63,20 +63,26 @@ S1, S2   list entry read (RAM read register, output register)                alw
 S3       weight address ``k * n_in + j`` registered (any word when empty)   always
 S4, S5   weight word read (RAM read register, output register)               always
 S6       weight word in a fabric register (spikes: zero for an empty list)  always
-S7       product ``W * x_q`` registered (DSP blocks)                         analog
+S7       weight word and ``x_q`` registered again (the multiplier's inputs)  analog
+S8       product ``W * x_q`` registered (DSP blocks)                         analog
+S9       product registered again (the multiplier's output register)         analog
 A, O     accumulate; requantize (as above)                                  always
 =======  ==================================================================  ===========
 
-The ingest isolates the lowest pending input as a one-hot (``pmask & -pmask``) encoded by
-OR trees, keeps "at most one input left" / "one left" as registers computed one write
-ahead (so ``i_*.ready`` is a gate from registers), and registers the list write; a bank
-is handed to the engine one cycle after its last write. The weight memory has no zero word
+The ingest registers each input beat with its active-input mask first (a front register:
+the non-zero test of the pixels is not followed by the count in the same cycle), isolates
+the lowest pending input as a one-hot (``pmask & -pmask``) encoded by OR trees, keeps "at
+most one input left" / "one left" as registers computed one write ahead (so ``i_*.ready``
+is a gate from registers), and registers the list write; a bank is handed to the engine
+one cycle after its last write. The weight memory has no zero word
 (``max(2, B * n_in)`` words: a zero word would cost a second bank of block RAM when
 ``B * n_in`` is a multiple of 1024); an empty list's addend is forced to zero instead (its
 ``x_q``, or for spikes the weights, through a multiplexer). The replay buffer's reader
 holds one beat in the RAM's read register. Values and the cycle counts per vector are
-unchanged; :attr:`DenseStage.latency` grows by 5 (9 spike / 10 analog: the four register
-stages above and the ingest's hand-over cycle, see :func:`hdl.plan.dense_engine_depth`).
+unchanged; :attr:`DenseStage.latency` grows by 6 for spikes (10: the four register stages
+above, the ingest's front register and its hand-over cycle) and by 8 for pixels (13: also
+S7 and S9, which keep the DSP block between two registers placed next to it; see
+:func:`hdl.plan.dense_engine_depth`).
 
 On an iCE40 UltraPlus (UP5K) the registered weight memory goes to ``SB_SPRAM256KA``
 single-port RAMs when at least :data:`hdl.bram.SPRAM_MIN_DEPTH` words deep (the
@@ -418,6 +424,9 @@ class DenseStage(wiring.Component):
         """The ingest of the registered-memory pipeline (``memory_outreg=True``): the same
         list, one entry per cycle, with every long path cut by a register.
 
+        * the input beat and its active-input mask pass a front register before the
+          mask is counted (the non-zero test of ``Q`` pixels and the count of the active
+          ones were one path from the raw input beat);
         * the lowest pending input is isolated as a one-hot (``pmask & -pmask``, a carry
           chain) and encoded by OR trees, not a ``Q``-deep priority multiplexer chain;
         * "the pending beat has at most one input left" and "it has one" are registers
@@ -505,7 +514,19 @@ class DenseStage(wiring.Component):
                 with m.If(h_bank == b):
                     m.d.sync += full[b].eq(1)
 
-        m.d.comb += port.ready.eq(~pvalid | (writable & pdone))
+        # The front register: the beat and its active-input mask (the non-zero test and
+        # the lanes past n_in) are registered before anything counts them; the pending
+        # register takes the front beat as soon as the beat before it is finished.
+        f_valid = Signal(name="ingest_f_valid")
+        f_mask = Signal(Q, name="ingest_f_mask")
+        f_base = Signal(range(max(2, IB * Q)), name="ingest_f_base")
+        f_ib = Signal(range(IB), name="ingest_f_ib")
+        f_last = Signal(name="ingest_f_last")
+        take = Signal(name="ingest_take")
+        m.d.comb += [take.eq(~pvalid | (writable & pdone)), port.ready.eq(~f_valid | take)]
+        if self._analog:
+            f_vals = Signal(data.ArrayLayout(signed(layer.input_bits), Q), name="ingest_f_vals")
+
         with m.If(write):
             # pleft counts the inputs left: "at most one left after this write" is a compare
             # on a small counter, not two carry chains over the mask.
@@ -515,13 +536,18 @@ class DenseStage(wiring.Component):
             m.d.sync += pvalid.eq(0)
             with m.If(plast):
                 m.d.sync += [wb.eq(~wb), wcount.eq(0)]
-        with m.If(port.valid & port.ready):
-            m.d.sync += [pvalid.eq(1), pmask.eq(in_mask), pany.eq(in_mask != 0),
-                         pleft.eq(sum(in_mask[p] for p in range(Q))),
-                         pdone.eq(at_most_one(in_mask)), pbase.eq(ib_base), pib.eq(ib),
-                         plast.eq(ib == IB - 1)]
+        with m.If(f_valid & take):
+            m.d.sync += [pvalid.eq(1), pmask.eq(f_mask), pany.eq(f_mask != 0),
+                         pleft.eq(sum(f_mask[p] for p in range(Q))),
+                         pdone.eq(at_most_one(f_mask)), pbase.eq(f_base), pib.eq(f_ib),
+                         plast.eq(f_last), f_valid.eq(0)]
             if self._analog:
-                m.d.sync += pvals.eq(port.payload)
+                m.d.sync += pvals.eq(f_vals)
+        with m.If(port.valid & port.ready):
+            m.d.sync += [f_valid.eq(1), f_mask.eq(in_mask), f_base.eq(ib_base), f_ib.eq(ib),
+                         f_last.eq(ib == IB - 1)]
+            if self._analog:
+                m.d.sync += f_vals.eq(port.payload)
             with m.If(ib == IB - 1):
                 m.d.sync += [ib.eq(0), ib_base.eq(0)]
             with m.Else():
@@ -544,7 +570,10 @@ class DenseStage(wiring.Component):
         s_waddr = s_list + off
         s_weight = s_waddr + 1 + off
         s_wreg = s_weight + off
-        s_add = s_wreg + (1 if analog else 0)
+        # Analog: the product register; registered mode: one register before the
+        # multiplier and one after the product register as well (the DSP block between two
+        # registers that nothing else pulls away from it).
+        s_add = s_wreg + ((3 if outreg else 1) if analog else 0)
         s_bias = s_add - 1 - off
         # Plain: one extra all-zero word at B * n_in, which an empty list reads (adds
         # nothing). Registered: no extra word (it would cost a second block RAM bank when
@@ -633,10 +662,11 @@ class DenseStage(wiring.Component):
         for j in range(s_waddr + 1, s_weight + 1):
             ctl[j] = stage(ctl[j - 1] if j > s_waddr + 1 else carry, f"s{j}")
 
-        brd = bmem.read
-        m.d.comb += [brd.addr.eq(ctl[s_bias]["k"]), brd.en.eq(en)]
         weights = data.ArrayLayout(signed(Bw), P)(wrd.data)
-        keys = ("valid", "first", "last") + (("x",) if analog else ())
+        # (Registered analog mode: the bias address ``k`` rides along to the stage where
+        # the bias read starts, after the weight register.)
+        keys = ("valid", "first", "last") + (("x",) if analog else ()) + (
+            ("k",) if analog and outreg else ())
         if outreg:
             # The weight word goes from the block RAM's output register straight into a
             # fabric register (an empty list's weights forced to zero for spikes).
@@ -651,7 +681,24 @@ class DenseStage(wiring.Component):
 
         # Addends: the weights (spikes) or the registered products W * x_q (maps to DSP
         # blocks; the weight word and x_q come from registers).
-        if analog:
+        if analog and outreg:
+            # wreg -> [mul_in] -> DSP -> [prod] -> [prod_out] -> accumulate: the
+            # multiplier's inputs and output are registers of their own, so the placer can
+            # put both next to the DSP block (the weight register sits at the block RAM,
+            # the product's consumer at the accumulators).
+            flags = ("valid", "first", "last")
+            mul_in = stage({**{key: wst[key] for key in flags + ("x", "k")},
+                            **{f"w{p}": wlanes[p] for p in range(P)}}, f"s{s_wreg + 1}")
+            ctl[s_wreg + 1] = mul_in
+            prods = [mul_in[f"w{p}"] * mul_in["x"] for p in range(P)]
+            ctl[s_wreg + 2] = stage({**{key: mul_in[key] for key in flags},
+                                     **{f"prod{p}": prods[p] for p in range(P)}},
+                                    f"s{s_wreg + 2}")
+            ctl[s_add] = stage({**{key: ctl[s_wreg + 2][key] for key in flags},
+                                **{f"prod{p}": ctl[s_wreg + 2][f"prod{p}"] for p in range(P)}},
+                               f"s{s_add}")
+            addends = [ctl[s_add][f"prod{p}"] for p in range(P)]
+        elif analog:
             prods = [wlanes[p] * wst["x"] for p in range(P)]
             ctl[s_add] = stage({**{key: wst[key] for key in ("valid", "first", "last")},
                                 **{f"prod{p}": prods[p] for p in range(P)}}, f"s{s_add}")
@@ -659,6 +706,8 @@ class DenseStage(wiring.Component):
         else:
             addends = wlanes
         actl = ctl[s_add]
+        brd = bmem.read
+        m.d.comb += [brd.addr.eq(ctl[s_bias]["k"]), brd.en.eq(en)]
         biases = data.ArrayLayout(signed(Bb), P)(brd.data)
 
         # A: accumulate.
