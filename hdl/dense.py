@@ -687,22 +687,10 @@ class DenseStage(wiring.Component):
             # put both next to the DSP block (the weight register sits at the block RAM,
             # the product's consumer at the accumulators).
             flags = ("valid", "first", "last")
-            mul_in = stage({**{key: wst[key] for key in flags + ("k",)},
+            mul_in = stage({**{key: wst[key] for key in flags + ("x", "k")},
                             **{f"w{p}": wlanes[p] for p in range(P)}}, f"s{s_wreg + 1}")
             ctl[s_wreg + 1] = mul_in
-            # One copy of x_q per multiplier (one register cannot sit next to all P DSP
-            # blocks), each with its own power-up value: synthesis merges identical
-            # flip-flops, and the initial value is part of what it compares. (The value
-            # is never used: ``valid`` is reset.)
-            bx = layer.input_bits
-            xs = []
-            for p in range(P):
-                xp = Signal(bx, name=f"s{s_wreg + 1}_x{p}", init=p % (1 << bx),
-                            reset_less=True)
-                with m.If(en):
-                    m.d.sync += xp.eq(wst["x"].as_unsigned())
-                xs.append(xp.as_signed())
-            prods = [mul_in[f"w{p}"] * xs[p] for p in range(P)]
+            prods = [mul_in[f"w{p}"] * mul_in["x"] for p in range(P)]
             ctl[s_wreg + 2] = stage({**{key: mul_in[key] for key in flags},
                                      **{f"prod{p}": prods[p] for p in range(P)}},
                                     f"s{s_wreg + 2}")
