@@ -63,9 +63,7 @@ S1, S2   list entry read (RAM read register, output register)                alw
 S3       weight address ``k * n_in + j`` registered (any word when empty)   always
 S4, S5   weight word read (RAM read register, output register)               always
 S6       weight word in a fabric register (spikes: zero for an empty list)  always
-S7       weight word and ``x_q`` registered again (the multiplier's inputs)  analog
-S8       product ``W * x_q`` registered (DSP blocks)                         analog
-S9       product registered again (the multiplier's output register)         analog
+S7       product ``W * x_q`` registered (DSP blocks)                         analog
 A, O     accumulate; requantize (as above)                                  always
 =======  ==================================================================  ===========
 
@@ -79,9 +77,8 @@ one cycle after its last write. The weight memory has no zero word
 ``B * n_in`` is a multiple of 1024); an empty list's addend is forced to zero instead (its
 ``x_q``, or for spikes the weights, through a multiplexer). The replay buffer's reader
 holds one beat in the RAM's read register. Values and the cycle counts per vector are
-unchanged; :attr:`DenseStage.latency` grows by 6 for spikes (10: the four register stages
-above, the ingest's front register and its hand-over cycle) and by 8 for pixels (13: also
-S7 and S9, which keep the DSP block between two registers placed next to it; see
+unchanged; :attr:`DenseStage.latency` grows by 6 (10 spike / 11 analog: the four register
+stages above, the ingest's front register and its hand-over cycle, see
 :func:`hdl.plan.dense_engine_depth`).
 
 On an iCE40 UltraPlus (UP5K) the registered weight memory goes to ``SB_SPRAM256KA``
@@ -570,10 +567,7 @@ class DenseStage(wiring.Component):
         s_waddr = s_list + off
         s_weight = s_waddr + 1 + off
         s_wreg = s_weight + off
-        # Analog: the product register; registered mode: one register before the
-        # multiplier and one after the product register as well (the DSP block between two
-        # registers that nothing else pulls away from it).
-        s_add = s_wreg + ((3 if outreg else 1) if analog else 0)
+        s_add = s_wreg + (1 if analog else 0)
         s_bias = s_add - 1 - off
         # Plain: one extra all-zero word at B * n_in, which an empty list reads (adds
         # nothing). Registered: no extra word (it would cost a second block RAM bank when
@@ -662,11 +656,10 @@ class DenseStage(wiring.Component):
         for j in range(s_waddr + 1, s_weight + 1):
             ctl[j] = stage(ctl[j - 1] if j > s_waddr + 1 else carry, f"s{j}")
 
+        brd = bmem.read
+        m.d.comb += [brd.addr.eq(ctl[s_bias]["k"]), brd.en.eq(en)]
         weights = data.ArrayLayout(signed(Bw), P)(wrd.data)
-        # (Registered analog mode: the bias address ``k`` rides along to the stage where
-        # the bias read starts, after the weight register.)
-        keys = ("valid", "first", "last") + (("x",) if analog else ()) + (
-            ("k",) if analog and outreg else ())
+        keys = ("valid", "first", "last") + (("x",) if analog else ())
         if outreg:
             # The weight word goes from the block RAM's output register straight into a
             # fabric register (an empty list's weights forced to zero for spikes).
@@ -681,24 +674,7 @@ class DenseStage(wiring.Component):
 
         # Addends: the weights (spikes) or the registered products W * x_q (maps to DSP
         # blocks; the weight word and x_q come from registers).
-        if analog and outreg:
-            # wreg -> [mul_in] -> DSP -> [prod] -> [prod_out] -> accumulate: the
-            # multiplier's inputs and output are registers of their own, so the placer can
-            # put both next to the DSP block (the weight register sits at the block RAM,
-            # the product's consumer at the accumulators).
-            flags = ("valid", "first", "last")
-            mul_in = stage({**{key: wst[key] for key in flags + ("x", "k")},
-                            **{f"w{p}": wlanes[p] for p in range(P)}}, f"s{s_wreg + 1}")
-            ctl[s_wreg + 1] = mul_in
-            prods = [mul_in[f"w{p}"] * mul_in["x"] for p in range(P)]
-            ctl[s_wreg + 2] = stage({**{key: mul_in[key] for key in flags},
-                                     **{f"prod{p}": prods[p] for p in range(P)}},
-                                    f"s{s_wreg + 2}")
-            ctl[s_add] = stage({**{key: ctl[s_wreg + 2][key] for key in flags},
-                                **{f"prod{p}": ctl[s_wreg + 2][f"prod{p}"] for p in range(P)}},
-                               f"s{s_add}")
-            addends = [ctl[s_add][f"prod{p}"] for p in range(P)]
-        elif analog:
+        if analog:
             prods = [wlanes[p] * wst["x"] for p in range(P)]
             ctl[s_add] = stage({**{key: wst[key] for key in ("valid", "first", "last")},
                                 **{f"prod{p}": prods[p] for p in range(P)}}, f"s{s_add}")
@@ -706,8 +682,6 @@ class DenseStage(wiring.Component):
         else:
             addends = wlanes
         actl = ctl[s_add]
-        brd = bmem.read
-        m.d.comb += [brd.addr.eq(ctl[s_bias]["k"]), brd.en.eq(en)]
         biases = data.ArrayLayout(signed(Bb), P)(brd.data)
 
         # A: accumulate.

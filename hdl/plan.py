@@ -42,10 +42,8 @@ def dense_engine_depth(analog, outreg=False):
     engine one cycle later, and the ingest's front register (the input beat and its
     active-input mask, registered before they are counted) (both counted here, so the
     first beat of a vector with ``a`` active inputs still comes ``2 * max(1, a) + depth``
-    cycles after its last input beat); the analog stage two more, the registers before
-    the multiplier and after the product register (the DSP block between two registers
-    of its own): 10 spike / 13 analog."""
-    return (5 if analog else 4) + (6 if outreg else 0) + (2 if analog and outreg else 0)
+    cycles after its last input beat): 10 spike / 11 analog."""
+    return (5 if analog else 4) + (6 if outreg else 0)
 
 
 def _width(count):
