@@ -67,19 +67,16 @@ S7       product ``W * x_q`` registered (DSP blocks)                         ana
 A, O     accumulate; requantize (as above)                                  always
 =======  ==================================================================  ===========
 
-The ingest registers each input beat with its active-input mask first (a front register:
-the non-zero test of the pixels is not followed by the count in the same cycle), isolates
-the lowest pending input as a one-hot (``pmask & -pmask``) encoded by OR trees, keeps "at
-most one input left" / "one left" as registers computed one write ahead (so ``i_*.ready``
-is a gate from registers), and registers the list write; a bank is handed to the engine
-one cycle after its last write. The weight memory has no zero word
+The ingest isolates the lowest pending input as a one-hot (``pmask & -pmask``) encoded by
+OR trees, keeps "at most one input left" / "one left" as registers computed one write
+ahead (so ``i_*.ready`` is a gate from registers), and registers the list write; a bank
+is handed to the engine one cycle after its last write. The weight memory has no zero word
 (``max(2, B * n_in)`` words: a zero word would cost a second bank of block RAM when
 ``B * n_in`` is a multiple of 1024); an empty list's addend is forced to zero instead (its
 ``x_q``, or for spikes the weights, through a multiplexer). The replay buffer's reader
 holds one beat in the RAM's read register. Values and the cycle counts per vector are
-unchanged; :attr:`DenseStage.latency` grows by 6 (10 spike / 11 analog: the four register
-stages above, the ingest's front register and its hand-over cycle, see
-:func:`hdl.plan.dense_engine_depth`).
+unchanged; :attr:`DenseStage.latency` grows by 5 (9 spike / 10 analog: the four register
+stages above and the ingest's hand-over cycle, see :func:`hdl.plan.dense_engine_depth`).
 
 On an iCE40 UltraPlus (UP5K) the registered weight memory goes to ``SB_SPRAM256KA``
 single-port RAMs when at least :data:`hdl.bram.SPRAM_MIN_DEPTH` words deep (the
@@ -421,9 +418,6 @@ class DenseStage(wiring.Component):
         """The ingest of the registered-memory pipeline (``memory_outreg=True``): the same
         list, one entry per cycle, with every long path cut by a register.
 
-        * the input beat and its active-input mask pass a front register before the
-          mask is counted (the non-zero test of ``Q`` pixels and the count of the active
-          ones were one path from the raw input beat);
         * the lowest pending input is isolated as a one-hot (``pmask & -pmask``, a carry
           chain) and encoded by OR trees, not a ``Q``-deep priority multiplexer chain;
         * "the pending beat has at most one input left" and "it has one" are registers
@@ -511,19 +505,7 @@ class DenseStage(wiring.Component):
                 with m.If(h_bank == b):
                     m.d.sync += full[b].eq(1)
 
-        # The front register: the beat and its active-input mask (the non-zero test and
-        # the lanes past n_in) are registered before anything counts them; the pending
-        # register takes the front beat as soon as the beat before it is finished.
-        f_valid = Signal(name="ingest_f_valid")
-        f_mask = Signal(Q, name="ingest_f_mask")
-        f_base = Signal(range(max(2, IB * Q)), name="ingest_f_base")
-        f_ib = Signal(range(IB), name="ingest_f_ib")
-        f_last = Signal(name="ingest_f_last")
-        take = Signal(name="ingest_take")
-        m.d.comb += [take.eq(~pvalid | (writable & pdone)), port.ready.eq(~f_valid | take)]
-        if self._analog:
-            f_vals = Signal(data.ArrayLayout(signed(layer.input_bits), Q), name="ingest_f_vals")
-
+        m.d.comb += port.ready.eq(~pvalid | (writable & pdone))
         with m.If(write):
             # pleft counts the inputs left: "at most one left after this write" is a compare
             # on a small counter, not two carry chains over the mask.
@@ -533,18 +515,13 @@ class DenseStage(wiring.Component):
             m.d.sync += pvalid.eq(0)
             with m.If(plast):
                 m.d.sync += [wb.eq(~wb), wcount.eq(0)]
-        with m.If(f_valid & take):
-            m.d.sync += [pvalid.eq(1), pmask.eq(f_mask), pany.eq(f_mask != 0),
-                         pleft.eq(sum(f_mask[p] for p in range(Q))),
-                         pdone.eq(at_most_one(f_mask)), pbase.eq(f_base), pib.eq(f_ib),
-                         plast.eq(f_last), f_valid.eq(0)]
-            if self._analog:
-                m.d.sync += pvals.eq(f_vals)
         with m.If(port.valid & port.ready):
-            m.d.sync += [f_valid.eq(1), f_mask.eq(in_mask), f_base.eq(ib_base), f_ib.eq(ib),
-                         f_last.eq(ib == IB - 1)]
+            m.d.sync += [pvalid.eq(1), pmask.eq(in_mask), pany.eq(in_mask != 0),
+                         pleft.eq(sum(in_mask[p] for p in range(Q))),
+                         pdone.eq(at_most_one(in_mask)), pbase.eq(ib_base), pib.eq(ib),
+                         plast.eq(ib == IB - 1)]
             if self._analog:
-                m.d.sync += f_vals.eq(port.payload)
+                m.d.sync += pvals.eq(port.payload)
             with m.If(ib == IB - 1):
                 m.d.sync += [ib.eq(0), ib_base.eq(0)]
             with m.Else():

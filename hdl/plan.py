@@ -36,14 +36,12 @@ BRAM_MIN_DEPTH = 32
 def dense_engine_depth(analog, outreg=False):
     """Cycles from the DenseStage engine issuing a beat's last list entry to that beat in
     the output register: S0 issue, S1, S2, [S3 product], A, O (4 spike / 5 analog input).
-    Registered memory outputs (the pipelined stage, :mod:`hdl.dense`) add six: one
+    Registered memory outputs (the pipelined stage, :mod:`hdl.dense`) add five: one
     register stage each for the list entry, the weight address, the weight word and the
-    weight register, the ingest's registered list write, which hands a bank to the
-    engine one cycle later, and the ingest's front register (the input beat and its
-    active-input mask, registered before they are counted) (both counted here, so the
-    first beat of a vector with ``a`` active inputs still comes ``2 * max(1, a) + depth``
-    cycles after its last input beat): 10 spike / 11 analog."""
-    return (5 if analog else 4) + (6 if outreg else 0)
+    weight register, and the ingest's registered list write, which hands a bank to the
+    engine one cycle later (counted here, so the first beat of a vector with ``a`` active
+    inputs still comes ``2 * max(1, a) + depth`` cycles after its last input beat)."""
+    return (5 if analog else 4) + (5 if outreg else 0)
 
 
 def _width(count):
