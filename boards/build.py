@@ -366,7 +366,7 @@ def _summary_line(info):
     elif thr:
         line += f"; {thr / 1e6:.0f} M neuron updates/s at Fmax"
     if r.get("us_per_image"):
-        line += f"; {r['us_per_image']:.2f} µs/image ({info['cycles_per_image']} cycles)"
+        line += f"; {r['us_per_image']:.2f} µs/image ({info['cycles_per_image']:,.1f} cycles)"
     if r.get("latency_us"):
         line += f"; latency {r['latency_us']:.2f} µs"
     return line

@@ -216,10 +216,11 @@ class BenchTop(wiring.Component):
     * ``i_current.valid``, ``o_spikes.ready``, ``clear`` and ``load_*.valid`` come from
       pins through a flip-flop (as from a neighbouring register in a real system);
     * the load payloads come from a shift register fed from one pin;
-    * spikes, ``t``, ``beat``, ``last`` and ``valid`` are XOR-reduced into one registered pin.
+    * spikes, ``t``, ``beat``, ``last`` and ``valid`` are XOR-reduced into one registered pin
+      (a registered tree of 4-input XORs, :func:`_xor_out`).
 
-    The shell costs one flip-flop per load-payload bit plus about P/4 LUTs for the XOR
-    tree; every array path is register to register, including ``o_spikes.ready`` -> the
+    The shell costs one flip-flop per load-payload bit plus about P/3 LUTs and flip-flops
+    for the XOR tree; every array path is register to register, including ``o_spikes.ready`` -> the
     pipeline enable.
 
     Parameters
@@ -277,10 +278,28 @@ def _shift_register(m, serial, width):
     return shreg
 
 
+#: Bits per node of the shell's registered XOR tree: one LUT4 per node on iCE40 and ECP5.
+XOR_GROUP = 4
+
+
 def _xor_out(m, out, values):
     """Every bit of ``values`` XOR-reduced into the register driving ``out``: nothing the
-    shell observes can be optimized away."""
-    m.d.sync += out.eq(Cat(*(Value.cast(v) for v in values)).xor())
+    shell observes can be optimized away.
+
+    The reduction is a tree of registered :data:`XOR_GROUP`-input XORs (one LUT and a
+    flip-flop per node, ``ceil(log4 n)`` register levels), so every observed signal sees
+    one LUT before a flip-flop and the shell's own logic is never the critical path (one
+    XOR over all bits was several LUT levels deep, after the observed signal's own logic).
+    The pin lags the signals by the tree's depth, which does not matter to a bench."""
+    bits = list(Cat(*(Value.cast(v) for v in values)))
+    while len(bits) > XOR_GROUP:
+        level = []
+        for i in range(0, len(bits), XOR_GROUP):
+            node = Signal(name=f"xor_tree_{len(bits)}_{i // XOR_GROUP}")
+            m.d.sync += node.eq(Cat(*bits[i:i + XOR_GROUP]).xor())
+            level.append(node)
+        bits = level
+    m.d.sync += out.eq(Cat(*bits).xor())
 
 
 class NetworkBenchTop(wiring.Component):
@@ -293,10 +312,11 @@ class NetworkBenchTop(wiring.Component):
       (``ctl[0]``, ``ctl[1]``; the serial payload bit is ``ctl[5]``, ``ctl[2:5]`` are
       unused: the same :func:`bench_platform` as :class:`BenchTop`);
     * ``o_result.valid``, its whole payload (label and logits) and ``i_pixels.ready`` are
-      XOR-reduced into one registered pin.
+      XOR-reduced into one registered pin (a registered tree of 4-input XORs,
+      :func:`_xor_out`).
 
     Every path of the network is register to register; the shell costs one flip-flop per
-    pixel-payload bit plus a small XOR tree.
+    pixel-payload bit plus a LUT and a flip-flop per three observed bits (the XOR tree).
 
     Parameters
     ----------

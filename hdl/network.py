@@ -43,7 +43,8 @@ the slowest stage (measured figures: ``sim.network_cosim``).
 
 :class:`Readout` (integrate-only output layer): ``logit_q[k] = sum_{t<T} c_q[t, k]`` in
 ``Bc + ceil(log2 T)`` bits (cannot overflow), then ``label = argmax_k logit_q[k]``, ties to
-the lowest index (a sequential scan, ``classes`` cycles, during which its input stalls).
+the lowest index (a sequential scan in two registered stages, ``classes + 1`` cycles,
+during which its input stalls; the result ``classes + 2`` cycles after the last beat).
 
 :func:`export_network_verilog` writes the Verilog (``emit_src=False``: reproducible) and a
 JSON description (format ``spikefold-network-rtl``, version 1) of the ports and fields, the
@@ -124,6 +125,12 @@ class Readout(wiring.Component):
         One transfer per sample: ``label`` (ties to the lowest index) and ``logits``.
         Registered. ``i_current.ready`` is low from the sample's last beat until the
         result has been taken.
+
+    The argmax is a scan over the classes in two stages: a register takes
+    ``logits[idx]`` (the ``classes``-way multiplexer), the next cycle compares it with
+    the best so far (strictly greater replaces, so ties keep the lowest index). The
+    result is valid :attr:`latency` = ``classes + 2`` cycles after the sample's last
+    input beat.
     """
 
     def __init__(self, classes, lanes, T, current_bits):
@@ -157,6 +164,12 @@ class Readout(wiring.Component):
     def logit_bits(self):
         return self._logit_bits
 
+    @property
+    def latency(self):
+        """Cycles from the sample's last accepted input beat to ``o_result.valid``:
+        ``classes`` scan steps, the compare of the last one, the result register."""
+        return self._classes + 2
+
     def elaborate(self, platform):
         m = Module()
         C, P, T = self._classes, self._lanes, self._T
@@ -169,6 +182,11 @@ class Readout(wiring.Component):
         idx = Signal(range(max(2, C)))
         best = Signal(signed(self._logit_bits))
         label = Signal(_width(C))
+        sel = Signal(signed(self._logit_bits))   # logits[idx] of the step before
+        sel_idx = Signal(range(max(2, C)))
+        cmp = Signal()                           # sel holds a value to compare
+        cmp_first = Signal()
+        cmp_last = Signal()
         out_valid = Signal()
 
         inp = self.i_current
@@ -187,15 +205,23 @@ class Readout(wiring.Component):
             with m.Else():
                 m.d.sync += k.eq(k + 1)
 
-        # Sequential argmax: strictly greater replaces, so ties keep the lowest index.
-        value = logits[idx]
+        # Sequential argmax, two stages: the scan registers ``logits[idx]`` (the C-way
+        # multiplexer) one step ahead of the compare, which sees only registers. Strictly
+        # greater replaces, so ties keep the lowest index (golden's rule).
         with m.If(scan):
-            with m.If((idx == 0) | (value > best)):
-                m.d.sync += [best.eq(value), label.eq(idx)]
+            m.d.sync += [sel.eq(logits[idx]), sel_idx.eq(idx), cmp.eq(1),
+                         cmp_first.eq(idx == 0), cmp_last.eq(idx == C - 1)]
             with m.If(idx == C - 1):
-                m.d.sync += [scan.eq(0), out_valid.eq(1)]
+                m.d.sync += scan.eq(0)
             with m.Else():
                 m.d.sync += idx.eq(idx + 1)
+        with m.Else():
+            m.d.sync += cmp.eq(0)
+        with m.If(cmp):
+            with m.If(cmp_first | (sel > best)):
+                m.d.sync += [best.eq(sel), label.eq(sel_idx)]
+            with m.If(cmp_last):
+                m.d.sync += out_valid.eq(1)
 
         out = self.o_result
         m.d.comb += [out.valid.eq(out_valid), out.payload.label.eq(label),

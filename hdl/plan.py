@@ -291,11 +291,12 @@ def lif_plan(config, lanes, *, outreg=False, name="lif", threshold_channels=None
 
 def readout_plan(classes, lanes, T, current_bits, *, name="readout"):
     """Plan of :class:`hdl.network.Readout`: no memory (the logits are registers); the
-    argmax scan takes ``classes`` cycles after the sample's last beat, one more for the
-    result register."""
+    argmax scan takes ``classes`` cycles after the sample's last beat, its compare stage
+    one more (the selected logit is registered before the compare), the result register
+    one more: latency ``classes + 2`` (``Readout.latency``)."""
     P = int(lanes)
     B = -(-int(classes) // P)
-    return StagePlan(name, "readout", 1, P, B, 1, int(classes) + 1, (), T=int(T))
+    return StagePlan(name, "readout", 1, P, B, 1, int(classes) + 2, (), T=int(T))
 
 
 def conv_scatter_depth(analog):

@@ -427,7 +427,7 @@ def _board_table(board):
         "|---|---|---|---|---|---|---|---|---|---|",
         f"| {board['board']} | {board['device']} | {_board_logic(board)} | {board['ffs']} | "
         f"{board['bram_blocks']} | {board['dsp']} | {fmt(board['fmax_mhz'])} MHz | "
-        f"{fmt(board['cycles_per_image'])} | {fmt(board['us_per_image'], '.2f')} | "
+        f"{fmt(board['cycles_per_image'], ',.1f')} | {fmt(board['us_per_image'], '.2f')} | "
         f"{fmt(board['latency_us'], '.2f')} µs |",
         "", f"Lanes {board['lanes']}, {board['in_lanes']} pixels per input beat; the network "
         f"in a registered shell (boards.top.NetworkBenchTop), clock constrained to "

@@ -40,3 +40,15 @@ def test_conv_args_refused_first(argv, needle, capsys, tmp_path):
     assert cli.main(["demo", "--samples", "0", "--out", str(tmp_path), *argv]) == 2
     captured = capsys.readouterr()
     assert needle in captured.err and "fold" not in captured.out
+
+
+def test_board_table_formats_cycles():
+    """The demo's board table prints cycles per image as a figure, not a raw float."""
+    from spikefold.demo import _board_table
+    board = {"board": "ulx3s-85f", "device": "LFE5U-85F", "luts": 10834, "ffs": 11502,
+             "bram_blocks": 42, "dsp": 16, "fmax_mhz": 111.38,
+             "cycles_per_image": 1371.9473684210527, "us_per_image": 12.318,
+             "latency_us": 16.86, "lanes": [16, 16, 10], "in_lanes": 8,
+             "freq_target_mhz": 250.0, "build_dir": "build/x"}
+    text = _board_table(board)
+    assert "| 1,371.9 |" in text and "1371.947" not in text

@@ -211,6 +211,48 @@ def test_random_network_saturates_and_ties():
     assert all(label != 1 for label in got["label"])
 
 
+@pytest.mark.parametrize("C,P,T", [(10, 10, 4), (10, 3, 2), (5, 2, 3), (1, 1, 2), (7, 7, 1)])
+def test_readout_argmax_ties_to_lowest_index(C, P, T):
+    """The two-stage argmax scan against ``np.argmax`` (ties to the lowest index) on
+    logits with many ties (currents in -2..2, so equal maxima at every position), the
+    samples back to back with output backpressure."""
+    from hdl.network import Readout
+    seed = 40 + C * 10 + P
+    rng = np.random.default_rng(seed)
+    S, B = 24, -(-C // P)
+    cur = rng.integers(-2, 3, (S, T, B * P))
+    cur[0] = 0                                   # every class tied: class 0
+    cur[1, :, :C - 1], cur[1, :, C - 1] = -1, 1  # the last class alone on top
+    want = cur[:, :, :C].sum(axis=1)
+    beats = cur.reshape(S * T * B, P).tolist()
+    dut = Readout(C, P, T, 4)
+    got = []
+
+    async def testbench(ctx):
+        i = 0
+        while len(got) < S:
+            ctx.set(dut.i_current.valid, i < len(beats))
+            if i < len(beats):
+                ctx.set(dut.i_current.payload, beats[i])
+            ready = bool(rng.random() >= 0.3)
+            ctx.set(dut.o_result.ready, ready)
+            if i < len(beats) and ctx.get(dut.i_current.ready):
+                i += 1
+            if ready and ctx.get(dut.o_result.valid):
+                r = ctx.get(dut.o_result.payload)
+                got.append((int(r.label), [int(v) for v in r.logits]))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert [g[1] for g in got] == want.tolist(), f"seed {seed}: logits"
+    assert [g[0] for g in got] == np.argmax(want, axis=1).tolist(), f"seed {seed}: label"
+    if C > 1:                                                          # ties exercised
+        assert sum(int((w == w.max()).sum() > 1) for w in want) > S // 4
+
+
 @pytest.fixture(scope="module")
 def digits():
     if not DEFAULT_MODEL.exists():

@@ -82,6 +82,7 @@ def test_network_plan_memories_match_elaboration(case, outreg):
             assert stage.latency == c.latency
         else:
             assert isinstance(c, Readout) and stage.kind == "readout"
+            assert stage.latency == c.latency == c.classes + 2
 
 
 def test_affine_geometry_drift_fixed():
@@ -189,7 +190,7 @@ def test_cycle_model_matches_simulation(sizes, lanes, in_lanes):
 
 
 def test_readout_latency_in_simulation():
-    """Result ``classes + 1`` cycles after the sample's last current beat."""
+    """Result ``classes + 2`` cycles after the sample's last current beat."""
     C, P, T, Bc = 5, 2, 3, 8
     dut = Readout(C, P, T, Bc)
     plan = readout_plan(C, P, T, Bc)
@@ -215,7 +216,7 @@ def test_readout_latency_in_simulation():
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
-    assert out["result"] - out["last"] == plan.latency
+    assert out["result"] - out["last"] == plan.latency == dut.latency == C + 2
 
 
 def test_mapping_defaults_and_caps():
