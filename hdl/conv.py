@@ -34,7 +34,9 @@ Dataflow, one input vector (a timestep of spikes, or a sample of pixels) after a
    is read, so the sums start from zero when the bank is scattered into again. ``B * P + 1``
    cycles per vector. (The sums are stored ``P`` channels per word for the scatter, the
    stream wants ``P`` positions of one channel per beat: the drain reads one neuron per
-   cycle rather than transposing.)
+   cycle rather than transposing.) The read word's lane and the bias are registered (D2)
+   before the add and requantization, so the partial-sum block RAM's output feeds only the
+   lane multiplexer.
 4. **Replay** (analog input, ``T > 1``): the ``B`` beats of a sample are emitted ``T`` times
    from a two-bank buffer (as DenseStage).
 
