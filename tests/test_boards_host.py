@@ -1,14 +1,12 @@
 """The protocol definition and the blocking host driver (over an in-memory device model)."""
 
-import os
 import struct
-import threading
 import time
 
 import numpy as np
 import pytest
 
-from boards.host import HostLink
+from boards.host import FakeSerialDevice, HostLink
 from hdl.protocol import (ERROR_REPLY, REPLY_BIT, SYNC, Command, DeviceError, ErrorCode,
                              FrameDecoder, LinkLayout, ProtocolError, crc16, crc16_byte_bits,
                              encode_frame, parse_status, status_bytes)
@@ -157,60 +155,21 @@ def test_host_link_against_device_model():
 
 # -- a fake serial device on a pty pair: late replies, garbage, wrong lengths, bad fields ---
 
-class PtyDevice:
-    """:class:`DeviceModel` behind a pseudo-terminal: the driver opens the slave end with
-    pyserial as it would a USB-serial adapter. ``faults[i]`` (i = request number, from 0)
-    changes the reply to request ``i``: ``("delay", seconds)`` (later requests wait, as
-    on a device that answers in order), ``("garbage", bytes)`` (sent
-    before the reply), ``("replace", function(reply payload) -> payload)``."""
+class PtyDevice(FakeSerialDevice):
+    """:class:`DeviceModel` behind a pseudo-terminal (:class:`boards.host.FakeSerialDevice`):
+    the driver opens the slave end with pyserial as it would a USB-serial adapter;
+    ``faults`` as there (``delay`` makes later requests wait, as on a device that answers
+    in order)."""
 
     def __init__(self, folded, lanes, buffer_bytes=64, faults=None):
         self.dev = DeviceModel(folded, lanes, buffer_bytes)
-        self.faults = dict(faults or {})
-        self.master, slave = os.openpty()
-        self.port = os.ttyname(slave)
-        self._slave = slave
-        self.requests = []
-        self._stop = False
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(self._reply, faults)
 
-    def _send(self, data):
-        os.write(self.master, data)
-
-    def _serve(self):
-        import select
-        decoder = FrameDecoder()
-        while not self._stop:
-            ready, _, _ = select.select([self.master], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                data = os.read(self.master, 4096)
-            except OSError:
-                return
-            for frame in decoder.feed(data):
-                n = len(self.requests)
-                self.requests.append(frame.command)
-                try:
-                    reply = self.dev.handle(frame.command, frame.payload)
-                except DeviceError as exc:
-                    reply = encode_frame(ERROR_REPLY, bytes([exc.code, frame.command]))
-                kind, arg = self.faults.get(n, (None, None))
-                if kind == "replace":
-                    body = FrameDecoder().feed(reply)[0]
-                    reply = encode_frame(body.command, arg(body.payload))
-                if kind == "garbage":
-                    reply = arg + reply
-                if kind == "delay":
-                    time.sleep(arg)         # in order, as a device: later requests wait
-                self._send(reply)
-
-    def close(self):
-        self._stop = True
-        self._thread.join()
-        os.close(self.master)
-        os.close(self._slave)
+    def _reply(self, command, payload):
+        try:
+            return self.dev.handle(command, payload)
+        except DeviceError as exc:
+            return encode_frame(ERROR_REPLY, bytes([exc.code, command]))
 
 
 @pytest.fixture
