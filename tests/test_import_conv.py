@@ -17,6 +17,7 @@ nn = torch.nn
 from golden.calibrate import calibrate, evaluate  # noqa: E402
 from spikefold.importer import ImportRefused, import_module  # noqa: E402
 from spikefold.importer.check import agreement  # noqa: E402
+from import_helpers import set_bn_stats  # noqa: E402
 
 T = 6
 SHAPE = (1, 8, 8)
@@ -33,20 +34,6 @@ def one_thread():
 
 def _inputs(n=120, seed=1):
     return np.random.default_rng(seed).uniform(0.0, 1.0, (n,) + SHAPE)
-
-
-def _randomize_bn(bn, seed):
-    g = torch.Generator().manual_seed(seed)
-    c = bn.num_features
-    with torch.no_grad():
-        bn.running_mean.copy_(torch.randn(c, generator=g) * 0.3)
-        # variances near eps, so that eps matters (a wrong eps changes the spikes)
-        bn.running_var.copy_((torch.rand(c, generator=g) + 0.5) * 1e-5)
-        bn.weight.copy_((torch.randn(c, generator=g) * 0.5 + 1.0) * 3e-3)
-        bias = torch.randn(c, generator=g) * 0.2 + 0.3
-        if bn.bias is not None:                 # BNTT's per-step BatchNorms have none
-            bn.bias.copy_(bias)
-    return bn
 
 
 def _conv(c_in, c_out, *, stride=1, padding=1, gain=2.0, bias=True, cls=None):
@@ -90,9 +77,9 @@ def _snntorch_net(*, bn, stride=1, pool="max", spiking_readout=False, seed=0):
     pool2 = nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2)
     h = 4 if stride == 2 else 8
     layers = [_conv(1, 6, stride=stride)]
-    layers += [_randomize_bn(nn.BatchNorm2d(6), seed)] if bn else []
+    layers += [set_bn_stats(torch, nn.BatchNorm2d(6), seed)] if bn else []
     layers += [_leaky(), nn.MaxPool2d(2), _conv(6, 8, gain=1.5, bias=not bn)]
-    layers += [_randomize_bn(nn.BatchNorm2d(8), seed + 1)] if bn else []
+    layers += [set_bn_stats(torch, nn.BatchNorm2d(8), seed + 1)] if bn else []
     layers += [_leaky(beta=0.5), pool2, nn.Flatten()]
     n = 8 * (h // 4) ** 2
     if spiking_readout:
@@ -128,7 +115,7 @@ def test_snntorch_conv_spiking_readout_is_exact():
 def test_snntorch_conv_per_channel_threshold_is_exact():
     torch.manual_seed(0)
     thr = torch.rand(6, 1, 1, generator=torch.Generator().manual_seed(3)) + 0.3
-    net = nn.Sequential(_conv(1, 6), _randomize_bn(nn.BatchNorm2d(6), 0),
+    net = nn.Sequential(_conv(1, 6), set_bn_stats(torch, nn.BatchNorm2d(6), 0),
                         snn.Leaky(beta=0.7, threshold=thr.reshape(-1, 1, 1), init_hidden=True,
                                   reset_mechanism="zero", learn_threshold=True),
                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(96, 5)).double().eval()
@@ -150,10 +137,10 @@ def _sj_net(make_neuron, *, bn, mode, wrapped=False, spiking_readout=False, seed
     def block(c_in, c_out, stride, gain, s):
         if wrapped:              # plain torch modules in a SeqToANNContainer
             mods = [_conv(c_in, c_out, stride=stride, gain=gain)]
-            mods += [_randomize_bn(nn.BatchNorm2d(c_out), s)] if bn else []
+            mods += [set_bn_stats(torch, nn.BatchNorm2d(c_out), s)] if bn else []
             return [layer.SeqToANNContainer(*mods)]
         mods = [_conv(c_in, c_out, stride=stride, gain=gain, cls=layer.Conv2d)]
-        mods += [_randomize_bn(layer.BatchNorm2d(c_out), s)] if bn else []
+        mods += [set_bn_stats(torch, layer.BatchNorm2d(c_out), s)] if bn else []
         return mods
 
     pool2 = layer.MaxPool2d(2) if pool == "max" else layer.AvgPool2d(2)
@@ -247,11 +234,11 @@ def _sj_norm2d(kind, c, seed):
     if kind == "bntt":
         norm = layer.BatchNormThroughTime2d(T, c, step_mode="m")
         for t, bn in enumerate(norm.bn_list):
-            _randomize_bn(bn, 100 * seed + t)
+            set_bn_stats(torch, bn, 100 * seed + t)
             with torch.no_grad():               # no bias: centre lower so that it fires
                 bn.running_mean.sub_(0.4)
         return norm
-    norm = _randomize_bn(layer.TemporalEffectiveBatchNorm2d(T=T, num_features=c), seed)
+    norm = set_bn_stats(torch, layer.TemporalEffectiveBatchNorm2d(T=T, num_features=c), seed)
     with torch.no_grad():
         norm.scale.copy_(torch.linspace(0.7, 1.3, T))
     return norm
@@ -337,7 +324,7 @@ def test_plain_torch_module_in_multi_step_network_is_refused():
 
 def test_spikingjelly_multi_step_container_is_exact():
     torch.manual_seed(0)
-    net = nn.Sequential(layer.SeqToANNContainer(_conv(1, 6), _randomize_bn(nn.BatchNorm2d(6), 0)),
+    net = nn.Sequential(layer.SeqToANNContainer(_conv(1, 6), set_bn_stats(torch, nn.BatchNorm2d(6), 0)),
                         layer.MultiStepContainer(neuron.LIFNode(tau=2.0, v_threshold=0.5)),
                         layer.MaxPool2d(2), layer.Flatten(), layer.Linear(96, 5)).double().eval()
     functional.set_step_mode(net[2:], "m")
