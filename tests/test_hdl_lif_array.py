@@ -135,6 +135,9 @@ GRID = [
     ("N6P2-align-sat", 6, 2, dict(membrane=Fixed(8, 4), current=Fixed(8, 2), tau=0.5)),
     ("N10P3-mul-sub", 10, 3, dict(tau=0.3, reset="subtract")),
     ("N11P5-affine", 11, 5, dict(affine=True, channels=1, membrane=Fixed(12, 6))),
+    # 24-bit membranes: a 26-bit comparator chain and 26-bit rail tests.
+    ("N8P2-24bit-sub", 8, 2, dict(membrane=Fixed(24, 12), tau=0.3, reset="subtract")),
+    ("N6P3-24bit-shift", 6, 3, dict(membrane=Fixed(24, 12), current=Fixed(16, 8))),
 ]
 
 
@@ -150,10 +153,11 @@ def test_matches_golden_model(N, P, kw):
     run_plan(dut, plan, seed=seed, gap=0.3, backpressure=0.3)
 
 
+@pytest.mark.parametrize("bits", [8, 24])
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
-def test_thresholds_at_the_rails(reset):
+def test_thresholds_at_the_rails(reset, bits):
     """Saturated membranes against thresholds at (and next to) the membrane's rails."""
-    fmt = Fixed(8, 4)
+    fmt = Fixed(bits, bits // 2)
     cfg = CoreConfig(neurons=8, T=6, current=fmt, membrane=fmt, tau=1.0, reset=reset)
     lo, hi = fmt.min_int, fmt.max_int
     theta = np.array([hi, lo, hi - 1, lo + 1, hi, lo, 0, 0])
