@@ -910,24 +910,29 @@ class LIFArray(wiring.Component):
         k1 = Signal(len(k) + 1, init=1, name="thr_k1")
         with m.If(step):
             m.d.sync += k1.eq(Mux(self.clear | last, 1, k1 + 1))
-        # The rail tests are registered with the load and folded into the code after the
-        # register, on the way to the write port and the bypass: the load payload sees
-        # only the tests' AND trees (two LUT levels at 16 bits, three at 24), not the fold
-        # behind them (a 26-bit theta's five levels were the 24-bit iCE40 critical path).
-        raw_code = Signal(2, name="thr_pend_code")
-        at_max, at_min = Signal(name="thr_pend_at_max"), Signal(name="thr_pend_at_min")
-        if self._rails:
+        # A theta wider than 16 bits has its rail tests registered with the load and
+        # folded into the code after the register, on the way to the write port and the
+        # bypass: the load payload then sees only the tests' AND trees (three LUT levels
+        # at 26 bits), not the fold behind them (five levels: the 24-bit iCE40 point's
+        # critical path). Up to 16 bits the fold stays before the register (three levels
+        # in all; the split placed the 16-bit points' handshake paths worse).
+        m.d.sync += pend["addr"].eq(load_addr)
+        if self._rails and len(load.payload.theta) > 16:
+            raw_code = Signal(2, name="thr_pend_code")
+            at_max, at_min = Signal(name="thr_pend_at_max"), Signal(name="thr_pend_at_min")
+            theta_reg = Signal(pend["data"].theta.shape(), name="thr_pend_theta")
             tests = self._rail_tests(load.payload.theta)
-            m.d.sync += [at_max.eq(tests[0]), at_min.eq(tests[1])]
-            m.d.comb += pend["data"].compare.eq(self._fold_rails(at_max, at_min, raw_code))
+            m.d.sync += [at_max.eq(tests[0]), at_min.eq(tests[1]),
+                         theta_reg.eq(load.payload.theta), raw_code.eq(load.payload.compare)]
+            m.d.comb += [pend["data"].theta.eq(theta_reg),
+                         pend["data"].compare.eq(self._fold_rails(at_max, at_min, raw_code))]
         else:
-            m.d.comb += pend["data"].compare.eq(raw_code)
-        theta_reg = Signal(pend["data"].theta.shape(), name="thr_pend_theta")
-        m.d.comb += pend["data"].theta.eq(theta_reg)
+            m.d.sync += [
+                pend["data"].theta.eq(load.payload.theta),
+                pend["data"].compare.eq(self._stored_compare(load.payload.theta,
+                                                             load.payload.compare)),
+            ]
         m.d.sync += [
-            pend["addr"].eq(load_addr),
-            theta_reg.eq(load.payload.theta),
-            raw_code.eq(load.payload.compare),
             pend["we"].eq(Cat(ok & (load_lane == p) for p in range(P))),
             eq_k.eq(load_addr == k), eq_k1.eq(load_addr == k1), eq_0.eq(load_addr == 0),
             # Where k goes at this edge (the accept-side update in elaborate).

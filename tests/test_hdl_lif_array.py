@@ -171,6 +171,27 @@ def test_thresholds_at_the_rails(reset, bits):
     run_plan(LIFArray(cfg, 2, thresholds=table), plan, seed=11, gap=0.2, backpressure=0.2)
 
 
+@pytest.mark.parametrize("bits", [8, 24])
+def test_loaded_thresholds_at_the_rails(bits):
+    """The same rail thresholds written through ``load_threshold`` (the load path folds the
+    rails itself: before its register up to 16 bits, after it for a wider theta), some
+    while beats are in flight."""
+    fmt = Fixed(bits, bits // 2)
+    cfg = CoreConfig(neurons=8, T=6, current=fmt, membrane=fmt, tau=1.0, reset="subtract")
+    lo, hi = fmt.min_int, fmt.max_int
+    table = ThresholdTable(np.zeros(8, dtype=np.int64), np.full(8, Compare.GT))
+    model = CoreModel(cfg, table)
+    rails = [(hi, Compare.GT), (lo, Compare.LT), (hi - 1, Compare.GT), (lo + 1, Compare.LT),
+             (hi, Compare.LT), (lo, Compare.GT), (hi, Compare.GT), (lo, Compare.LT)]
+    loads = [("threshold", i, int(th), int(cm)) for i, (th, cm) in enumerate(rails)]
+    currents = [np.full(8, c) for c in (hi, hi, hi, lo, lo, lo, hi, 0, lo, lo, hi, hi)]
+    steps = [Step(c, loads=loads[:4] if n == 0 else loads[4:] if n == 5 else [],
+                  idle_loads=(n == 0)) for n, c in enumerate(currents)]
+    plan = make_plan(model, 2, steps)
+    assert model.saturations.membrane > 0
+    run_plan(LIFArray(cfg, 2, thresholds=table), plan, seed=12, gap=0.2, backpressure=0.2)
+
+
 def test_stimulus_reaches_rails_and_ties():
     """The grid's stimulus really saturates membranes and hits theta exactly."""
     fc = _core(16, tau=1.0, reset="subtract")
