@@ -521,6 +521,9 @@ def main(argv=None):
                "readout_applied_in_software": chain, "warnings": list(result.warnings),
                "spikes": spikes, "decisions": decisions,
                "rtl_accuracy": float(np.mean(rtl_pred == y)), "sim_s": sim_s}
+        if result.folded_metrics is not None:    # the compiler's sequencer: one neuron a cycle
+            run["cycles_per_tick"] = int(result.folded_metrics.cycles_per_tick)
+            run["cycles_per_image"] = T * run["cycles_per_tick"]
         sc_runs.append(run)
         log(f"  {qname}: RTL has {n_in} inputs -> {n_out} spike outputs "
             f"({result.total_neurons} neurons, {result.total_synapses} of the "
@@ -616,6 +619,11 @@ def table(info):
               else f"{_n(a['fmax_mhz'])} MHz")
         rows.append(f"| {info['board']} synthesis (yosys cells) | {res(a)} | {res(b)} |")
         rows.append(f"| nextpnr-ecp5 Fmax | {fa} | {_n(b['fmax_mhz'])} MHz |")
+        sc_cyc, sf_cyc = r.get("cycles_per_image"), cos.get("cycles_per_image")
+        if sc_cyc and sf_cyc and a.get("fmax_mhz") and b.get("fmax_mhz"):
+            rows.append(f"| cycles per image (µs at Fmax) | {sc_cyc} ({r['cycles_per_tick']} "
+                        f"per tick; {sc_cyc / a['fmax_mhz']:.2f} µs) | {sf_cyc:.1f} streaming "
+                        f"({sf_cyc / b['fmax_mhz']:.2f} µs) |")
     rows.append(f"| sc software model vs spikefold float model | predictions agree "
                 f"{100 * sw['predictions_vs_spikefold_float']['fraction_agree']:.2f} % | |")
     return "\n".join(rows)

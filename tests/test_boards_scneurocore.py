@@ -142,3 +142,25 @@ def test_table_shows_the_dropped_readout():
     assert "the 10-class readout is dropped, no warning" in text
     assert "spikes agree 95.00 % (5 of 100 differ), 1/10 decisions differ" in text
     assert "0 mismatches in 2,830 values" in text
+
+
+def test_table_build_rows():
+    run = {"q": "Q8.8", "spikes": {"fraction": 1.0, "differ": 0, "spikes": 8},
+           "decisions": {"differ": 0, "samples": 1}, "rtl_outputs": 32, "rtl_synapses": 2048,
+           "network_synapses": 2368, "readout_in_rtl": False, "warnings": ["w"],
+           "rtl_accuracy": 1.0, "cycles_per_tick": 33, "cycles_per_image": 132}
+    build = {"LUT4": 6519, "CCU2C": 412, "MULT18X18D": 65, "DP16KD": None, "fmax_mhz": 8.0}
+    info = {"sizes": [64, 32, 10], "T": 4, "samples": 1, "sc_neurocore_version": "3.16.0",
+            "sc": [run], "sc_software": {"accuracy": 1.0, "predictions_vs_spikefold_float": {
+                "fraction_agree": 1.0}}, "board": "ulx3s-85f", "sc_build": build,
+            "spikefold_build": dict(build, LUT4=2500, DP16KD=5, fmax_mhz=80.0),
+            "spikefold_cosim": {"mismatches": 0, "compared": 283, "samples": 1,
+                                "decisions": {"differ": 0}, "float_accuracy": 1.0,
+                                "rtl_accuracy": 1.0, "cycles_per_image": 64.0}}
+    text = sc.table(info)
+    assert "| 6,519 LUT4 + 412 CCU2C, 65 DSP, 0 DP16KD | 2,500 LUT4 + 412 CCU2C" in text
+    assert "| nextpnr-ecp5 Fmax | 8.0 MHz | 80.0 MHz |" in text
+    assert "| 132 (33 per tick; 16.50 µs) | 64.0 streaming (0.80 µs) |" in text
+    assert "readout is dropped |" in text            # a warning was given: no "no warning"
+    info["sc_build"] = dict(build, timed_out="place and route", fmax_mhz=None)
+    assert "stopped: place and route over the limit" in sc.table(info)
