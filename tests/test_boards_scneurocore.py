@@ -164,3 +164,17 @@ def test_table_build_rows():
     assert "readout is dropped |" in text            # a warning was given: no "no warning"
     info["sc_build"] = dict(build, timed_out="place and route", fmax_mhz=None)
     assert "stopped: place and route over the limit" in sc.table(info)
+
+
+def test_bench_shell_plan_reads_the_foreign_verilog(tmp_path):
+    from boards.targets import get_target
+    from boards.top import bench_platform
+    platform = bench_platform(get_target("ulx3s-85f"), 250e6)
+    platform.add_file("fake_top.v", FAKE_TOP)
+    plan = platform.build(sc.ScBenchTop("fake_top", 64, 4), name="top", do_build=False)
+    plan.extract(tmp_path)
+    assert "read_verilog  fake_top.v" in (tmp_path / "top.ys").read_text()
+    il = (tmp_path / "top.il").read_text()
+    assert "cell \\fake_top \\sc" in il
+    for port in ("clk", "rst_n", "en", "I_ext_flat", "spike_bus", "tick_done"):
+        assert f"connect \\{port} " in il
