@@ -319,6 +319,7 @@ class LIFArray(wiring.Component):
         self._stage_cmp = self._stage_add + 1
         # The comparator's rails are folded into the code in stage A (see _stored_compare).
         self._rails = config.threshold.max_int >= config.membrane.max_int
+        self._sign_bits_registered = False     # set by elaborate (ECP5)
         # Without registered memory outputs the threshold memories hold the folded code
         # (folded once, on the registered load path, instead of in every lane).
         self._fold_stored = not self._outreg
@@ -479,7 +480,14 @@ class LIFArray(wiring.Component):
             # Registered inverted: the comparator's carry chain takes ~sum as it is (an
             # iCE40 carry input cannot be inverted) and the inversion is free in the
             # adder's LUTs and in the saturation's.
-            out["nsum"] = ~(leak + out.pop("y"))
+            total = leak + out.pop("y")
+            out["nsum"] = ~total
+            if self._sign_bits_registered:
+                # The comparator's operands enter with their sign bits flipped; an
+                # inverter on a carry chain's operand is a LUT of its own before the chain
+                # (ECP5 CCU2C, as mapped by Yosys): the flipped sign bits are registered
+                # instead, ~nsum's here (the adder's own top bit) and theta's below.
+                out["nsum_nsign"] = total[-1]
         if j == C - 1:
             # Stage C receives bit 0 of the code inverted (it enters the comparator's carry
             # chain directly).
@@ -490,6 +498,8 @@ class LIFArray(wiring.Component):
             if not self._fold_stored:
                 code = self._stored_compare(out["theta"], code)
             out["ccode"] = Cat(~code[0], code[1])
+            if self._sign_bits_registered:
+                out["theta_nsign"] = ~out["theta"][-1]
         if j == C:
             nsum = out.pop("nsum")
             ccode, theta = out.pop("ccode"), out["theta"]
@@ -503,13 +513,20 @@ class LIFArray(wiring.Component):
             # LUT. Comparing the unsaturated sum equals comparing v_pre because the code
             # already says NEVER for GT at the top rail and LT at the bottom one (folded in
             # stage A).
-            lhs = Cat(ccode[0], theta).as_signed()
-            rhs = Cat(Const(1, 1), nsum).as_signed()
+            lhs = Cat(ccode[0], theta)
+            rhs = Cat(Const(1, 1), nsum)
             width = max(len(lhs), len(rhs))
-            lhs = lhs.as_signed() if len(lhs) == width else Cat(lhs, lhs[-1].replicate(width - len(lhs)))
-            rhs = rhs.as_signed() if len(rhs) == width else Cat(rhs, rhs[-1].replicate(width - len(rhs)))
-            lhs_b = Cat(lhs[:-1], ~lhs[-1])
-            rhs_b = Cat(rhs[:-1], ~rhs[-1])
+            if self._sign_bits_registered:
+                lhs_nsign, rhs_nsign = out.pop("theta_nsign"), out.pop("nsum_nsign")
+            else:
+                lhs_nsign, rhs_nsign = ~lhs[-1], ~rhs[-1]
+
+            def sign_flipped(v, nsign):
+                # v sign-extended to the chain's width, its top bit replaced by ~sign.
+                return Cat(Cat(v, v[-1].replicate(width - len(v)))[:-1], nsign)
+
+            lhs_b = sign_flipped(lhs, lhs_nsign)
+            rhs_b = sign_flipped(rhs, rhs_nsign)
             nonneg = (lhs_b + rhs_b)[width]
             out["spike"] = Mux(c1, c0, ~(nonneg ^ c0))
             if cfg.reset == "zero":
@@ -729,6 +746,7 @@ class LIFArray(wiring.Component):
         # the flip-flop's own (the other form costs a LUT between the enable and the
         # flip-flop: on ECP5 the critical path). The values are the same.
         ecp5 = self._reset_over_enable = getattr(platform, "family", None) == "ecp5"
+        self._sign_bits_registered = ecp5
         if ecp5:
             # clear as the reset outside the enable; every counter's next value written
             # without a multiplexer that holds it (Yosys would turn one into a second
