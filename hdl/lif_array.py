@@ -39,7 +39,9 @@ effect exactly for the beats accepted after its transfer cycle) and carried only
 The comparator is one carry chain for GT and LT: with ``c0`` the code's low bit,
 ``(2 theta + ~c0) + (2 ~sum + 1) = 2 (theta - sum) - c0`` is negative iff ``sum > theta``
 (GT) or ``sum >= theta`` (LT: the spike is the complement); both operands enter with their
-sign bits flipped so the chain's carry out is the answer. It compares the unsaturated sum:
+sign bits flipped so the chain's carry out is the answer (on ECP5 the two flipped sign bits
+are computed in stage ``A`` and registered: Yosys maps an inverted carry-chain operand to a
+LUT of its own in front of the CCU2C chain). It compares the unsaturated sum:
 equal to comparing ``v_pre`` because the code of GT at the membrane's top rail and
 of LT at its bottom rail is NEVER (those comparisons can never hold on a saturated
 membrane): :meth:`LIFArray._stored_compare` folds the rails into the code. Without
