@@ -63,10 +63,16 @@ S0       issue ``(k, e)``: list memory address                              alwa
 S1, S2   list entry read (RAM read register, output register)                always
 S3       weight address ``k * n_in + j`` registered (any word when empty)   always
 S4, S5   weight word read (RAM read register, output register)               always
-S6       weight word in a fabric register (spikes: zero for an empty list)  always
-S7       product ``W * x_q`` registered (DSP blocks)                         analog
+S6       spikes: weight word in a fabric register (zero for an empty list)  always
+         analog: weight word and ``x_q`` into the multiplier's input registers
+S7       product ``W * x_q`` in the multiplier's output register             analog
 A, O     accumulate; requantize (as above)                                  always
 =======  ==================================================================  ===========
+
+The registered mode's multiply (S6, S7) is one :class:`hdl.dsp.PipelinedMultiply` per lane:
+on ECP5 a ``MULT18X18D`` with its input and output registers (clock enable ``en``), so no
+fabric register feeds or takes the product (operands that do not fit 18 x 18 bits, and
+every other platform, keep the two stages in fabric registers: same cycles).
 
 The ingest isolates the lowest pending input as a one-hot (``pmask & -pmask``) encoded by
 OR trees, keeps "at most one input left" / "one left" as registers computed one write
@@ -102,6 +108,7 @@ from amaranth.utils import ceil_log2
 from golden.network import IntegerLayer
 
 from .bram import RegisteredMemory
+from .dsp import PipelinedMultiply
 from .plan import BRAM_MIN_DEPTH, dense_engine_depth, input_value_bits
 
 __all__ = ["DenseStage", "current_layout", "weight_words", "weight_memory_words"]
@@ -690,28 +697,39 @@ class DenseStage(wiring.Component):
         brd = bmem.read
         m.d.comb += [brd.addr.eq(ctl[s_bias]["k"]), brd.en.eq(en)]
         weights = data.ArrayLayout(signed(Bw), P)(wrd.data)
-        keys = ("valid", "first", "last") + (("x",) if analog else ())
-        if outreg:
+        if outreg and analog:
+            # S6 and S7 of the products are the two register stages of one
+            # hdl.dsp.PipelinedMultiply per lane (on ECP5 the MULT18X18D's input and output
+            # registers): the weight word goes from the block RAM's output register, x_q
+            # from its S5 register, straight into the multiplier; only the control bits
+            # pass fabric registers alongside.
+            ctl[s_wreg] = stage({key: ctl[s_weight][key] for key in ("valid", "first", "last")},
+                                f"s{s_wreg}")
+            ctl[s_add] = stage(dict(ctl[s_wreg]), f"s{s_add}")
+            addends = []
+            for p in range(P):
+                mul = PipelinedMultiply(signed(Bw), self._xshape)
+                m.submodules[f"mul{p}"] = mul
+                m.d.comb += [mul.a.eq(weights[p]), mul.b.eq(ctl[s_weight]["x"]),
+                             mul.en.eq(en)]
+                addends.append(mul.p)
+        elif outreg:
             # The weight word goes from the block RAM's output register straight into a
-            # fabric register (an empty list's weights forced to zero for spikes).
-            wvals = [weights[p] if analog else Mux(ctl[s_weight]["empty"], 0, weights[p])
-                     for p in range(P)]
-            ctl[s_wreg] = stage({**{key: ctl[s_weight][key] for key in keys},
+            # fabric register (an empty list's weights forced to zero).
+            wvals = [Mux(ctl[s_weight]["empty"], 0, weights[p]) for p in range(P)]
+            ctl[s_wreg] = stage({**{key: ctl[s_weight][key] for key in ("valid", "first", "last")},
                                  **{f"w{p}": wvals[p] for p in range(P)}}, f"s{s_wreg}")
-            wlanes = [ctl[s_wreg][f"w{p}"] for p in range(P)]
-        else:
-            wlanes = [weights[p] for p in range(P)]
-        wst = ctl[s_wreg]
-
-        # Addends: the weights (spikes) or the registered products W * x_q (maps to DSP
-        # blocks; the weight word and x_q come from registers).
-        if analog:
-            prods = [wlanes[p] * wst["x"] for p in range(P)]
+            addends = [ctl[s_wreg][f"w{p}"] for p in range(P)]
+        elif analog:
+            # Plain pipeline: the registered products W * x_q of the weight word (memory
+            # read data) and x_q (a register).
+            wst = ctl[s_wreg]
+            prods = [weights[p] * wst["x"] for p in range(P)]
             ctl[s_add] = stage({**{key: wst[key] for key in ("valid", "first", "last")},
                                 **{f"prod{p}": prods[p] for p in range(P)}}, f"s{s_add}")
             addends = [ctl[s_add][f"prod{p}"] for p in range(P)]
         else:
-            addends = wlanes
+            addends = [weights[p] for p in range(P)]
         actl = ctl[s_add]
         biases = data.ArrayLayout(signed(Bb), P)(brd.data)
 
