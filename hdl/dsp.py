@@ -160,19 +160,15 @@ class PipelinedMultiply(wiring.Component):
             "p_MULT_BYPASS": "DISABLED", "p_RESETMODE": "SYNC",
             "i_SIGNEDA": Const(1, 1), "i_SIGNEDB": Const(1, 1),
             "i_SOURCEA": zero, "i_SOURCEB": zero,
-            "i_CLK0": ClockSignal(), "i_CE0": self.en,
+            "i_CLK0": ClockSignal(), "i_CE0": self.en, "i_RST0": zero,
         }
-        for i in range(1, 4):
-            kwargs[f"i_CLK{i}"] = zero
-            kwargs[f"i_CE{i}"] = zero
-        for i in range(4):
-            kwargs[f"i_RST{i}"] = zero
+        # CLK1-3, CE1-3, RST1-3 and the shift inputs SRIA/SRIB stay unconnected: SRIA/SRIB
+        # are the dedicated cascade wires from the neighbouring block, which the fabric
+        # cannot reach (nextpnr fails to route a constant to them).
         for i in range(n):
             kwargs[f"i_A{i}"] = a[i]
             kwargs[f"i_B{i}"] = b[i]
             kwargs[f"i_C{i}"] = zero
-            kwargs[f"i_SRIA{i}"] = zero
-            kwargs[f"i_SRIB{i}"] = zero
         for i in range(2 * n):
             kwargs[f"o_P{i}"] = p[i]
         m.submodules.mult18x18d = Instance("MULT18X18D", **kwargs)
