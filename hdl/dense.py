@@ -644,10 +644,21 @@ class DenseStage(wiring.Component):
             m.d.comb += last_e.eq(self._last_e_reg(m, issue, e, k, n, rb, count))
         else:
             m.d.comb += last_e.eq(e + 1 >= n)
+        if outreg:
+            # Registered "k is the last beat" (k == B - 1): the bank release after the
+            # issue is a gate of registers, no compare.
+            last_k = Signal(init=int(B == 1), name="last_k_reg")
+            with m.If(issue & last_e):
+                with m.If(last_k):
+                    m.d.sync += last_k.eq(int(B == 1))
+                with m.Else():
+                    m.d.sync += last_k.eq(k == B - 2)
+        else:
+            last_k = k == B - 1
         with m.If(issue):
             with m.If(last_e):
                 m.d.sync += e.eq(0)
-                with m.If(k == B - 1):
+                with m.If(last_k):
                     m.d.sync += [k.eq(0), base.eq(0), rb.eq(~rb)]
                     for b in range(2):
                         with m.If(rb == b):
@@ -784,7 +795,12 @@ class DenseStage(wiring.Component):
         wr = buf.write
         wb = Signal()
         wk = Signal(range(max(2, B)))
-        writable = ~Mux(wb, full[1], full[0])
+        if self._outreg:
+            # ~full[wb] as a register (its next value is computed below): the engine's
+            # enable (~out_valid | src.ready) is then a gate of two registers.
+            writable = Signal(init=1, name="replay_writable")
+        else:
+            writable = ~Mux(wb, full[1], full[0])
         m.d.comb += [
             src.ready.eq(writable),
             wr.addr.eq(Cat(wk[:kw], wb)),
@@ -835,3 +851,10 @@ class DenseStage(wiring.Component):
                     m.d.sync += rt.eq(rt + 1)
             with m.Else():
                 m.d.sync += rk.eq(rk + 1)
+        if self._outreg:
+            # Next ~full[wb]: after the writer's last beat (wb flips) the other bank, else
+            # the same one; either is free again if the reader releases it now.
+            wdone = src.valid & writable & (wk == B - 1)
+            rdone = issue & (rk == B - 1) & (rt == T - 1)
+            m.d.sync += writable.eq(Mux(wdone, ~Mux(wb, full[0], full[1]) | (rdone & (rb != wb)),
+                                        ~Mux(wb, full[1], full[0]) | (rdone & (rb == wb))))
