@@ -249,6 +249,11 @@ class DenseStage(wiring.Component):
         not fit the weight format.
     """
 
+    #: Registered mode: keep the replay writer's "writable" and the engine's "last beat"
+    #: in registers computed a cycle ahead (``False``: their combinational definitions;
+    #: ``tests/test_hdl_dsp.py`` checks the two agree in every cycle).
+    _register_control = True
+
     def __init__(self, layer, lanes, *, in_lanes=1, T=1, memory_outreg=False):
         if not isinstance(layer, IntegerLayer):
             raise TypeError(f"layer must be a golden.network.IntegerLayer, not {layer!r}")
@@ -644,7 +649,7 @@ class DenseStage(wiring.Component):
             m.d.comb += last_e.eq(self._last_e_reg(m, issue, e, k, n, rb, count))
         else:
             m.d.comb += last_e.eq(e + 1 >= n)
-        if outreg:
+        if outreg and self._register_control:
             # Registered "k is the last beat" (k == B - 1): the bank release after the
             # issue is a gate of registers, no compare.
             last_k = Signal(init=int(B == 1), name="last_k_reg")
@@ -795,7 +800,8 @@ class DenseStage(wiring.Component):
         wr = buf.write
         wb = Signal()
         wk = Signal(range(max(2, B)))
-        if self._outreg:
+        registered = self._outreg and self._register_control
+        if registered:
             # ~full[wb] as a register (its next value is computed below): the engine's
             # enable (~out_valid | src.ready) is then a gate of two registers.
             writable = Signal(init=1, name="replay_writable")
@@ -851,7 +857,7 @@ class DenseStage(wiring.Component):
                     m.d.sync += rt.eq(rt + 1)
             with m.Else():
                 m.d.sync += rk.eq(rk + 1)
-        if self._outreg:
+        if registered:
             # Next ~full[wb]: after the writer's last beat (wb flips) the other bank, else
             # the same one; either is free again if the reader releases it now.
             wdone = src.valid & writable & (wk == B - 1)
