@@ -513,8 +513,20 @@ class DenseStage(wiring.Component):
         if self._mac:
             pvals = Signal(data.ArrayLayout(self._xshape, Q))
 
+        # The accepted beat's "at most one input" and input count feed registers straight
+        # from the input payload: balanced trees of LUTs (no carry chain over the mask).
         def at_most_one(mask):
-            return (mask & (mask - 1))[:Q] == 0
+            nodes = [(mask[p], Const(0, 1)) for p in range(Q)]      # (any set, several set)
+            while len(nodes) > 1:
+                pairs = [((a | b), (am | bm | (a & b)))
+                         for (a, am), (b, bm) in zip(nodes[0::2], nodes[1::2])]
+                nodes = pairs + nodes[len(pairs) * 2:]
+            return ~nodes[0][1]
+
+        def popcount(bits):
+            if len(bits) == 1:
+                return bits[0]
+            return popcount(bits[:len(bits) // 2]) + popcount(bits[len(bits) // 2:])
 
         in_mask = Signal(Q, name="ingest_in_mask")
         m.d.comb += in_mask.eq(self._in_mask(ib))
@@ -580,7 +592,7 @@ class DenseStage(wiring.Component):
                 m.d.sync += [wb.eq(~wb), wcount.eq(0)]
         with m.If(port.valid & port.ready):
             m.d.sync += [pvalid.eq(1), pmask.eq(in_mask), pany.eq(in_mask != 0),
-                         pleft.eq(sum(in_mask[p] for p in range(Q))),
+                         pleft.eq(popcount([in_mask[p] for p in range(Q)])),
                          pdone.eq(at_most_one(in_mask)), pbase.eq(ib_base), pib.eq(ib),
                          plast.eq(ib == IB - 1)]
             if self._mac:
