@@ -63,10 +63,16 @@ S0       issue ``(k, e)``: list memory address                              alwa
 S1, S2   list entry read (RAM read register, output register)                always
 S3       weight address ``k * n_in + j`` registered (any word when empty)   always
 S4, S5   weight word read (RAM read register, output register)               always
-S6       weight word in a fabric register (spikes: zero for an empty list)  always
-S7       product ``W * x_q`` registered (DSP blocks)                         analog
+S6       spikes: weight word in a fabric register (zero for an empty list)  always
+         analog: weight word and ``x_q`` into the multiplier's input registers
+S7       product ``W * x_q`` in the multiplier's output register             analog
 A, O     accumulate; requantize (as above)                                  always
 =======  ==================================================================  ===========
+
+The registered mode's multiply (S6, S7) is one :class:`hdl.dsp.PipelinedMultiply` per lane:
+on ECP5 a ``MULT18X18D`` with its input and output registers (clock enable ``en``), so no
+fabric register feeds or takes the product (operands that do not fit 18 x 18 bits, and
+every other platform, keep the two stages in fabric registers: same cycles).
 
 The ingest isolates the lowest pending input as a one-hot (``pmask & -pmask``) encoded by
 OR trees, keeps "at most one input left" / "one left" as registers computed one write
@@ -102,6 +108,7 @@ from amaranth.utils import ceil_log2
 from golden.network import IntegerLayer
 
 from .bram import RegisteredMemory
+from .dsp import PipelinedMultiply
 from .plan import BRAM_MIN_DEPTH, dense_engine_depth, input_value_bits
 
 __all__ = ["DenseStage", "current_layout", "weight_words", "weight_memory_words"]
@@ -241,6 +248,11 @@ class DenseStage(wiring.Component):
         ``lanes``, ``in_lanes`` or ``T`` not positive integers in range; weights that do
         not fit the weight format.
     """
+
+    #: Registered mode: keep the replay writer's "writable" and the engine's "last beat"
+    #: in registers computed a cycle ahead (``False``: their combinational definitions;
+    #: ``tests/test_hdl_dsp.py`` checks the two agree in every cycle).
+    _register_control = True
 
     def __init__(self, layer, lanes, *, in_lanes=1, T=1, memory_outreg=False):
         if not isinstance(layer, IntegerLayer):
@@ -501,8 +513,20 @@ class DenseStage(wiring.Component):
         if self._mac:
             pvals = Signal(data.ArrayLayout(self._xshape, Q))
 
+        # The accepted beat's "at most one input" and input count feed registers straight
+        # from the input payload: balanced trees of LUTs (no carry chain over the mask).
         def at_most_one(mask):
-            return (mask & (mask - 1))[:Q] == 0
+            nodes = [(mask[p], Const(0, 1)) for p in range(Q)]      # (any set, several set)
+            while len(nodes) > 1:
+                pairs = [((a | b), (am | bm | (a & b)))
+                         for (a, am), (b, bm) in zip(nodes[0::2], nodes[1::2])]
+                nodes = pairs + nodes[len(pairs) * 2:]
+            return ~nodes[0][1]
+
+        def popcount(bits):
+            if len(bits) == 1:
+                return bits[0]
+            return popcount(bits[:len(bits) // 2]) + popcount(bits[len(bits) // 2:])
 
         in_mask = Signal(Q, name="ingest_in_mask")
         m.d.comb += in_mask.eq(self._in_mask(ib))
@@ -568,7 +592,7 @@ class DenseStage(wiring.Component):
                 m.d.sync += [wb.eq(~wb), wcount.eq(0)]
         with m.If(port.valid & port.ready):
             m.d.sync += [pvalid.eq(1), pmask.eq(in_mask), pany.eq(in_mask != 0),
-                         pleft.eq(sum(in_mask[p] for p in range(Q))),
+                         pleft.eq(popcount([in_mask[p] for p in range(Q)])),
                          pdone.eq(at_most_one(in_mask)), pbase.eq(ib_base), pib.eq(ib),
                          plast.eq(ib == IB - 1)]
             if self._mac:
@@ -637,10 +661,21 @@ class DenseStage(wiring.Component):
             m.d.comb += last_e.eq(self._last_e_reg(m, issue, e, k, n, rb, count))
         else:
             m.d.comb += last_e.eq(e + 1 >= n)
+        if outreg and self._register_control:
+            # Registered "k is the last beat" (k == B - 1): the bank release after the
+            # issue is a gate of registers, no compare.
+            last_k = Signal(init=int(B == 1), name="last_k_reg")
+            with m.If(issue & last_e):
+                with m.If(last_k):
+                    m.d.sync += last_k.eq(int(B == 1))
+                with m.Else():
+                    m.d.sync += last_k.eq(k == B - 2)
+        else:
+            last_k = k == B - 1
         with m.If(issue):
             with m.If(last_e):
                 m.d.sync += e.eq(0)
-                with m.If(k == B - 1):
+                with m.If(last_k):
                     m.d.sync += [k.eq(0), base.eq(0), rb.eq(~rb)]
                     for b in range(2):
                         with m.If(rb == b):
@@ -690,28 +725,39 @@ class DenseStage(wiring.Component):
         brd = bmem.read
         m.d.comb += [brd.addr.eq(ctl[s_bias]["k"]), brd.en.eq(en)]
         weights = data.ArrayLayout(signed(Bw), P)(wrd.data)
-        keys = ("valid", "first", "last") + (("x",) if analog else ())
-        if outreg:
+        if outreg and analog:
+            # S6 and S7 of the products are the two register stages of one
+            # hdl.dsp.PipelinedMultiply per lane (on ECP5 the MULT18X18D's input and output
+            # registers): the weight word goes from the block RAM's output register, x_q
+            # from its S5 register, straight into the multiplier; only the control bits
+            # pass fabric registers alongside.
+            ctl[s_wreg] = stage({key: ctl[s_weight][key] for key in ("valid", "first", "last")},
+                                f"s{s_wreg}")
+            ctl[s_add] = stage(dict(ctl[s_wreg]), f"s{s_add}")
+            addends = []
+            for p in range(P):
+                mul = PipelinedMultiply(signed(Bw), self._xshape)
+                m.submodules[f"mul{p}"] = mul
+                m.d.comb += [mul.a.eq(weights[p]), mul.b.eq(ctl[s_weight]["x"]),
+                             mul.en.eq(en)]
+                addends.append(mul.p)
+        elif outreg:
             # The weight word goes from the block RAM's output register straight into a
-            # fabric register (an empty list's weights forced to zero for spikes).
-            wvals = [weights[p] if analog else Mux(ctl[s_weight]["empty"], 0, weights[p])
-                     for p in range(P)]
-            ctl[s_wreg] = stage({**{key: ctl[s_weight][key] for key in keys},
+            # fabric register (an empty list's weights forced to zero).
+            wvals = [Mux(ctl[s_weight]["empty"], 0, weights[p]) for p in range(P)]
+            ctl[s_wreg] = stage({**{key: ctl[s_weight][key] for key in ("valid", "first", "last")},
                                  **{f"w{p}": wvals[p] for p in range(P)}}, f"s{s_wreg}")
-            wlanes = [ctl[s_wreg][f"w{p}"] for p in range(P)]
-        else:
-            wlanes = [weights[p] for p in range(P)]
-        wst = ctl[s_wreg]
-
-        # Addends: the weights (spikes) or the registered products W * x_q (maps to DSP
-        # blocks; the weight word and x_q come from registers).
-        if analog:
-            prods = [wlanes[p] * wst["x"] for p in range(P)]
+            addends = [ctl[s_wreg][f"w{p}"] for p in range(P)]
+        elif analog:
+            # Plain pipeline: the registered products W * x_q of the weight word (memory
+            # read data) and x_q (a register).
+            wst = ctl[s_wreg]
+            prods = [weights[p] * wst["x"] for p in range(P)]
             ctl[s_add] = stage({**{key: wst[key] for key in ("valid", "first", "last")},
                                 **{f"prod{p}": prods[p] for p in range(P)}}, f"s{s_add}")
             addends = [ctl[s_add][f"prod{p}"] for p in range(P)]
         else:
-            addends = wlanes
+            addends = [weights[p] for p in range(P)]
         actl = ctl[s_add]
         biases = data.ArrayLayout(signed(Bb), P)(brd.data)
 
@@ -766,7 +812,13 @@ class DenseStage(wiring.Component):
         wr = buf.write
         wb = Signal()
         wk = Signal(range(max(2, B)))
-        writable = ~Mux(wb, full[1], full[0])
+        registered = self._outreg and self._register_control
+        if registered:
+            # ~full[wb] as a register (its next value is computed below): the engine's
+            # enable (~out_valid | src.ready) is then a gate of two registers.
+            writable = Signal(init=1, name="replay_writable")
+        else:
+            writable = ~Mux(wb, full[1], full[0])
         m.d.comb += [
             src.ready.eq(writable),
             wr.addr.eq(Cat(wk[:kw], wb)),
@@ -817,3 +869,10 @@ class DenseStage(wiring.Component):
                     m.d.sync += rt.eq(rt + 1)
             with m.Else():
                 m.d.sync += rk.eq(rk + 1)
+        if registered:
+            # Next ~full[wb]: after the writer's last beat (wb flips) the other bank, else
+            # the same one; either is free again if the reader releases it now.
+            wdone = src.valid & writable & (wk == B - 1)
+            rdone = issue & (rk == B - 1) & (rt == T - 1)
+            m.d.sync += writable.eq(Mux(wdone, ~Mux(wb, full[0], full[1]) | (rdone & (rb != wb)),
+                                        ~Mux(wb, full[1], full[0]) | (rdone & (rb == wb))))
