@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Weights in SPRAM, loaded by the host: the LOAD_WEIGHTS protocol, the host driver
 (NetworkHost.load_weights) over a fake serial device whose SPRAM layers start all zero, the
 digits model's load against its memory placement, and the network top under cocotb with
