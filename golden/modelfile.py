@@ -51,6 +51,7 @@ kind or field; a file that is not an ``.npz`` archive (or is truncated) is named
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import zipfile
@@ -349,7 +350,8 @@ def is_network_file(path):
     """Whether ``path`` is a spikefold network model file (``format`` entry), as opposed to
     a folded core file; ``False`` for anything that is not a readable ``.npz``."""
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # From memory: np.load(path) leaves the file open when the archive is damaged.
+        with np.load(io.BytesIO(Path(path).read_bytes()), allow_pickle=False) as data:
             return "format" in data.files and str(data["format"]) == FORMAT
     except Exception:                                   # noqa: BLE001 -- any unreadable file
         return False
