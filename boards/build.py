@@ -154,7 +154,14 @@ def _build(platform, top, target, out, info, *, timing_allow_fail, plan_only, la
     log(f"{target.name}: building {what} in {out} ...")
     try:
         plan.extract(out)
+        for stale in (ABC9_RETRY_SCRIPT, ABC9_FAILED_LOG):
+            (out / stale).unlink(missing_ok=True)
         info["stage_seconds"] = run_stages(out, toolchain_env(tools=target.tools), log=log)
+        if (out / ABC9_RETRY_SCRIPT).exists():
+            info["synthesis_retry"] = (
+                f"Yosys's abc9 asserted at {ABC9_BUG} (a Yosys bug; log {ABC9_FAILED_LOG}); "
+                f"synthesized again by {ABC9_RETRY_SCRIPT}: synth_ecp5 -dff (abc9 maps "
+                f"the flip-flops too)")
     except Exception as exc:
         import subprocess
         if isinstance(exc, subprocess.CalledProcessError):
@@ -169,8 +176,9 @@ def _build(platform, top, target, out, info, *, timing_allow_fail, plan_only, la
                 if errors and log_name == "top.rpt" and ABC9_BUG in errors[-1]:
                     raise RuntimeError(
                         f"yosys failed on a bug of its own, not of the design (see "
-                        f"{out}/top.rpt: abc9's reintegration asserts at {ABC9_BUG}; "
-                        f"synth_lattice has no way to skip abc9): try other --lanes") from None
+                        f"{out}/top.rpt: abc9's reintegration asserts at {ABC9_BUG}, also "
+                        f"when retried through {ABC9_RETRY_SCRIPT}; synth_lattice has no way "
+                        f"to skip abc9): try other --lanes") from None
                 if errors:
                     raise RuntimeError(
                         f"the toolchain failed (see {out}/{log_name}): {errors[-1]}") from None
@@ -195,9 +203,53 @@ def _build(platform, top, target, out, info, *, timing_allow_fail, plan_only, la
 
 
 #: Where YoWASP Yosys 0.70's abc9 reintegration asserts (``GetSize(conn.first) ==
-#: GetSize(conn.second)``) on some netlists; ``synth_lattice`` always runs abc9, so
-#: ``_build`` names the bug instead of retrying.
+#: GetSize(conn.second)``) on some netlists (the conv default at 16 lanes on ECP5; 0.69
+#: asserts on it too, at another line). ``synth_lattice`` always runs abc9, so
+#: :func:`run_stages` synthesizes once more with :func:`abc9_retry_script` (abc9 with
+#: ``-dff``, which mapped it); if that asserts too, ``_build`` names the bug.
 ABC9_BUG = "kernel/rtlil.cc:3091"
+#: The retry's Yosys script and the failed run's log.
+ABC9_RETRY_SCRIPT, ABC9_FAILED_LOG = "top.abc9_retry.ys", "top.abc9_bug.rpt"
+
+
+def abc9_retry_script(script):
+    """``script`` (Amaranth's ``top.ys`` for ECP5) with ``-dff`` added to its
+    ``synth_ecp5``: ``synth_lattice``'s own option that hands the flip-flops to abc9 as
+    well (with ``zinit`` before it), the one change found to map the netlists on which
+    abc9's reintegration asserts (the same passes otherwise). ``None`` when the script
+    has no single ``synth_ecp5`` or it already has ``-dff``.
+    """
+    lines = script.splitlines()
+    at = [i for i, line in enumerate(lines) if line.split()[:1] == ["synth_ecp5"]]
+    if len(at) != 1 or "-dff" in lines[at[0]].split():
+        return None
+    lines[at[0]] = lines[at[0]].rstrip() + " -dff"
+    note = (f"# spikefold: synth_ecp5 with -dff, after Yosys's abc9 assertion at {ABC9_BUG} "
+            "without it")
+    return "\n".join([note] + lines) + "\n"
+
+
+def _abc9_asserted(out):
+    try:
+        log = (Path(out) / "top.rpt").read_text(errors="replace")
+    except OSError:
+        return False
+    return any(line.startswith("ERROR") and ABC9_BUG in line for line in log.splitlines())
+
+
+def _abc9_retry(out, command):
+    """The yosys ``command`` rewritten to run :func:`abc9_retry_script` (written into
+    ``out``; the failed log kept as ``ABC9_FAILED_LOG``), or ``None``."""
+    out = Path(out)
+    words = command.split()
+    if "top.ys" not in words or not (out / "top.ys").exists():
+        return None
+    retry = abc9_retry_script((out / "top.ys").read_text())
+    if retry is None:
+        return None
+    (out / ABC9_RETRY_SCRIPT).write_text(retry)
+    (out / "top.rpt").replace(out / ABC9_FAILED_LOG)
+    return " ".join(ABC9_RETRY_SCRIPT if w == "top.ys" else w for w in words)
 
 
 #: Memories shallower than this are left to LUT RAM / flip-flops by Yosys's memory mapper
@@ -432,6 +484,15 @@ def run_stages(out, env, *, script="build_top.sh", log=print):
                 proc.kill()
                 proc.wait()
             bar.close()
+        if code and tool == "yosys" and _abc9_asserted(out):
+            # Yosys's own bug (see ABC9_BUG): synthesize once more, abc9 with -dff.
+            retry = _abc9_retry(out, command)
+            if retry is not None:
+                log(f"{desc.strip()}: Yosys's abc9 asserted ({ABC9_BUG}, a Yosys bug); "
+                    f"synthesizing again through {ABC9_RETRY_SCRIPT} ...")
+                code = subprocess.run(["sh", "-c", preamble + "\n" + retry], cwd=out,
+                                      env=env).returncode
+                command = retry
         if code:
             raise subprocess.CalledProcessError(code, command)
         seconds[stage] = round(seconds.get(stage, 0.0) + time.monotonic() - t0, 1)
