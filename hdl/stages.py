@@ -85,7 +85,6 @@ class DenseBuilder(StageBuilder):
 
     def build(self, layer, index, mapping, T):
         from .dense import DenseStage
-        from .lif_array import LIFArray
         from .network import Readout
         P = mapping.lanes[index]
         try:
@@ -99,16 +98,7 @@ class DenseBuilder(StageBuilder):
                                                  layer.formats.current.bits),
                               "i_current", "o_result", index))
         else:
-            # Shallow memories stay out of block RAM primitives (LUT RAM or flip-flops
-            # after an inferred memory, and a fabric output register).
-            beats = -(-layer.n_out // P)
-            bram = "memory" if mapping.outreg and beats < BRAM_MIN_DEPTH else "auto"
-            parts.append(Part(f"lif{index}", LIFArray(layer.config, P,
-                                                      thresholds=layer.thresholds,
-                                                      affine=layer.affine,
-                                                      memory_outreg=mapping.outreg,
-                                                      bram=bram),
-                              "i_current", "o_spikes", index))
+            parts.append(_lif_part(layer, index, mapping))
         return parts
 
 
