@@ -249,11 +249,6 @@ class DenseStage(wiring.Component):
         not fit the weight format.
     """
 
-    #: Registered mode: keep the replay writer's "writable" and the engine's "last beat"
-    #: in registers computed a cycle ahead (``False``: their combinational definitions;
-    #: ``tests/test_hdl_dsp.py`` checks the two agree in every cycle).
-    _register_control = True
-
     def __init__(self, layer, lanes, *, in_lanes=1, T=1, memory_outreg=False):
         if not isinstance(layer, IntegerLayer):
             raise TypeError(f"layer must be a golden.network.IntegerLayer, not {layer!r}")
@@ -661,15 +656,8 @@ class DenseStage(wiring.Component):
             m.d.comb += last_e.eq(self._last_e_reg(m, issue, e, k, n, rb, count))
         else:
             m.d.comb += last_e.eq(e + 1 >= n)
-        if outreg and self._register_control:
-            # Registered "k is the last beat" (k == B - 1): the bank release after the
-            # issue is a gate of registers, no compare.
-            last_k = Signal(init=int(B == 1), name="last_k_reg")
-            with m.If(issue & last_e):
-                with m.If(last_k):
-                    m.d.sync += last_k.eq(int(B == 1))
-                with m.Else():
-                    m.d.sync += last_k.eq(k == B - 2)
+        if outreg:
+            last_k = self._last_k_reg(m, issue, last_e, k)
         else:
             last_k = k == B - 1
         with m.If(issue):
@@ -812,13 +800,10 @@ class DenseStage(wiring.Component):
         wr = buf.write
         wb = Signal()
         wk = Signal(range(max(2, B)))
-        registered = self._outreg and self._register_control
-        if registered:
-            # ~full[wb] as a register (its next value is computed below): the engine's
-            # enable (~out_valid | src.ready) is then a gate of two registers.
-            writable = Signal(init=1, name="replay_writable")
-        else:
-            writable = ~Mux(wb, full[1], full[0])
+        # ~full[wb]; in registered mode a register (its next value is computed below by
+        # _writable_reg): the engine's enable (~out_valid | src.ready) is then a gate of
+        # two registers.
+        writable = Signal(init=1, name="replay_writable")
         m.d.comb += [
             src.ready.eq(writable),
             wr.addr.eq(Cat(wk[:kw], wb)),
@@ -869,10 +854,33 @@ class DenseStage(wiring.Component):
                     m.d.sync += rt.eq(rt + 1)
             with m.Else():
                 m.d.sync += rk.eq(rk + 1)
-        if registered:
-            # Next ~full[wb]: after the writer's last beat (wb flips) the other bank, else
-            # the same one; either is free again if the reader releases it now.
+        if self._outreg:
             wdone = src.valid & writable & (wk == B - 1)
             rdone = issue & (rk == B - 1) & (rt == T - 1)
-            m.d.sync += writable.eq(Mux(wdone, ~Mux(wb, full[0], full[1]) | (rdone & (rb != wb)),
-                                        ~Mux(wb, full[1], full[0]) | (rdone & (rb == wb))))
+            self._writable_reg(m, writable, wb, full, wdone, rb, rdone)
+        else:
+            m.d.comb += writable.eq(~Mux(wb, full[1], full[0]))
+
+    # Registered mode's control registers, computed a cycle ahead of their definitions
+    # (``last_k == (k == B - 1)``, ``writable == ~full[wb]``); tests/test_hdl_dsp.py runs
+    # the stage with the definitions in their place and checks every cycle is the same.
+
+    def _last_k_reg(self, m, issue, last_e, k):
+        """Registered "``k`` is the last beat" (``k == B - 1``): the bank release after the
+        issue is a gate of registers, no compare."""
+        B = self._beats
+        last_k = Signal(init=int(B == 1), name="last_k_reg")
+        with m.If(issue & last_e):
+            with m.If(last_k):
+                m.d.sync += last_k.eq(int(B == 1))
+            with m.Else():
+                m.d.sync += last_k.eq(k == B - 2)
+        return last_k
+
+    @staticmethod
+    def _writable_reg(m, writable, wb, full, wdone, rb, rdone):
+        """``writable``'s next value, ``~full[wb]`` after this edge: after the writer's
+        last beat (``wdone``: ``wb`` flips) the other bank's, else the same one's; either is
+        free again if the reader releases it now (``rdone``, bank ``rb``)."""
+        m.d.sync += writable.eq(Mux(wdone, ~Mux(wb, full[0], full[1]) | (rdone & (rb != wb)),
+                                    ~Mux(wb, full[1], full[0]) | (rdone & (rb == wb))))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from amaranth import signed, unsigned
+from amaranth import Mux, signed, unsigned
 from amaranth.back import verilog
 from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
@@ -395,8 +395,15 @@ def test_ecp5_synth_maps_products_into_registered_mult18x18d(tmp_path):
 # -- the registered control signals of the registered-mode stage -----------------------------
 
 class _CombinationalControl(DenseStage):
-    """The stage with the replay's "writable" and the engine's "last beat" combinational."""
-    _register_control = False
+    """The stage with the replay's "writable" and the engine's "last beat" replaced by
+    their combinational definitions (the reference the registered forms must equal)."""
+
+    def _last_k_reg(self, m, issue, last_e, k):
+        return k == self._beats - 1
+
+    @staticmethod
+    def _writable_reg(m, writable, wb, full, wdone, rb, rdone):
+        m.d.comb += writable.eq(~Mux(wb, full[1], full[0]))
 
 
 def _trace(dut, stimulus):
