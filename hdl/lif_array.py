@@ -124,17 +124,22 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from golden.core import CoreConfig, CoreModel
 from golden.fold import Compare
 from golden.quantize import AffineTable, ThresholdTable
+from golden.timing import CreditPipeline, StallPipeline
 
 from .bram import IMPLEMENTATIONS, NO_RW_CHECK, RegisteredMemory
 
-__all__ = ["LIFArray", "output_layout", "threshold_load_layout", "affine_load_layout"]
+__all__ = ["LIFArray", "output_layout", "threshold_load_layout", "affine_load_layout", "FLOWS"]
+
+#: Pipeline flows: ``"stall"`` (a stall-all enable from ``o_spikes.ready``) or ``"credit"``
+#: (no enable: an output queue and a credit counter; see the module docstring).
+FLOWS = ("stall", "credit")
 
 
 def _width(count):
@@ -283,17 +288,19 @@ class LIFArray(wiring.Component):
     """
 
     def __new__(cls, config=None, lanes=None, *, thresholds=None, affine=None,
-                memory_outreg=False, bram="auto", threshold_channels=None):
+                memory_outreg=False, bram="auto", threshold_channels=None, flow="stall"):
         # Refuse bad arguments before the object exists: an elaboratable whose __init__
         # raises would later also warn that it was "created but never used".
         cls._check_arguments(config, lanes, thresholds, affine)
         cls._check_memory_options(memory_outreg, bram)
         cls._check_threshold_channels(config, thresholds, threshold_channels)
+        cls._check_flow(flow)
         return super().__new__(cls, src_loc_at=1)
 
     def __init__(self, config, lanes, *, thresholds, affine=None, memory_outreg=False,
-                 bram="auto", threshold_channels=None):
+                 bram="auto", threshold_channels=None, flow="stall"):
         checked = self._check_arguments(config, lanes, thresholds, affine)
+        self._flow = flow
         self._thr_channels = threshold_channels
         self._config = config
         self._lanes = lanes
@@ -318,6 +325,7 @@ class LIFArray(wiring.Component):
             self._stage_use = 2 + off
             self._stage_add = self._stage_use + 1 if mult_leak else self._stage_use
         self._latency = self._stage_add + 2
+        self._capacity = CreditPipeline.capacity_for(self._latency) if flow == "credit" else None
         self._stage_cmp = self._stage_add + 1
         # The comparator's rails are folded into the code in stage A (see _stored_compare).
         self._rails = config.threshold.max_int >= config.membrane.max_int
@@ -404,6 +412,11 @@ class LIFArray(wiring.Component):
                     f"use the per-neuron table")
 
     @staticmethod
+    def _check_flow(flow):
+        if not isinstance(flow, str) or flow not in FLOWS:
+            raise ValueError(f"flow must be one of {FLOWS}, not {flow!r}")
+
+    @staticmethod
     def _check_memory_options(memory_outreg, bram):
         if not isinstance(memory_outreg, bool):
             raise TypeError(f"memory_outreg must be a bool, not {memory_outreg!r}")
@@ -416,7 +429,7 @@ class LIFArray(wiring.Component):
     @classmethod
     def from_folded(cls, folded_core, lanes, **options):
         """The array for a :class:`golden.corefile.FoldedCore` (``options``:
-        ``memory_outreg``, ``bram``)."""
+        ``memory_outreg``, ``bram``, ``flow``)."""
         return cls(folded_core.config, lanes, thresholds=folded_core.thresholds,
                    affine=folded_core.affine, **options)
 
@@ -439,6 +452,26 @@ class LIFArray(wiring.Component):
     def latency(self):
         """Pipeline stages: a beat accepted at edge ``e`` transfers out at ``e + latency``."""
         return self._latency
+
+    @property
+    def flow(self):
+        """``"stall"`` or ``"credit"`` (see the module docstring)."""
+        return self._flow
+
+    @property
+    def capacity(self):
+        """With ``flow="credit"``: beats that may be outstanding (accepted, not yet
+        transferred out), the output queue's depth: ``latency + 2``. ``None`` otherwise."""
+        return self._capacity
+
+    def timing_model(self):
+        """A fresh cycle model of this array's handshake: :class:`golden.timing.StallPipeline`
+        or :class:`golden.timing.CreditPipeline` (its ``delay`` is the accept-to-transfer
+        time with ``o_spikes.ready`` high: ``latency``, or ``latency + 1`` with the
+        credit flow's queue)."""
+        if self._flow == "credit":
+            return CreditPipeline(self._latency, self._capacity)
+        return StallPipeline(self._latency)
 
     @property
     def memory_outreg(self):
@@ -720,12 +753,22 @@ class LIFArray(wiring.Component):
         Bm, Bth = cfg.membrane.bits, cfg.threshold.bits
 
         # Pipeline enable and input handshake.
+        credit = self._flow == "credit"
         out_valid = Signal()
-        en = Signal()
-        m.d.comb += [
-            en.eq(~out_valid | self.o_spikes.ready),
-            self.i_current.ready.eq(en & ~self.clear),
-        ]
+        if credit:
+            # No enable: every stage moves at every edge. The input is ready while fewer
+            # than ``capacity`` beats are outstanding (a register: no path from
+            # o_spikes.ready).
+            en = Const(1, 1)
+            occupancy = Signal(range(self._capacity + 1), name="credit_occupancy")
+            credit_ok = Signal(init=1, name="credit_ok")
+            m.d.comb += self.i_current.ready.eq(credit_ok & ~self.clear)
+        else:
+            en = Signal()
+            m.d.comb += [
+                en.eq(~out_valid | self.o_spikes.ready),
+                self.i_current.ready.eq(en & ~self.clear),
+            ]
         take = Signal()
         m.d.comb += take.eq(self.i_current.valid & self.i_current.ready)
 
@@ -741,8 +784,11 @@ class LIFArray(wiring.Component):
         # Their clock enable, clear | take, written from the four inputs so that it is one
         # LUT (through en and take it was three: the iCE40 critical path at N = 1024).
         step = Signal()
-        m.d.comb += step.eq(self.clear | (self.i_current.valid
-                                          & (~out_valid | self.o_spikes.ready)))
+        if credit:
+            m.d.comb += step.eq(self.clear | (self.i_current.valid & credit_ok))
+        else:
+            m.d.comb += step.eq(self.clear | (self.i_current.valid
+                                              & (~out_valid | self.o_spikes.ready)))
         # The flip-flops' synchronous reset: on iCE40 it acts only with the clock enable,
         # on ECP5 it has priority over it. Each form is written so that the reset maps to
         # the flip-flop's own (the other form costs a LUT between the enable and the
@@ -882,12 +928,19 @@ class LIFArray(wiring.Component):
                 shadow, shadow_lanes = metas[j], lanes[j]
         self._drive_forwarding(m, metas, lanes, v_mem, fwd_stages, zeroed=zero_early)
 
-        # Output: straight from the last stage's registers; lanes past N read as zero.
+        # Output: straight from the last stage's registers (credit flow: through the output
+        # queue); lanes past N read as zero.
         valid_last = N - (B - 1) * P
-        payload = self.o_spikes.payload
+        if credit:
+            payload = Signal(self.o_spikes.payload.shape(), name="queue_w_data")
+            self._elaborate_queue(m, payload, last_meta["valid"], take, occupancy, credit_ok)
+        else:
+            payload = self.o_spikes.payload
+            m.d.comb += [
+                out_valid.eq(last_meta["valid"]),
+                self.o_spikes.valid.eq(out_valid),
+            ]
         m.d.comb += [
-            out_valid.eq(last_meta["valid"]),
-            self.o_spikes.valid.eq(out_valid),
             payload.t.eq(last_meta["t"]),
             payload.beat.eq(last_meta["k"]),
             payload.last.eq(last_meta["last"]),
@@ -899,6 +952,28 @@ class LIFArray(wiring.Component):
                 v_pre = Mux(last_meta["last"], 0, v_pre)
             m.d.comb += [payload.spikes[p].eq(spike), payload.membrane[p].eq(v_pre)]
         return m
+
+    def _elaborate_queue(self, m, w_data, w_en, take, occupancy, credit_ok):
+        """The credit flow's output queue (``o_spikes`` is its head) and credit counter.
+
+        The last stage's beat is pushed at every edge it is valid; the queue holds
+        ``capacity`` beats and at most ``capacity`` are outstanding, so a push always finds
+        room. ``occupancy`` and ``credit_ok = occupancy < capacity`` are registers updated
+        from this cycle's accept and transfer."""
+        cap = self._capacity
+        queue = fifo.SyncFIFO(width=len(w_data.as_value()), depth=cap)
+        m.submodules.out_queue = queue
+        out = self.o_spikes
+        m.d.comb += [
+            queue.w_data.eq(w_data),
+            queue.w_en.eq(w_en),
+            out.payload.eq(queue.r_data),
+            out.valid.eq(queue.r_rdy),
+            queue.r_en.eq(out.ready),
+        ]
+        sent = queue.r_rdy & out.ready
+        nxt = occupancy + take - sent
+        m.d.sync += [occupancy.eq(nxt), credit_ok.eq(nxt < cap)]
 
     def _threshold_bypass(self, m, en, step, k, last, load_lane, load_addr, layout):
         """Threshold loads for inferred memories: registered, written one clock after their
