@@ -124,7 +124,7 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -760,8 +760,8 @@ class LIFArray(wiring.Component):
             # than ``capacity`` beats are outstanding (a register: no path from
             # o_spikes.ready).
             en = Const(1, 1)
-            occupancy = Signal(range(self._capacity + 1), name="credit_occupancy")
-            credit_ok = Signal(init=1, name="credit_ok")
+            occupancy = Signal(self._capacity, name="credit_occupancy")    # thermometer
+            credit_ok = Signal(name="credit_ok")
             m.d.comb += self.i_current.ready.eq(credit_ok & ~self.clear)
         else:
             en = Signal()
@@ -958,22 +958,51 @@ class LIFArray(wiring.Component):
 
         The last stage's beat is pushed at every edge it is valid; the queue holds
         ``capacity`` beats and at most ``capacity`` are outstanding, so a push always finds
-        room. ``occupancy`` and ``credit_ok = occupancy < capacity`` are registers updated
-        from this cycle's accept and transfer."""
+        room. Written without carry chains (a ``+ 1 - 1`` counter and its comparison were
+        the critical path, 6 ns on ECP5): ``occupancy`` and the queue's fill are
+        thermometer codes (bit ``i`` = "more than ``i``"; one LUT per bit), ``credit_ok`` is
+        ``occupancy``'s top bit inverted and ``o_spikes.valid`` the fill's bit 0 (both
+        registers), and the queue's read and write pointers step through a table of
+        constants. The storage is a memory with an asynchronous read port (ECP5: LUT RAM).
+        """
         cap = self._capacity
-        queue = fifo.SyncFIFO(width=len(w_data.as_value()), depth=cap)
-        m.submodules.out_queue = queue
         out = self.o_spikes
+        depth = _depth(cap)
+        store = memory.Memory(shape=len(w_data.as_value()), depth=depth, init=[])
+        m.submodules.out_queue = store
+        wr, rd = store.write_port(), store.read_port(domain="comb")
+        wptr = Signal(range(depth), name="out_queue_wptr")
+        rptr = Signal(range(depth), name="out_queue_rptr")
+        fill = Signal(cap, name="out_queue_fill")
+        pop = Signal(name="out_queue_pop")
         m.d.comb += [
-            queue.w_data.eq(w_data),
-            queue.w_en.eq(w_en),
-            out.payload.eq(queue.r_data),
-            out.valid.eq(queue.r_rdy),
-            queue.r_en.eq(out.ready),
+            wr.addr.eq(wptr), wr.data.eq(w_data), wr.en.eq(w_en),
+            rd.addr.eq(rptr),
+            out.payload.eq(rd.data),
+            out.valid.eq(fill[0]),
+            pop.eq(fill[0] & out.ready),
+            credit_ok.eq(~occupancy[cap - 1]),
         ]
-        sent = queue.r_rdy & out.ready
-        nxt = occupancy + take - sent
-        m.d.sync += [occupancy.eq(nxt), credit_ok.eq(nxt < cap)]
+        for ptr, move in ((wptr, w_en), (rptr, pop)):
+            with m.If(move):
+                with m.Switch(ptr):
+                    for i in range(cap):
+                        with m.Case(i):
+                            m.d.sync += ptr.eq((i + 1) % cap)
+        self._thermometer(m, fill, w_en, pop)
+        self._thermometer(m, occupancy, take, pop)
+
+    @staticmethod
+    def _thermometer(m, code, up, down):
+        """Step the thermometer code ``code`` (bit ``i``: the count exceeds ``i``) up by one on
+        ``up & ~down``, down by one on ``down & ~up``: one LUT per bit."""
+        n = len(code)
+        inc, dec = Signal(name=f"{code.name}_inc"), Signal(name=f"{code.name}_dec")
+        m.d.comb += [inc.eq(up & ~down), dec.eq(down & ~up)]
+        for i in range(n):
+            below = code[i - 1] if i else Const(1, 1)
+            above = code[i + 1] if i + 1 < n else Const(0, 1)
+            m.d.sync += code[i].eq(Mux(inc, below, Mux(dec, above, code[i])))
 
     def _threshold_bypass(self, m, en, step, k, last, load_lane, load_addr, layout):
         """Threshold loads for inferred memories: registered, written one clock after their
