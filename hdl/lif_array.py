@@ -590,9 +590,20 @@ class LIFArray(wiring.Component):
         else:
             load_lane = load.payload.index % P
             load_addr = load.payload.index // P
-        if not self._outreg:
+        # With the credit flow and registered outputs the load is registered too (its
+        # decode and fan-out to every lane's block RAM write port was the ECP5 critical
+        # path at 16 lanes once the pipeline enable was gone): written one clock late, and
+        # a read of that address at that edge takes the word from a bypass register, one
+        # register later than without registered outputs (the RAM's output register).
+        late_load = self._outreg and self._flow == "credit"
+        if not self._outreg or late_load:
             hit, bypass, pend = self._threshold_bypass(m, en, step, k, last, load_lane,
-                                                       load_addr, thr_layout)
+                                                       load_addr, thr_layout,
+                                                       fold=not self._outreg)
+        if late_load:
+            hit2 = Signal(P, name="thr_hit2")
+            bypass2 = Signal(thr_layout, name="thr_bypass2")
+            m.d.sync += [hit2.eq(hit), bypass2.eq(bypass)]
         thr_data = []
         for p in range(P):
             init = []
@@ -610,6 +621,14 @@ class LIFArray(wiring.Component):
                 mem = self._registered(thr_layout, _depth(B), init)
                 rd, wr = mem.read[0], mem.write
                 m.submodules[f"threshold_{p}"] = mem
+                if late_load:
+                    m.d.comb += [rd.addr.eq(k), rd.en.eq(en),
+                                 wr.addr.eq(pend["addr"]), wr.data.eq(pend["data"]),
+                                 wr.en.eq(pend["we"][p])]
+                    word = Signal(thr_layout, name=f"threshold_{p}_word")
+                    m.d.comb += word.eq(Mux(hit2[p], bypass2, rd.data))
+                    thr_data.append(word)
+                    continue
                 m.d.comb += [
                     rd.addr.eq(k), rd.en.eq(en),
                     wr.addr.eq(load_addr),
@@ -1004,7 +1023,7 @@ class LIFArray(wiring.Component):
             above = code[i + 1] if i + 1 < n else Const(0, 1)
             m.d.sync += code[i].eq(Mux(inc, below, Mux(dec, above, code[i])))
 
-    def _threshold_bypass(self, m, en, step, k, last, load_lane, load_addr, layout):
+    def _threshold_bypass(self, m, en, step, k, last, load_lane, load_addr, layout, fold=True):
         """Threshold loads for inferred memories: registered, written one clock after their
         transfer, and bypassed to a read of the same address at that edge.
 
@@ -1019,7 +1038,8 @@ class LIFArray(wiring.Component):
         from registers only: at edge ``c`` the load's address is compared with ``k``,
         ``k + 1`` and 0 and the counter's move at that edge is registered, so that neither
         the fan-out of ``k`` nor the handshake reaches the match through more than a few
-        LUTs. Returns ``(hit, bypass, pend)``; ``pend`` drives the write ports.
+        LUTs. Returns ``(hit, bypass, pend)``; ``pend`` drives the write ports. ``fold=False``
+        (registered memory outputs: the code is folded in stage ``A``) stores the raw code.
         """
         P, N = self._lanes, self._config.neurons
         load = self.load_threshold
@@ -1041,7 +1061,10 @@ class LIFArray(wiring.Component):
         # critical path). Up to 16 bits the fold stays before the register (three levels
         # in all; the split placed the 16-bit points' handshake paths worse).
         m.d.sync += pend["addr"].eq(load_addr)
-        if self._rails and len(load.payload.theta) > 16:
+        if not fold:
+            m.d.sync += [pend["data"].theta.eq(load.payload.theta),
+                         pend["data"].compare.eq(load.payload.compare)]
+        elif self._rails and len(load.payload.theta) > 16:
             raw_code = Signal(2, name="thr_pend_code")
             at_max, at_min = Signal(name="thr_pend_at_max"), Signal(name="thr_pend_at_min")
             theta_reg = Signal(pend["data"].theta.shape(), name="thr_pend_theta")

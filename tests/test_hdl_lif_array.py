@@ -527,7 +527,8 @@ def test_outreg_thresholds_at_the_rails(reset):
 # -- threshold loads in the same clock as accepted beats ----------------------------------
 
 
-def _run_loads_with_beats(fc, P, seed, *, backpressure, load_rate=0.6, flow="stall"):
+def _run_loads_with_beats(fc, P, seed, *, backpressure, load_rate=0.6, flow="stall",
+                          memory_outreg=False):
     """Beats offered every clock (``o_spikes.ready`` random) while threshold loads arrive
     in random clocks, many of them in the clock a beat of the same address is accepted or
     the one before. Returns (cycle log of accepts and loads, output beats)."""
@@ -536,7 +537,7 @@ def _run_loads_with_beats(fc, P, seed, *, backpressure, load_rate=0.6, flow="sta
     N, T = cfg.neurons, cfg.T
     B = -(-N // P)
     rng = np.random.default_rng(seed)
-    dut = LIFArray.from_folded(fc, P, flow=flow)
+    dut = LIFArray.from_folded(fc, P, flow=flow, memory_outreg=memory_outreg)
     steps = 3 * T
     currents = [cfg.current.quantize(rng.normal(0.3, 1.0, N)) for _ in range(steps)]
     beats = [(s, k) for s in range(steps) for k in range(B)]
@@ -589,10 +590,11 @@ def _run_loads_with_beats(fc, P, seed, *, backpressure, load_rate=0.6, flow="sta
     return log, outs, currents, beats
 
 
-@pytest.mark.parametrize("flow", FLOWS)
+@pytest.mark.parametrize("flow, outreg", [("stall", False), ("stall", True), ("credit", False),
+                                          ("credit", True)])
 @pytest.mark.parametrize("N, P, backpressure", [(2, 2, 0.0), (4, 2, 0.0), (6, 2, 0.3),
                                                 (12, 4, 0.3), (3, 1, 0.5)])
-def test_loads_in_the_clock_of_a_beat(N, P, backpressure, flow):
+def test_loads_in_the_clock_of_a_beat(N, P, backpressure, flow, outreg):
     """A load transferred in clock c reaches exactly the beats accepted after c: the beat
     accepted in clock c still sees the old word, the one accepted in c + 1 the new one,
     also when the pipeline stalls between (the harness above loads only in clocks without
@@ -600,7 +602,7 @@ def test_loads_in_the_clock_of_a_beat(N, P, backpressure, flow):
     seed = 77 + N + P
     fc = _core(N, T=3, seed=seed % 5)
     log, outs, currents, beats = _run_loads_with_beats(fc, P, seed, backpressure=backpressure,
-                                                       flow=flow)
+                                                       flow=flow, memory_outreg=outreg)
     B = -(-N // P)
     # Each neuron is used once per timestep, by its beat: its comparator entry is the one
     # after the loads logged before that beat's accept.
