@@ -389,12 +389,13 @@ class _PinnedBench(wiring.Component):
     def __init__(self):
         super().__init__({})
 
-    def bench(self, platform):
+    def bench(self):
         raise NotImplementedError
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.bench = bench = self.bench(platform)
+        self.platform = platform                # what bench() is elaborated for
+        m.submodules.bench = bench = self.bench()
         pins = platform.request("bench", 0, dir={"ctl": "-", "out": "-"})
         m.submodules.ctl_buf = ctl_buf = io.Buffer("i", pins.ctl)
         m.submodules.out_buf = out_buf = io.Buffer("o", pins.out)
@@ -412,9 +413,9 @@ class BenchBoardTop(_PinnedBench):
         self.flow = flow
         super().__init__()
 
-    def bench(self, platform):
+    def bench(self):
         return BenchTop(self.folded, self.lanes, memory_outreg=self.memory_outreg,
-                        flow=self.flow or flow_for(platform))
+                        flow=self.flow or flow_for(self.platform))
 
 
 class NetworkBenchBoardTop(_PinnedBench):
@@ -426,5 +427,5 @@ class NetworkBenchBoardTop(_PinnedBench):
         self.mapping = HardwareMapping.for_network(inet, mapping, in_lanes, outreg)
         super().__init__()
 
-    def bench(self, platform):
+    def bench(self):
         return NetworkBenchTop(self.inet, self.mapping)

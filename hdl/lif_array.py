@@ -3,12 +3,35 @@
 The datapath is exactly :class:`golden.core.CoreModel` (the table in ``golden/core.py`` is
 the definition); this module only decides where the registers go. The stream contract
 (ports, widths, timing) is this class's docstring and :mod:`hdl.layout`;
-:class:`golden.timing.StallPipeline` is its executable form.
+:class:`golden.timing.StallPipeline` (``flow="stall"``) or
+:class:`golden.timing.CreditPipeline` (``flow="credit"``) is its executable form
+(:meth:`LIFArray.timing_model`).
 
-Pipeline (stall-all: every register, every memory read port and every write moves only on
-``en = ~o_spikes.valid | o_spikes.ready``). A beat accepted at edge ``e`` enters stage S1 at
+Two flows control the same pipeline:
+
+* ``flow="stall"`` (the default, and every network's): stall-all, every register, every
+  memory read port and every write moves only on ``en = ~o_spikes.valid | o_spikes.ready``;
+  ``i_current.ready = en & ~clear`` is combinational in ``o_spikes.ready``.
+* ``flow="credit"``: no enable at all (``en`` is the constant 1: no clock enable on any
+  pipeline register or block RAM read port; the membrane is written whenever the last
+  stage is valid). The last stage's beat is pushed at every edge into an output queue of
+  ``capacity = latency + 2`` words (a memory with an asynchronous read: LUT RAM on ECP5,
+  ``TRELLIS_DPR16X4``); ``o_spikes`` is the queue's head. A thermometer-coded occupancy
+  register counts the beats accepted and not yet transferred out, and
+  ``i_current.ready = (occupancy < capacity) & ~clear`` is a register and ``clear``: no
+  path from ``o_spikes.ready`` to the input side, to the accept counters (enabled by
+  ``clear | (i_current.valid & credit_ok)``) or to the datapath. With ``o_spikes.ready``
+  high a beat accepted at edge ``e`` transfers at ``e + latency + 1`` (the queue's
+  register), one beat per clock; ``latency + 2`` is the smallest capacity with no bubble.
+  The queue and counter are written without carry chains (see
+  :meth:`LIFArray._elaborate_queue`). With registered memory outputs the threshold load
+  is registered too, written one clock late and bypassed to the read it collides with.
+  The ECP5 bench and board tops use this flow (:func:`boards.top.flow_for`).
+
+Pipeline (the stall flow's enable ``en``; constant with the credit flow). A beat accepted at edge ``e`` enters stage S1 at
 ``e``, stage S(j+1) at the next enabled edge, and leaves the last stage S``latency`` (the
-output register) at edge ``e + latency`` when ``o_spikes.ready`` stays high. Each stage
+output register) at edge ``e + latency`` when ``o_spikes.ready`` stays high (credit flow:
+enters the output queue at ``e + latency``, transfers at ``e + latency + 1``). Each stage
 registers only the values a later stage uses; every memory's read data goes straight into
 a register or a carry chain's operand (no LUT between a block RAM and a flip-flop).
 
@@ -86,10 +109,10 @@ whose next values depend on registers only: the handshake (``o_spikes.ready`` ->
 ``take``) reaches them as a clock enable, never through their logic. Their reset by
 ``clear`` and the ``t == 0`` zeroing of the membrane are written in the form the family's
 flip-flops have (iCE40: reset inside the clock enable; ECP5: reset over it, the zeroing a
-mask), so that no LUT sits between the enable and a flip-flop. ``i_current.ready``
-itself stays combinational in ``o_spikes.ready`` (``en & ~clear``): that is the stream
-contract of :class:`golden.timing.StallPipeline`, which a skid buffer or a registered ready
-would change.
+mask), so that no LUT sits between the enable and a flip-flop. In the stall flow
+``i_current.ready`` itself stays combinational in ``o_spikes.ready`` (``en & ~clear``): that
+is the stream contract of :class:`golden.timing.StallPipeline`; the credit flow's registered
+ready is :class:`golden.timing.CreditPipeline`'s.
 
 Read-after-write hazards on the membrane (a beat needing the membrane that the same neuron's
 beat of the previous timestep has not written yet) are resolved by forwarding, never by
@@ -250,6 +273,11 @@ class LIFArray(wiring.Component):
         With ``memory_outreg`` only: ``"auto"`` (DP16KD primitives when elaborated for a
         platform whose ``family`` is ``"ecp5"``, else inferred memories), ``"ecp5"`` (always
         primitives, e.g. for a Verilog export aimed at ECP5) or ``"memory"`` (never).
+    flow : str
+        ``"stall"`` (default: the stall-all pipeline enable from ``o_spikes.ready``) or
+        ``"credit"`` (no pipeline enable: an output queue of :attr:`capacity` beats and a
+        registered credit counter; see the module docstring). :meth:`timing_model` gives
+        the matching cycle model.
     threshold_channels : int or None
         ``C``: hold the comparator table per channel (neuron ``i`` is in channel
         ``i // (N / C)``, as a channel-major feature map) instead of per neuron: one table of
@@ -262,7 +290,9 @@ class LIFArray(wiring.Component):
     i_current : In(stream.Signature(ArrayLayout(signed(Bc), P)))
         Input currents of one beat (lane ``p`` = neuron ``k * P + p``).
     o_spikes : Out(stream.Signature(output_layout(config, P)))
-        Spikes and ``v_pre`` of one beat; driven from registers.
+        Spikes and ``v_pre`` of one beat; driven from registers (credit flow: ``valid``
+        from a register, the payload from the output queue's memory read at a registered
+        pointer).
     clear : In(1)
         Start a new sample: the next accepted beat is beat 0 of timestep 0. Holds
         ``i_current.ready`` low while high.
@@ -273,15 +303,19 @@ class LIFArray(wiring.Component):
     load_affine : In(stream.Signature(affine_load_layout(config), always_ready=True))
         Only with ``config.affine``: rewrites the coefficients at ``(t, channel)``.
 
-    Combinational paths: ``i_current.ready`` depends on ``o_spikes.ready``, ``o_spikes.valid``
-    and ``clear`` (``en & ~clear``); everything else leaving the component is registered.
+    Combinational paths: with ``flow="stall"``, ``i_current.ready`` depends on
+    ``o_spikes.ready``, ``o_spikes.valid`` and ``clear`` (``en & ~clear``); with
+    ``flow="credit"`` only on ``clear`` (``credit_ok & ~clear``, ``credit_ok`` a register), and
+    ``o_spikes.ready`` reaches nothing but the queue's read pointer, its fill and the credit
+    register. Everything else leaving the component is registered (or, the credit flow's
+    payload, read from the queue's memory at a registered address).
 
     Raises
     ------
     TypeError
         ``config``, ``thresholds`` or ``affine`` of the wrong type.
     ValueError
-        ``lanes`` not an integer in ``1 .. N``; a table of the wrong size or with values
+        ``flow`` not ``"stall"``/``"credit"``; ``lanes`` not an integer in ``1 .. N``; a table of the wrong size or with values
         that do not fit their formats; an affine table missing or given without the stage;
         ``threshold_channels`` that does not divide ``N`` or a table that differs within a
         channel (the message names the neuron).
