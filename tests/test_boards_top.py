@@ -67,3 +67,25 @@ def test_ecp5_tops_use_the_credit_flow(name, bench, flow, tmp_path):
     assert json.loads((tmp_path / "build.json").read_text())["flow"] == flow
     netlist = (tmp_path / "top.il").read_text()
     assert ("credit_occupancy" in netlist) == (flow == "credit")
+
+
+@pytest.mark.cocotb
+def test_credit_flow_link_top_cocotb():
+    """The host link drives a credit-flow array (the ECP5 UART top's) as golden says: RUN
+    frames with the UART back-pressuring ``o_spikes``, loads, error frames (boards/cocotb_board.py
+    through tests/test_boards_cocotb.py's runner)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_boards_cocotb import LINK_TESTS, PARAMS, _run
+
+    from boards.top import LinkTop
+    from golden.examples import example_core
+    p = PARAMS["n12_p4_shift"]
+    folded = example_core(**p["core"])
+    plan = {"core": "core.npz", "lanes": p["lanes"], "divisor": 4,
+            "buffer_bytes": p["buffer_bytes"], "timeout_bytes": 8, "seed": 11, "steps": 5}
+    top = LinkTop(folded, p["lanes"], divisor=plan["divisor"], buffer_bytes=plan["buffer_bytes"],
+                  timeout_bytes=plan["timeout_bytes"], memory_outreg=True, flow="credit")
+    assert top.array.flow == "credit"
+    _run("n12_p4_credit_outreg", top, plan, {"core.npz": folded.save}, LINK_TESTS)
