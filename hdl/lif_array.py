@@ -1015,12 +1015,15 @@ class LIFArray(wiring.Component):
         the critical path, 6 ns on ECP5): ``occupancy`` and the queue's fill are
         thermometer codes (bit ``i`` = "more than ``i``"; one LUT per bit), ``credit_ok`` is
         ``occupancy``'s top bit inverted and ``o_spikes.valid`` the fill's bit 0 (both
-        registers), and the queue's read and write pointers step through a table of
-        constants. The storage is a memory with an asynchronous read port (ECP5: LUT RAM).
+        registers), and the queue's read and write pointers count modulo a power of two,
+        bit by bit (a table of next values gave a clock enable and a reset of their own,
+        the ECP5 critical path at 2 lanes). The storage is a memory with an asynchronous read port (ECP5: LUT RAM).
         """
         cap = self._capacity
         out = self.o_spikes
-        depth = _depth(cap)
+        # A power-of-two depth (>= capacity: the LUT RAM has 16 words anyway), so that the
+        # pointers wrap by themselves.
+        depth = 1 << ceil_log2(_depth(cap))
         store = memory.Memory(shape=len(w_data.as_value()), depth=depth, init=[])
         m.submodules.out_queue = store
         wr, rd = store.write_port(), store.read_port(domain="comb")
@@ -1037,11 +1040,9 @@ class LIFArray(wiring.Component):
             credit_ok.eq(~occupancy[cap - 1]),
         ]
         for ptr, move in ((wptr, w_en), (rptr, pop)):
-            with m.If(move):
-                with m.Switch(ptr):
-                    for i in range(cap):
-                        with m.Case(i):
-                            m.d.sync += ptr.eq((i + 1) % cap)
+            # ptr + move, bit by bit (one LUT per bit: no carry chain, no clock enable).
+            m.d.sync += [ptr[i].eq(ptr[i] ^ (move & ptr[:i].all())) if i else
+                         ptr[0].eq(ptr[0] ^ move) for i in range(len(ptr))]
         self._thermometer(m, fill, w_en, pop)
         self._thermometer(m, occupancy, take, pop)
 
