@@ -77,7 +77,8 @@ def build_board(folded, lanes, target, out, *, bench=False, freq=None, baudrate=
     register (ECP5's DP16KD ``OUTREG``); on iCE40 it would only add fabric flip-flops.
     """
     from .sweep import outreg_for
-    from .top import BenchBoardTop, BoardTop, bench_platform
+    from .top import BenchBoardTop, BoardTop, bench_platform, flow_for
+    flow = flow_for(target)
     if memory_outreg is None:
         memory_outreg = outreg_for(target)
     est = check_fit(folded.config, lanes, target, host_link=not bench,
@@ -87,18 +88,18 @@ def build_board(folded, lanes, target, out, *, bench=False, freq=None, baudrate=
     if bench:
         freq = freq or DEFAULT_FREQ[target.family]
         platform = bench_platform(target, freq * 1e6)
-        top = BenchBoardTop(folded, lanes, memory_outreg=memory_outreg)
+        top = BenchBoardTop(folded, lanes, memory_outreg=memory_outreg, flow=flow)
     else:
         platform = target.make_platform()
         top = BoardTop(folded, lanes, baudrate=baudrate, buffer_bytes=buffer_bytes,
                        readback=readback, uart_resource=target.uart,
-                       memory_outreg=memory_outreg)
+                       memory_outreg=memory_outreg, flow=flow)
     from hdl.lif_array import LIFArray
-    array = LIFArray.from_folded(folded, lanes, memory_outreg=memory_outreg)
+    array = LIFArray.from_folded(folded, lanes, memory_outreg=memory_outreg, flow=flow)
     array._MustUse__silence = True            # only asked for its latency
     info = _base_info(target)
     info["top"] = "bench" if bench else "uart"
-    info.update(lanes=lanes, latency=array.latency, memory_outreg=memory_outreg,
+    info.update(lanes=lanes, latency=array.latency, memory_outreg=memory_outreg, flow=flow,
                 beats_per_step=array.beats_per_step, config=folded.config.to_json(),
                 estimate=est.to_json())
     if bench:

@@ -17,9 +17,13 @@ RAM outputs on ECP5, where the DP16KD has its own output register (free, and nee
 200 MHz), and not on iCE40, whose block RAM has none (there they are fabric flip-flops,
 about 52 logic cells per lane). The table says which was built.
 
+Pipeline flow (:func:`boards.top.flow_for`): ``credit`` on ECP5 (no pipeline enable: an
+output queue and a credit counter, :class:`hdl.lif_array.LIFArray` ``flow="credit"``),
+``stall`` elsewhere; the plot title says which.
+
 A point is rebuilt unless its directory holds a build of exactly the same settings
-(``sweep_key.json``: configuration, lanes, board, clock target, memory output registers and
-a digest of the RTL generator's source), so a rerun with another ``--freq``, ``--tau`` or
+(``sweep_key.json``: configuration, lanes, board, clock target, memory output registers,
+pipeline flow and a digest of the RTL generator's source), so a rerun with another ``--freq``, ``--tau`` or
 ``-T`` never reuses an old build.
 """
 
@@ -150,11 +154,13 @@ def _rtl_digest():
     return h.hexdigest()[:16]
 
 
-def point_key(target, config_json, lanes, freq, memory_outreg):
-    """Everything a sweep point's build depends on (compared before reusing a build)."""
+def point_key(target, config_json, lanes, freq, memory_outreg, flow=None):
+    """Everything a sweep point's build depends on (compared before reusing a build);
+    ``flow=None``: the target's (:func:`boards.top.flow_for`)."""
+    from .top import flow_for
     return {"board": target.name, "device": target.device, "config": config_json,
             "lanes": lanes, "freq_target_mhz": freq, "memory_outreg": memory_outreg,
-            "rtl": _rtl_digest()}
+            "flow": flow or flow_for(target), "rtl": _rtl_digest()}
 
 
 def sweep(target, points, out, *, tau=0.25, T=8, freq=None, memory_outreg=None, log=print):
@@ -257,8 +263,10 @@ def plot_title(target, *, tau, T, freq, memory_outreg, rows=()):
     widths = sorted({r["membrane_bits"] for r in rows})
     leak = "shift leak" if tau in {2.0 ** -k for k in range(0, 17)} else "multiply leak"
     wtext = ("membrane " + "/".join(str(w) for w in widths) + " bit") if widths else "no points"
+    from .top import flow_for
     return (f"{target.device}: bare LIF array, {wtext}, tau={tau:g} ({leak}), T={T}, "
-            f"target {freq:g} MHz, memory outputs {'registered' if memory_outreg else 'unregistered'}")
+            f"target {freq:g} MHz, memory outputs {'registered' if memory_outreg else 'unregistered'}, "
+            f"{flow_for(target)} flow")
 
 
 def _series(rows, x, group):

@@ -24,7 +24,7 @@ from hdl.host_link import HostLink
 from hdl.lif_array import LIFArray
 
 __all__ = ["LinkTop", "BoardTop", "NetworkLinkTop", "NetworkBoardTop", "BenchTop", "BenchBoardTop", "NetworkBenchTop",
-           "NetworkBenchBoardTop", "bench_platform", "DEFAULT_BAUDRATE"]
+           "NetworkBenchBoardTop", "bench_platform", "flow_for", "DEFAULT_BAUDRATE"]
 
 DEFAULT_BAUDRATE = 115200
 
@@ -40,13 +40,17 @@ class LinkTop(wiring.Component):
         UART clocks per bit.
     buffer_bytes, readback, timeout_bytes
         See :class:`hdl.host_link.HostLink`.
+    memory_outreg, flow
+        As :class:`hdl.lif_array.LIFArray` (the link only sees the array's streams, so
+        either flow works behind it).
     """
 
     def __init__(self, folded, lanes, *, divisor, buffer_bytes=512, readback=True,
-                 timeout_bytes=None, memory_outreg=False):
+                 timeout_bytes=None, memory_outreg=False, flow="stall"):
         if not isinstance(folded, FoldedCore):
             raise TypeError(f"folded must be a FoldedCore, not {type(folded).__name__}")
-        self.array = LIFArray.from_folded(folded, lanes, memory_outreg=memory_outreg)
+        self.array = LIFArray.from_folded(folded, lanes, memory_outreg=memory_outreg,
+                                          flow=flow)
         kw = {} if timeout_bytes is None else {"timeout_bytes": timeout_bytes}
         self.link = HostLink(folded.config, lanes, divisor=divisor, buffer_bytes=buffer_bytes,
                              readback=readback, latency=self.array.latency, **kw)
@@ -82,12 +86,17 @@ class BoardTop(wiring.Component):
     baudrate : int
     uart_resource : (str, int)
         Name and number of the platform's UART resource.
+    memory_outreg : bool
+    flow : str or None
+        As :class:`hdl.lif_array.LIFArray`; ``None``: :func:`flow_for` the platform's family
+        (``"credit"`` on ECP5, ``"stall"`` elsewhere).
     """
 
     def __init__(self, folded, lanes, *, baudrate=DEFAULT_BAUDRATE, buffer_bytes=512,
-                 readback=True, uart_resource=("uart", 0), memory_outreg=True):
+                 readback=True, uart_resource=("uart", 0), memory_outreg=True, flow=None):
         self.folded, self.lanes = folded, lanes
         self.memory_outreg = memory_outreg
+        self.flow = flow
         self.baudrate = baudrate
         self.buffer_bytes, self.readback = buffer_bytes, readback
         self.uart_resource = uart_resource
@@ -100,7 +109,8 @@ class BoardTop(wiring.Component):
         m.submodules.core = core = LinkTop(self.folded, self.lanes, divisor=divisor,
                                            buffer_bytes=self.buffer_bytes,
                                            readback=self.readback,
-                                           memory_outreg=self.memory_outreg)
+                                           memory_outreg=self.memory_outreg,
+                                           flow=self.flow or flow_for(platform))
         uart = platform.request(*self.uart_resource, dir="-")
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
@@ -221,16 +231,20 @@ class BenchTop(wiring.Component):
 
     The shell costs one flip-flop per load-payload bit plus about P/3 LUTs and flip-flops
     for the XOR tree; every array path is register to register, including ``o_spikes.ready`` -> the
-    pipeline enable.
+    pipeline enable (stall flow) or -> the output queue and credit counter (credit flow).
 
     Parameters
     ----------
     folded : FoldedCore
     lanes : int
+    memory_outreg : bool
+    flow : str
+        As :class:`hdl.lif_array.LIFArray`.
     """
 
-    def __init__(self, folded, lanes, *, memory_outreg=True):
-        self.array = LIFArray.from_folded(folded, lanes, memory_outreg=memory_outreg)
+    def __init__(self, folded, lanes, *, memory_outreg=True, flow="stall"):
+        self.array = LIFArray.from_folded(folded, lanes, memory_outreg=memory_outreg,
+                                          flow=flow)
         super().__init__({"ctl": In(6), "out": Out(1)})
 
     def elaborate(self, platform):
@@ -344,6 +358,13 @@ class NetworkBenchTop(wiring.Component):
         return m
 
 
+def flow_for(platform_or_target):
+    """The single LIF array's pipeline flow on a platform or board target: ``"credit"`` on
+    ECP5 (no pipeline enable: the stall-all enable's fan-out was the critical path at 16
+    lanes), ``"stall"`` elsewhere. Networks keep ``"stall"``."""
+    return "credit" if getattr(platform_or_target, "family", None) == "ecp5" else "stall"
+
+
 def bench_platform(target, frequency):
     """``target``'s platform with a 6-input, 1-output bench resource on its first connector
     and the default clock constrained to ``frequency`` Hz (the timing-driven target)."""
@@ -373,6 +394,7 @@ class _PinnedBench(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        self.platform = platform                # what bench() is elaborated for
         m.submodules.bench = bench = self.bench()
         pins = platform.request("bench", 0, dir={"ctl": "-", "out": "-"})
         m.submodules.ctl_buf = ctl_buf = io.Buffer("i", pins.ctl)
@@ -382,15 +404,18 @@ class _PinnedBench(wiring.Component):
 
 
 class BenchBoardTop(_PinnedBench):
-    """:class:`BenchTop` on a :func:`bench_platform`."""
+    """:class:`BenchTop` on a :func:`bench_platform` (``flow=None``: :func:`flow_for` the
+    platform's family)."""
 
-    def __init__(self, folded, lanes, *, memory_outreg=True):
+    def __init__(self, folded, lanes, *, memory_outreg=True, flow=None):
         self.folded, self.lanes = folded, lanes
         self.memory_outreg = memory_outreg
+        self.flow = flow
         super().__init__()
 
     def bench(self):
-        return BenchTop(self.folded, self.lanes, memory_outreg=self.memory_outreg)
+        return BenchTop(self.folded, self.lanes, memory_outreg=self.memory_outreg,
+                        flow=self.flow or flow_for(self.platform))
 
 
 class NetworkBenchBoardTop(_PinnedBench):

@@ -3,12 +3,35 @@
 The datapath is exactly :class:`golden.core.CoreModel` (the table in ``golden/core.py`` is
 the definition); this module only decides where the registers go. The stream contract
 (ports, widths, timing) is this class's docstring and :mod:`hdl.layout`;
-:class:`golden.timing.StallPipeline` is its executable form.
+:class:`golden.timing.StallPipeline` (``flow="stall"``) or
+:class:`golden.timing.CreditPipeline` (``flow="credit"``) is its executable form
+(:meth:`LIFArray.timing_model`).
 
-Pipeline (stall-all: every register, every memory read port and every write moves only on
-``en = ~o_spikes.valid | o_spikes.ready``). A beat accepted at edge ``e`` enters stage S1 at
+Two flows control the same pipeline:
+
+* ``flow="stall"`` (the default, and every network's): stall-all, every register, every
+  memory read port and every write moves only on ``en = ~o_spikes.valid | o_spikes.ready``;
+  ``i_current.ready = en & ~clear`` is combinational in ``o_spikes.ready``.
+* ``flow="credit"``: no enable at all (``en`` is the constant 1: no clock enable on any
+  pipeline register or block RAM read port; the membrane is written whenever the last
+  stage is valid). The last stage's beat is pushed at every edge into an output queue of
+  ``capacity = latency + 2`` words (a memory with an asynchronous read: LUT RAM on ECP5,
+  ``TRELLIS_DPR16X4``); ``o_spikes`` is the queue's head. A thermometer-coded occupancy
+  register counts the beats accepted and not yet transferred out, and
+  ``i_current.ready = (occupancy < capacity) & ~clear`` is a register and ``clear``: no
+  path from ``o_spikes.ready`` to the input side, to the accept counters (enabled by
+  ``clear | (i_current.valid & credit_ok)``) or to the datapath. With ``o_spikes.ready``
+  high a beat accepted at edge ``e`` transfers at ``e + latency + 1`` (the queue's
+  register), one beat per clock; ``latency + 2`` is the smallest capacity with no bubble.
+  The queue and counter are written without carry chains (see
+  :meth:`LIFArray._elaborate_queue`). With registered memory outputs the threshold load
+  is registered too, written one clock late and bypassed to the read it collides with.
+  The ECP5 bench and board tops use this flow (:func:`boards.top.flow_for`).
+
+Pipeline (the stall flow's enable ``en``; constant with the credit flow). A beat accepted at edge ``e`` enters stage S1 at
 ``e``, stage S(j+1) at the next enabled edge, and leaves the last stage S``latency`` (the
-output register) at edge ``e + latency`` when ``o_spikes.ready`` stays high. Each stage
+output register) at edge ``e + latency`` when ``o_spikes.ready`` stays high (credit flow:
+enters the output queue at ``e + latency``, transfers at ``e + latency + 1``). Each stage
 registers only the values a later stage uses; every memory's read data goes straight into
 a register or a carry chain's operand (no LUT between a block RAM and a flip-flop).
 
@@ -86,10 +109,10 @@ whose next values depend on registers only: the handshake (``o_spikes.ready`` ->
 ``take``) reaches them as a clock enable, never through their logic. Their reset by
 ``clear`` and the ``t == 0`` zeroing of the membrane are written in the form the family's
 flip-flops have (iCE40: reset inside the clock enable; ECP5: reset over it, the zeroing a
-mask), so that no LUT sits between the enable and a flip-flop. ``i_current.ready``
-itself stays combinational in ``o_spikes.ready`` (``en & ~clear``): that is the stream
-contract of :class:`golden.timing.StallPipeline`, which a skid buffer or a registered ready
-would change.
+mask), so that no LUT sits between the enable and a flip-flop. In the stall flow
+``i_current.ready`` itself stays combinational in ``o_spikes.ready`` (``en & ~clear``): that
+is the stream contract of :class:`golden.timing.StallPipeline`; the credit flow's registered
+ready is :class:`golden.timing.CreditPipeline`'s.
 
 Read-after-write hazards on the membrane (a beat needing the membrane that the same neuron's
 beat of the previous timestep has not written yet) are resolved by forwarding, never by
@@ -131,10 +154,15 @@ from amaranth.utils import ceil_log2
 from golden.core import CoreConfig, CoreModel
 from golden.fold import Compare
 from golden.quantize import AffineTable, ThresholdTable
+from golden.timing import CreditPipeline, StallPipeline
 
 from .bram import IMPLEMENTATIONS, NO_RW_CHECK, RegisteredMemory
 
-__all__ = ["LIFArray", "output_layout", "threshold_load_layout", "affine_load_layout"]
+__all__ = ["LIFArray", "output_layout", "threshold_load_layout", "affine_load_layout", "FLOWS"]
+
+#: Pipeline flows: ``"stall"`` (a stall-all enable from ``o_spikes.ready``) or ``"credit"``
+#: (no enable: an output queue and a credit counter; see the module docstring).
+FLOWS = ("stall", "credit")
 
 
 def _width(count):
@@ -245,6 +273,11 @@ class LIFArray(wiring.Component):
         With ``memory_outreg`` only: ``"auto"`` (DP16KD primitives when elaborated for a
         platform whose ``family`` is ``"ecp5"``, else inferred memories), ``"ecp5"`` (always
         primitives, e.g. for a Verilog export aimed at ECP5) or ``"memory"`` (never).
+    flow : str
+        ``"stall"`` (default: the stall-all pipeline enable from ``o_spikes.ready``) or
+        ``"credit"`` (no pipeline enable: an output queue of :attr:`capacity` beats and a
+        registered credit counter; see the module docstring). :meth:`timing_model` gives
+        the matching cycle model.
     threshold_channels : int or None
         ``C``: hold the comparator table per channel (neuron ``i`` is in channel
         ``i // (N / C)``, as a channel-major feature map) instead of per neuron: one table of
@@ -257,7 +290,9 @@ class LIFArray(wiring.Component):
     i_current : In(stream.Signature(ArrayLayout(signed(Bc), P)))
         Input currents of one beat (lane ``p`` = neuron ``k * P + p``).
     o_spikes : Out(stream.Signature(output_layout(config, P)))
-        Spikes and ``v_pre`` of one beat; driven from registers.
+        Spikes and ``v_pre`` of one beat; driven from registers (credit flow: ``valid``
+        from a register, the payload from the output queue's memory read at a registered
+        pointer).
     clear : In(1)
         Start a new sample: the next accepted beat is beat 0 of timestep 0. Holds
         ``i_current.ready`` low while high.
@@ -268,32 +303,38 @@ class LIFArray(wiring.Component):
     load_affine : In(stream.Signature(affine_load_layout(config), always_ready=True))
         Only with ``config.affine``: rewrites the coefficients at ``(t, channel)``.
 
-    Combinational paths: ``i_current.ready`` depends on ``o_spikes.ready``, ``o_spikes.valid``
-    and ``clear`` (``en & ~clear``); everything else leaving the component is registered.
+    Combinational paths: with ``flow="stall"``, ``i_current.ready`` depends on
+    ``o_spikes.ready``, ``o_spikes.valid`` and ``clear`` (``en & ~clear``); with
+    ``flow="credit"`` only on ``clear`` (``credit_ok & ~clear``, ``credit_ok`` a register), and
+    ``o_spikes.ready`` reaches nothing but the queue's read pointer, its fill and the credit
+    register. Everything else leaving the component is registered (or, the credit flow's
+    payload, read from the queue's memory at a registered address).
 
     Raises
     ------
     TypeError
         ``config``, ``thresholds`` or ``affine`` of the wrong type.
     ValueError
-        ``lanes`` not an integer in ``1 .. N``; a table of the wrong size or with values
+        ``flow`` not ``"stall"``/``"credit"``; ``lanes`` not an integer in ``1 .. N``; a table of the wrong size or with values
         that do not fit their formats; an affine table missing or given without the stage;
         ``threshold_channels`` that does not divide ``N`` or a table that differs within a
         channel (the message names the neuron).
     """
 
     def __new__(cls, config=None, lanes=None, *, thresholds=None, affine=None,
-                memory_outreg=False, bram="auto", threshold_channels=None):
+                memory_outreg=False, bram="auto", threshold_channels=None, flow="stall"):
         # Refuse bad arguments before the object exists: an elaboratable whose __init__
         # raises would later also warn that it was "created but never used".
         cls._check_arguments(config, lanes, thresholds, affine)
         cls._check_memory_options(memory_outreg, bram)
         cls._check_threshold_channels(config, thresholds, threshold_channels)
+        cls._check_flow(flow)
         return super().__new__(cls, src_loc_at=1)
 
     def __init__(self, config, lanes, *, thresholds, affine=None, memory_outreg=False,
-                 bram="auto", threshold_channels=None):
+                 bram="auto", threshold_channels=None, flow="stall"):
         checked = self._check_arguments(config, lanes, thresholds, affine)
+        self._flow = flow
         self._thr_channels = threshold_channels
         self._config = config
         self._lanes = lanes
@@ -318,6 +359,7 @@ class LIFArray(wiring.Component):
             self._stage_use = 2 + off
             self._stage_add = self._stage_use + 1 if mult_leak else self._stage_use
         self._latency = self._stage_add + 2
+        self._capacity = CreditPipeline.capacity_for(self._latency) if flow == "credit" else None
         self._stage_cmp = self._stage_add + 1
         # The comparator's rails are folded into the code in stage A (see _stored_compare).
         self._rails = config.threshold.max_int >= config.membrane.max_int
@@ -404,6 +446,11 @@ class LIFArray(wiring.Component):
                     f"use the per-neuron table")
 
     @staticmethod
+    def _check_flow(flow):
+        if not isinstance(flow, str) or flow not in FLOWS:
+            raise ValueError(f"flow must be one of {FLOWS}, not {flow!r}")
+
+    @staticmethod
     def _check_memory_options(memory_outreg, bram):
         if not isinstance(memory_outreg, bool):
             raise TypeError(f"memory_outreg must be a bool, not {memory_outreg!r}")
@@ -416,7 +463,7 @@ class LIFArray(wiring.Component):
     @classmethod
     def from_folded(cls, folded_core, lanes, **options):
         """The array for a :class:`golden.corefile.FoldedCore` (``options``:
-        ``memory_outreg``, ``bram``)."""
+        ``memory_outreg``, ``bram``, ``flow``)."""
         return cls(folded_core.config, lanes, thresholds=folded_core.thresholds,
                    affine=folded_core.affine, **options)
 
@@ -439,6 +486,26 @@ class LIFArray(wiring.Component):
     def latency(self):
         """Pipeline stages: a beat accepted at edge ``e`` transfers out at ``e + latency``."""
         return self._latency
+
+    @property
+    def flow(self):
+        """``"stall"`` or ``"credit"`` (see the module docstring)."""
+        return self._flow
+
+    @property
+    def capacity(self):
+        """With ``flow="credit"``: beats that may be outstanding (accepted, not yet
+        transferred out), the output queue's depth: ``latency + 2``. ``None`` otherwise."""
+        return self._capacity
+
+    def timing_model(self):
+        """A fresh cycle model of this array's handshake: :class:`golden.timing.StallPipeline`
+        or :class:`golden.timing.CreditPipeline` (its ``delay`` is the accept-to-transfer
+        time with ``o_spikes.ready`` high: ``latency``, or ``latency + 1`` with the
+        credit flow's queue)."""
+        if self._flow == "credit":
+            return CreditPipeline(self._latency, self._capacity)
+        return StallPipeline(self._latency)
 
     @property
     def memory_outreg(self):
@@ -557,9 +624,20 @@ class LIFArray(wiring.Component):
         else:
             load_lane = load.payload.index % P
             load_addr = load.payload.index // P
-        if not self._outreg:
+        # With the credit flow and registered outputs the load is registered too (its
+        # decode and fan-out to every lane's block RAM write port was the ECP5 critical
+        # path at 16 lanes once the pipeline enable was gone): written one clock late, and
+        # a read of that address at that edge takes the word from a bypass register, one
+        # register later than without registered outputs (the RAM's output register).
+        late_load = self._outreg and self._flow == "credit"
+        if not self._outreg or late_load:
             hit, bypass, pend = self._threshold_bypass(m, en, step, k, last, load_lane,
-                                                       load_addr, thr_layout)
+                                                       load_addr, thr_layout,
+                                                       fold=not self._outreg)
+        if late_load:
+            hit2 = Signal(P, name="thr_hit2")
+            bypass2 = Signal(thr_layout, name="thr_bypass2")
+            m.d.sync += [hit2.eq(hit), bypass2.eq(bypass)]
         thr_data = []
         for p in range(P):
             init = []
@@ -577,6 +655,14 @@ class LIFArray(wiring.Component):
                 mem = self._registered(thr_layout, _depth(B), init)
                 rd, wr = mem.read[0], mem.write
                 m.submodules[f"threshold_{p}"] = mem
+                if late_load:
+                    m.d.comb += [rd.addr.eq(k), rd.en.eq(en),
+                                 wr.addr.eq(pend["addr"]), wr.data.eq(pend["data"]),
+                                 wr.en.eq(pend["we"][p])]
+                    word = Signal(thr_layout, name=f"threshold_{p}_word")
+                    m.d.comb += word.eq(Mux(hit2[p], bypass2, rd.data))
+                    thr_data.append(word)
+                    continue
                 m.d.comb += [
                     rd.addr.eq(k), rd.en.eq(en),
                     wr.addr.eq(load_addr),
@@ -720,12 +806,22 @@ class LIFArray(wiring.Component):
         Bm, Bth = cfg.membrane.bits, cfg.threshold.bits
 
         # Pipeline enable and input handshake.
+        credit = self._flow == "credit"
         out_valid = Signal()
-        en = Signal()
-        m.d.comb += [
-            en.eq(~out_valid | self.o_spikes.ready),
-            self.i_current.ready.eq(en & ~self.clear),
-        ]
+        if credit:
+            # No enable: every stage moves at every edge. The input is ready while fewer
+            # than ``capacity`` beats are outstanding (a register: no path from
+            # o_spikes.ready).
+            en = Const(1, 1)
+            occupancy = Signal(self._capacity, name="credit_occupancy")    # thermometer
+            credit_ok = Signal(name="credit_ok")
+            m.d.comb += self.i_current.ready.eq(credit_ok & ~self.clear)
+        else:
+            en = Signal()
+            m.d.comb += [
+                en.eq(~out_valid | self.o_spikes.ready),
+                self.i_current.ready.eq(en & ~self.clear),
+            ]
         take = Signal()
         m.d.comb += take.eq(self.i_current.valid & self.i_current.ready)
 
@@ -741,8 +837,11 @@ class LIFArray(wiring.Component):
         # Their clock enable, clear | take, written from the four inputs so that it is one
         # LUT (through en and take it was three: the iCE40 critical path at N = 1024).
         step = Signal()
-        m.d.comb += step.eq(self.clear | (self.i_current.valid
-                                          & (~out_valid | self.o_spikes.ready)))
+        if credit:
+            m.d.comb += step.eq(self.clear | (self.i_current.valid & credit_ok))
+        else:
+            m.d.comb += step.eq(self.clear | (self.i_current.valid
+                                              & (~out_valid | self.o_spikes.ready)))
         # The flip-flops' synchronous reset: on iCE40 it acts only with the clock enable,
         # on ECP5 it has priority over it. Each form is written so that the reset maps to
         # the flip-flop's own (the other form costs a LUT between the enable and the
@@ -882,12 +981,19 @@ class LIFArray(wiring.Component):
                 shadow, shadow_lanes = metas[j], lanes[j]
         self._drive_forwarding(m, metas, lanes, v_mem, fwd_stages, zeroed=zero_early)
 
-        # Output: straight from the last stage's registers; lanes past N read as zero.
+        # Output: straight from the last stage's registers (credit flow: through the output
+        # queue); lanes past N read as zero.
         valid_last = N - (B - 1) * P
-        payload = self.o_spikes.payload
+        if credit:
+            payload = Signal(self.o_spikes.payload.shape(), name="queue_w_data")
+            self._elaborate_queue(m, payload, last_meta["valid"], take, occupancy, credit_ok)
+        else:
+            payload = self.o_spikes.payload
+            m.d.comb += [
+                out_valid.eq(last_meta["valid"]),
+                self.o_spikes.valid.eq(out_valid),
+            ]
         m.d.comb += [
-            out_valid.eq(last_meta["valid"]),
-            self.o_spikes.valid.eq(out_valid),
             payload.t.eq(last_meta["t"]),
             payload.beat.eq(last_meta["k"]),
             payload.last.eq(last_meta["last"]),
@@ -900,7 +1006,59 @@ class LIFArray(wiring.Component):
             m.d.comb += [payload.spikes[p].eq(spike), payload.membrane[p].eq(v_pre)]
         return m
 
-    def _threshold_bypass(self, m, en, step, k, last, load_lane, load_addr, layout):
+    def _elaborate_queue(self, m, w_data, w_en, take, occupancy, credit_ok):
+        """The credit flow's output queue (``o_spikes`` is its head) and credit counter.
+
+        The last stage's beat is pushed at every edge it is valid; the queue holds
+        ``capacity`` beats and at most ``capacity`` are outstanding, so a push always finds
+        room. Written without carry chains (a ``+ 1 - 1`` counter and its comparison were
+        the critical path, 6 ns on ECP5): ``occupancy`` and the queue's fill are
+        thermometer codes (bit ``i`` = "more than ``i``"; one LUT per bit), ``credit_ok`` is
+        ``occupancy``'s top bit inverted and ``o_spikes.valid`` the fill's bit 0 (both
+        registers), and the queue's read and write pointers count modulo a power of two,
+        bit by bit (a table of next values gave a clock enable and a reset of their own,
+        the ECP5 critical path at 2 lanes). The storage is a memory with an asynchronous read port (ECP5: LUT RAM).
+        """
+        cap = self._capacity
+        out = self.o_spikes
+        # A power-of-two depth (>= capacity: the LUT RAM has 16 words anyway), so that the
+        # pointers wrap by themselves.
+        depth = 1 << ceil_log2(_depth(cap))
+        store = memory.Memory(shape=len(w_data.as_value()), depth=depth, init=[])
+        m.submodules.out_queue = store
+        wr, rd = store.write_port(), store.read_port(domain="comb")
+        wptr = Signal(range(depth), name="out_queue_wptr")
+        rptr = Signal(range(depth), name="out_queue_rptr")
+        fill = Signal(cap, name="out_queue_fill")
+        pop = Signal(name="out_queue_pop")
+        m.d.comb += [
+            wr.addr.eq(wptr), wr.data.eq(w_data), wr.en.eq(w_en),
+            rd.addr.eq(rptr),
+            out.payload.eq(rd.data),
+            out.valid.eq(fill[0]),
+            pop.eq(fill[0] & out.ready),
+            credit_ok.eq(~occupancy[cap - 1]),
+        ]
+        for ptr, move in ((wptr, w_en), (rptr, pop)):
+            # ptr + move, bit by bit (one LUT per bit: no carry chain, no clock enable).
+            m.d.sync += [ptr[i].eq(ptr[i] ^ (move & ptr[:i].all())) if i else
+                         ptr[0].eq(ptr[0] ^ move) for i in range(len(ptr))]
+        self._thermometer(m, fill, w_en, pop)
+        self._thermometer(m, occupancy, take, pop)
+
+    @staticmethod
+    def _thermometer(m, code, up, down):
+        """Step the thermometer code ``code`` (bit ``i``: the count exceeds ``i``) up by one on
+        ``up & ~down``, down by one on ``down & ~up``: one LUT per bit."""
+        n = len(code)
+        inc, dec = Signal(name=f"{code.name}_inc"), Signal(name=f"{code.name}_dec")
+        m.d.comb += [inc.eq(up & ~down), dec.eq(down & ~up)]
+        for i in range(n):
+            below = code[i - 1] if i else Const(1, 1)
+            above = code[i + 1] if i + 1 < n else Const(0, 1)
+            m.d.sync += code[i].eq(Mux(inc, below, Mux(dec, above, code[i])))
+
+    def _threshold_bypass(self, m, en, step, k, last, load_lane, load_addr, layout, fold=True):
         """Threshold loads for inferred memories: registered, written one clock after their
         transfer, and bypassed to a read of the same address at that edge.
 
@@ -915,7 +1073,8 @@ class LIFArray(wiring.Component):
         from registers only: at edge ``c`` the load's address is compared with ``k``,
         ``k + 1`` and 0 and the counter's move at that edge is registered, so that neither
         the fan-out of ``k`` nor the handshake reaches the match through more than a few
-        LUTs. Returns ``(hit, bypass, pend)``; ``pend`` drives the write ports.
+        LUTs. Returns ``(hit, bypass, pend)``; ``pend`` drives the write ports. ``fold=False``
+        (registered memory outputs: the code is folded in stage ``A``) stores the raw code.
         """
         P, N = self._lanes, self._config.neurons
         load = self.load_threshold
@@ -937,7 +1096,10 @@ class LIFArray(wiring.Component):
         # critical path). Up to 16 bits the fold stays before the register (three levels
         # in all; the split placed the 16-bit points' handshake paths worse).
         m.d.sync += pend["addr"].eq(load_addr)
-        if self._rails and len(load.payload.theta) > 16:
+        if not fold:
+            m.d.sync += [pend["data"].theta.eq(load.payload.theta),
+                         pend["data"].compare.eq(load.payload.compare)]
+        elif self._rails and len(load.payload.theta) > 16:
             raw_code = Signal(2, name="thr_pend_code")
             at_max, at_min = Signal(name="thr_pend_at_max"), Signal(name="thr_pend_at_min")
             theta_reg = Signal(pend["data"].theta.shape(), name="thr_pend_theta")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from golden.core import CoreConfig
+from golden.timing import CreditPipeline, StallPipeline
 
 __all__ = ["Field", "PortLayout", "RtlDescription"]
 
@@ -115,7 +116,10 @@ class RtlDescription:
     Attributes
     ----------
     top, lanes, latency, beats_per_step, config (:class:`~golden.core.CoreConfig`),
-    ports (name -> {"dir", "width"}), layouts (port -> :class:`PortLayout`).
+    ports (name -> {"dir", "width"}), layouts (port -> :class:`PortLayout`),
+    flow (``"stall"``, the default when the description has no ``flow``, or ``"credit"``),
+    capacity (credit flow: the outstanding-beat limit; default ``latency + 2``; else None).
+    :meth:`timing_model` is the cycle model the testbenches replay.
     """
 
     def __init__(self, obj):
@@ -159,6 +163,19 @@ class RtlDescription:
                 port, [Field.from_json(f, port) for f in fields], width)
         if self.lanes < 1 or self.latency < 1:
             raise ValueError(f"bad lanes/latency in RTL description: {self.lanes}/{self.latency}")
+        self.flow = obj.get("flow", "stall")
+        if self.flow not in ("stall", "credit"):
+            raise ValueError(f"RTL description field 'flow' must be 'stall' or 'credit', not "
+                             f"{self.flow!r}")
+        self.capacity = None
+        if self.flow == "credit":
+            cap = obj.get("capacity")
+            if cap is None:
+                cap = CreditPipeline.capacity_for(self.latency)
+            if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+                raise ValueError(f"RTL description field 'capacity' must be a positive "
+                                 f"integer, not {cap!r}")
+            self.capacity = cap
         if self.beats_per_step != -(-self.config.neurons // self.lanes):
             raise ValueError(
                 f"beats_per_step {self.beats_per_step} != ceil(N / P) for N = "
@@ -182,6 +199,12 @@ class RtlDescription:
             return cls(obj)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
+
+    def timing_model(self):
+        """A fresh cycle model of the DUT's handshake (:mod:`golden.timing`)."""
+        if self.flow == "credit":
+            return CreditPipeline(self.latency, self.capacity)
+        return StallPipeline(self.latency)
 
     @property
     def has_affine(self):

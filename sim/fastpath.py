@@ -5,8 +5,9 @@ every cycle as hex files; ``tb_fast.v`` reads them with ``$readmemh``, drives th
 compares in the testbench, at the exact cycle, then prints ``PASS``/``MISMATCH`` lines
 that :func:`run_fast` parses. Input gaps and output backpressure come from an xorshift32
 generator written once in Verilog and replicated by :func:`xorshift_schedule`; the
-expected handshake is replayed with :class:`golden.timing.StallPipeline`, as in the cocotb
-scoreboard.
+expected handshake is replayed with the description's cycle model
+(:class:`golden.timing.StallPipeline` or :class:`golden.timing.CreditPipeline`), as in the
+cocotb scoreboard.
 
 Cycle ``n`` runs from rising edge ``n`` to rising edge ``n + 1``; the testbench drives
 its inputs just after edge ``n`` and samples the DUT on the falling edge in between.
@@ -71,11 +72,14 @@ def _threshold(p):
     return min(255, int(round(p * 256)))
 
 
-def expected_schedule(n_beats, latency, gaps=0.0, backpressure=0.0, state=DEFAULT_STATE):
+def expected_schedule(n_beats, latency, gaps=0.0, backpressure=0.0, state=DEFAULT_STATE,
+                      model=None):
     """Replay the handshake; returns per-cycle (in_ready, out_valid), and per beat the
-    cycles it is accepted and transferred out. Stops after the last output transfer."""
+    cycles it is accepted and transferred out. Stops after the last output transfer.
+
+    ``model``: a fresh cycle model (default ``StallPipeline(latency)``)."""
     in_ready, out_valid, accept, out_cycle = [], [], [], []
-    pipe = StallPipeline(latency)
+    pipe = StallPipeline(latency) if model is None else model
     chunk = max(1024, 4 * n_beats)
     gap, stall = xorshift_schedule(chunk, gaps, backpressure, state)
     ib = n = 0
@@ -164,7 +168,7 @@ def write_fast_tb(directory, desc, expected, *, gaps=0.0, backpressure=0.0,
     directory.mkdir(parents=True, exist_ok=True)
     n_beats = len(expected)
     in_ready, out_valid, accept, out_cycle = expected_schedule(
-        n_beats, desc.latency, gaps, backpressure, state)
+        n_beats, desc.latency, gaps, backpressure, state, model=desc.timing_model())
     cycles = len(in_ready)
     cfg = desc.config
     tw = desc.width("t")

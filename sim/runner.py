@@ -116,10 +116,14 @@ def _write_if_changed(path, text):
     path.write_text(text)
 
 
-def export_rtl(folded, lanes, directory, name=DEFAULT_TOP, *, memory_outreg=False):
+def export_rtl(folded, lanes, directory, name=DEFAULT_TOP, *, memory_outreg=False,
+               flow="stall", bram="auto"):
     """Export ``folded`` with ``lanes`` lanes into ``directory``; returns (verilog, json).
 
-    With ``memory_outreg`` the memories have registered outputs (as in the board builds).
+    With ``memory_outreg`` the memories have registered outputs (as in the board builds);
+    ``bram="ecp5"`` makes them DP16KD primitives. ``flow="credit"`` exports the credit-flow
+    array (:class:`hdl.lif_array.LIFArray`) and records ``flow`` and ``capacity`` in the
+    description, which the testbenches' cycle model follows.
     Files are only rewritten when their content changes, so the simulator build is reused.
     """
     from hdl.export import describe, export_verilog, write_rtl
@@ -130,9 +134,13 @@ def export_rtl(folded, lanes, directory, name=DEFAULT_TOP, *, memory_outreg=Fals
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    if memory_outreg:
-        dut = LIFArray.from_folded(folded, lanes, memory_outreg=True)
-        write_rtl(dut, describe(dut, name), name, tmp)
+    if memory_outreg or flow != "stall":
+        dut = LIFArray.from_folded(folded, lanes, memory_outreg=memory_outreg, flow=flow,
+                                   bram=bram)
+        desc = describe(dut, name)
+        if flow != "stall":
+            desc.update(flow=dut.flow, capacity=dut.capacity)
+        write_rtl(dut, desc, name, tmp)
     else:
         export_verilog(folded, lanes, tmp, name=name)
     for suffix in (".v", ".json"):
@@ -142,7 +150,8 @@ def export_rtl(folded, lanes, directory, name=DEFAULT_TOP, *, memory_outreg=Fals
 
 
 def prepare_rtl(folded, lanes, *, rtl=None, rtl_json=None, extra_sources=(), top=None,
-                variant="", root=None, gate_level=False, memory_outreg=False):
+                variant="", root=None, gate_level=False, memory_outreg=False, flow="stall",
+                bram="auto"):
     """Get the DUT of one parameter set ready: export it, or take the user's Verilog.
 
     Parameters
@@ -157,10 +166,18 @@ def prepare_rtl(folded, lanes, *, rtl=None, rtl_json=None, extra_sources=(), top
     memory_outreg : bool
         Export the array with registered memory outputs (what the board builds use: one
         more pipeline stage; the description's ``latency`` says how many).
+    flow, bram : str
+        ``flow="credit"``: the credit-flow array (no pipeline enable, an output queue; the
+        ECP5 board builds'); ``bram="ecp5"``: DP16KD primitives (with ``memory_outreg``;
+        simulate with :func:`hdl.bram.dp16kd_model` among ``extra_sources``).
     """
     root = build_root() if root is None else Path(root)
     if memory_outreg:
         variant = f"{variant};outreg"
+    if flow != "stall":
+        variant = f"{variant};flow={flow}"
+    if bram != "auto":
+        variant = f"{variant};bram={bram}"
     if rtl is not None:
         rtl = Path(rtl)
         if not rtl.is_file():
@@ -178,7 +195,7 @@ def prepare_rtl(folded, lanes, *, rtl=None, rtl_json=None, extra_sources=(), top
         verilog = None
     else:
         verilog, description = export_rtl(folded, lanes, directory,
-                                          memory_outreg=memory_outreg)
+                                          memory_outreg=memory_outreg, flow=flow, bram=bram)
     desc = RtlDescription.load(description)
     _check_description(desc, folded, lanes)
     sources = [rtl.resolve() if rtl is not None else verilog.resolve()]

@@ -2,8 +2,9 @@
 
 Every cycle the drivers set the inputs after ``RisingEdge``; the monitor samples the
 settled ports after ``ReadOnly`` and hands them to the :class:`Scoreboard`. The scoreboard
-replays the handshake in :class:`golden.timing.StallPipeline` (latency from the RTL's JSON
-description), so it knows for every cycle whether ``i_current.ready`` must be high, whether
+replays the handshake in the DUT's cycle model (:meth:`sim.desc.RtlDescription.timing_model`:
+:class:`golden.timing.StallPipeline`, or :class:`golden.timing.CreditPipeline` for a
+credit-flow array; latency and flow from the RTL's JSON description), so it knows for every cycle whether ``i_current.ready`` must be high, whether
 ``o_spikes.valid`` must be high and which beat must be on the output; the beat contents come
 from golden's bit-exact :class:`~golden.core.CoreModel` (:func:`sim.stimulus.expected_beats`).
 It compares in order, every spike, membrane, ``t``/``beat``/``last`` field, both handshake
@@ -18,8 +19,6 @@ import random
 import time
 
 import numpy as np
-
-from golden.timing import StallPipeline
 
 #: Simulated cycles between two progress.json updates.
 PROGRESS_CYCLES = 2000
@@ -61,7 +60,7 @@ class Scoreboard:
         self.lanes = desc.lanes
         self.T = desc.config.T
         self.neurons = desc.config.neurons
-        self.pipe = StallPipeline(desc.latency)
+        self.pipe = desc.timing_model()
         out = desc.output
         self.f_spikes = out["spikes"]
         self.f_membrane = out["membrane"]

@@ -5,8 +5,10 @@ The testbench is a scoreboard: :func:`make_plan` runs the golden
 the expected output beats; :func:`run_plan` offers the input beats with random gaps, pulls
 the output with random backpressure, and checks in every cycle that
 
-* ``i_current.ready`` and ``o_spikes.valid`` are what :class:`golden.timing.StallPipeline`
-  says (so each output beat appears exactly at the cycle the model says);
+* ``i_current.ready`` and ``o_spikes.valid`` are what the array's own cycle model says
+  (``dut.timing_model()``: :class:`golden.timing.StallPipeline` or
+  :class:`golden.timing.CreditPipeline`), so each output beat appears exactly at the cycle
+  the model says;
 * the output payload is the expected beat, bit for bit (first mismatch reported as cycle,
   timestep, beat, lane, neuron, expected, got);
 * the ``t`` port is the timestep of the next beat to be accepted.
@@ -23,7 +25,6 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from golden.core import to_beats
-from golden.timing import StallPipeline
 
 __all__ = ["Step", "Plan", "make_plan", "run_plan", "throughput"]
 
@@ -137,7 +138,7 @@ def run_plan(dut, plan, *, seed=0, gap=0.0, backpressure=0.0, clear_cycles=(1, 3
     stats = {"cycles": 0, "out": 0}
 
     async def testbench(ctx):
-        pipe = StallPipeline(dut.latency)
+        pipe = dut.timing_model()
         i = 0                               # next input beat
         done_events = set()
         pending = []                        # events of beat i still to perform

@@ -98,8 +98,12 @@ def test_cache_key_covers_every_setting():
                   point_key(target, {"neurons": 256}, 4, 100.0, True),
                   point_key(target, {"neurons": 256}, 2, 100.0, False),
                   point_key(target, {"neurons": 512}, 4, 100.0, False),
-                  point_key(get_target("ulx3s-85f"), {"neurons": 256}, 4, 100.0, False)):
+                  point_key(get_target("ulx3s-85f"), {"neurons": 256}, 4, 100.0, False),
+                  point_key(target, {"neurons": 256}, 4, 100.0, False, "credit")):
         assert other != base
+    # The ECP5 builds use the credit flow (boards.top.flow_for), the others the stall flow.
+    assert base["flow"] == "stall"
+    assert point_key(get_target("ulx3s-85f"), {}, 4, 250.0, True)["flow"] == "credit"
 
 
 def test_rerun_with_another_freq_rebuilds(tmp_path, monkeypatch):

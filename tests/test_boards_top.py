@@ -44,3 +44,48 @@ def test_xor_tree_is_the_parity_of_every_bit_delayed(width):
     want = [bin(v).count("1") & 1 for v in values]
     # got[c] is out after the edge ending cycle c: the parity of values[c - depth + 1].
     assert got[depth - 1:] == want[:cycles - depth + 1], f"seed {seed}"
+
+
+@pytest.mark.parametrize("name, bench, flow", [
+    ("ulx3s-85f", True, "credit"), ("ulx3s-85f", False, "credit"),
+    ("icebreaker", True, "stall"), ("icebreaker", False, "stall"),
+])
+def test_ecp5_tops_use_the_credit_flow(name, bench, flow, tmp_path):
+    """The single array's bench and UART tops take the credit flow (no pipeline enable) on
+    ECP5 and the stall flow elsewhere; build.json and the netlist say so."""
+    import json
+
+    from boards.build import build_board
+    from boards.targets import get_target
+    from boards.top import flow_for
+    from golden.examples import example_core
+    target = get_target(name)
+    assert flow_for(target) == flow
+    info = build_board(example_core(32, T=4), 2, target, tmp_path, bench=bench,
+                       plan_only=True, buffer_bytes=128, log=lambda *_: None)
+    assert info["flow"] == flow
+    assert json.loads((tmp_path / "build.json").read_text())["flow"] == flow
+    netlist = (tmp_path / "top.il").read_text()
+    assert ("credit_occupancy" in netlist) == (flow == "credit")
+
+
+@pytest.mark.cocotb
+def test_credit_flow_link_top_cocotb():
+    """The host link drives a credit-flow array (the ECP5 UART top's) as golden says: RUN
+    frames with the UART back-pressuring ``o_spikes``, loads, error frames (boards/cocotb_board.py
+    through tests/test_boards_cocotb.py's runner)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_boards_cocotb import LINK_TESTS, PARAMS, _run
+
+    from boards.top import LinkTop
+    from golden.examples import example_core
+    p = PARAMS["n12_p4_shift"]
+    folded = example_core(**p["core"])
+    plan = {"core": "core.npz", "lanes": p["lanes"], "divisor": 4,
+            "buffer_bytes": p["buffer_bytes"], "timeout_bytes": 8, "seed": 11, "steps": 5}
+    top = LinkTop(folded, p["lanes"], divisor=plan["divisor"], buffer_bytes=plan["buffer_bytes"],
+                  timeout_bytes=plan["timeout_bytes"], memory_outreg=True, flow="credit")
+    assert top.array.flow == "credit"
+    _run("n12_p4_credit_outreg", top, plan, {"core.npz": folded.save}, LINK_TESTS)

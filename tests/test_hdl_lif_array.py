@@ -1,4 +1,5 @@
-"""hdl.lif_array: bit-exact against golden.core.CoreModel, cycle-exact against StallPipeline."""
+"""hdl.lif_array: bit-exact against golden.core.CoreModel, cycle-exact against its timing model
+(golden.timing.StallPipeline, or CreditPipeline with ``flow="credit"``)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from golden.examples import example_core  # noqa: E402
 from golden.fixed import Fixed  # noqa: E402
 from golden.fold import Compare  # noqa: E402
 from golden.quantize import AffineTable, ThresholdTable  # noqa: E402
+from golden.timing import CreditPipeline, StallPipeline  # noqa: E402
 from hdl.lif_array import LIFArray  # noqa: E402
+
+FLOWS = ["stall", "credit"]
 
 # -- stimulus -------------------------------------------------------------------------------
 
@@ -141,21 +145,31 @@ GRID = [
 ]
 
 
-@pytest.mark.parametrize("N, P, kw", [g[1:] for g in GRID], ids=[g[0] for g in GRID])
-def test_matches_golden_model(N, P, kw):
+#: The credit flow runs these of GRID (forwarding shapes B < L, affine groups, T = 1, 24 bit).
+CREDIT_GRID = ["N1P1-shift-zero", "N1P1-mul-sub-affine", "N2P2-12bit-sub", "N5P2-8bit-mul",
+               "N7P4-affine-sub", "N12P4-affine-mul", "N24P8-affine-groups", "N37P4-affine-c1",
+               "N6P3-T1", "N10P3-mul-sub", "N8P2-24bit-sub"]
+FLOW_GRID = [pytest.param(*g[1:], flow, id=f"{g[0]}-{flow}")
+             for flow in FLOWS for g in GRID if flow == "stall" or g[0] in CREDIT_GRID]
+
+
+@pytest.mark.parametrize("N, P, kw, flow", FLOW_GRID)
+def test_matches_golden_model(N, P, kw, flow):
     seed = 1000 + N * 10 + P
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
     fc = _core(N, seed=seed % 7, **kw)
-    dut = LIFArray.from_folded(fc, P)
+    dut = LIFArray.from_folded(fc, P, flow=flow)
+    assert dut.flow == flow
     steps = scenario(fc.config, P, rng)
     plan = make_plan(fc.model(), P, steps)
     run_plan(dut, plan, seed=seed, gap=0.3, backpressure=0.3)
 
 
+@pytest.mark.parametrize("flow", FLOWS)
 @pytest.mark.parametrize("bits", [8, 24])
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
-def test_thresholds_at_the_rails(reset, bits):
+def test_thresholds_at_the_rails(reset, bits, flow):
     """Saturated membranes against thresholds at (and next to) the membrane's rails."""
     fmt = Fixed(bits, bits // 2)
     cfg = CoreConfig(neurons=8, T=6, current=fmt, membrane=fmt, tau=1.0, reset=reset)
@@ -168,11 +182,13 @@ def test_thresholds_at_the_rails(reset, bits):
     currents = [np.full(8, c) for c in (hi, hi, hi, lo, lo, lo, hi, 0, lo, lo, hi, hi)]
     plan = make_plan(model, 2, [Step(c) for c in currents])
     assert model.saturations.membrane > 0
-    run_plan(LIFArray(cfg, 2, thresholds=table), plan, seed=11, gap=0.2, backpressure=0.2)
+    run_plan(LIFArray(cfg, 2, thresholds=table, flow=flow), plan, seed=11, gap=0.2,
+             backpressure=0.2)
 
 
+@pytest.mark.parametrize("flow", FLOWS)
 @pytest.mark.parametrize("bits", [8, 24])
-def test_loaded_thresholds_at_the_rails(bits):
+def test_loaded_thresholds_at_the_rails(bits, flow):
     """The same rail thresholds written through ``load_threshold`` (the load path folds the
     rails itself: before its register up to 16 bits, after it for a wider theta), some
     while beats are in flight."""
@@ -189,7 +205,8 @@ def test_loaded_thresholds_at_the_rails(bits):
                   idle_loads=(n == 0)) for n, c in enumerate(currents)]
     plan = make_plan(model, 2, steps)
     assert model.saturations.membrane > 0
-    run_plan(LIFArray(cfg, 2, thresholds=table), plan, seed=12, gap=0.2, backpressure=0.2)
+    run_plan(LIFArray(cfg, 2, thresholds=table, flow=flow), plan, seed=12, gap=0.2,
+             backpressure=0.2)
 
 
 def test_stimulus_reaches_rails_and_ties():
@@ -212,33 +229,98 @@ def test_stimulus_reaches_rails_and_ties():
     assert ties > 0
 
 
+@pytest.mark.parametrize("flow", FLOWS)
 @pytest.mark.parametrize("N, P, kw", [
     (1, 1, dict()), (1, 1, dict(tau=0.3, affine=True)), (2, 1, dict(reset="subtract")),
     (3, 2, dict(tau=0.3)), (8, 8, dict(affine=True)), (5, 1, dict(affine=True, tau=0.3)),
 ])
-def test_one_beat_per_clock(N, P, kw):
+def test_one_beat_per_clock(N, P, kw, flow):
     """Valid input and ready output: every beat leaves exactly ``latency`` clocks after it
-    entered, with no bubble, even when a timestep is shorter than the pipeline."""
+    entered (``latency + 1`` with the credit flow's queue), with no bubble, even when a
+    timestep is shorter than the pipeline."""
     fc = _core(N, T=3, **kw)
-    dut = LIFArray.from_folded(fc, P)
+    dut = LIFArray.from_folded(fc, P, flow=flow)
     rng = np.random.default_rng(5)
     plan = make_plan(fc.model(), P, [Step(_currents(rng)) for _ in range(12)])
     cycles = run_plan(dut, plan, seed=5)
-    assert cycles == len(plan.beats) + dut.latency
+    delay = dut.latency + (flow == "credit")
+    assert dut.timing_model().delay == delay
+    assert cycles == len(plan.beats) + delay
 
 
+@pytest.mark.parametrize("flow", FLOWS)
 @pytest.mark.parametrize("P", [1, 4, 16])
-def test_updates_per_clock(P):
+def test_updates_per_clock(P, flow):
     """Steady state: P neuron updates per clock (figure for the README)."""
     fc = _core(64, T=4)
-    dut = LIFArray.from_folded(fc, P)
+    dut = LIFArray.from_folded(fc, P, flow=flow)
+    delay = dut.timing_model().delay
     cycles = 400
     out_rate, in_rate = throughput(dut, cycles)
     assert in_rate == 1.0
     beats = round(out_rate * cycles)
-    assert beats == cycles - dut.latency
-    print(f"P={P}: {beats} beats out in {cycles} clocks = {beats * P / cycles:.2f} updates/clock "
-          f"({beats * P / (cycles - dut.latency):.2f} after the {dut.latency}-clock fill)")
+    assert beats == cycles - delay
+    print(f"P={P} {flow}: {beats} beats out in {cycles} clocks = {beats * P / cycles:.2f} "
+          f"updates/clock ({beats * P / (cycles - delay):.2f} after the {delay}-clock fill)")
+
+
+def test_flow_option_and_timing_model():
+    """``flow`` picks the cycle model; a bad one is refused in one line naming it."""
+    fc = _core(10, T=5, tau=0.3)
+    stall = LIFArray.from_folded(fc, 3)
+    credit = LIFArray.from_folded(fc, 3, flow="credit")
+    assert stall.flow == "stall" and stall.capacity is None
+    assert isinstance(stall.timing_model(), StallPipeline)
+    model = credit.timing_model()
+    assert isinstance(model, CreditPipeline)
+    assert (credit.latency, credit.capacity) == (5, 7)
+    assert (model.latency, model.capacity, model.delay) == (5, 7, 6)
+    assert stall.timing_model() is not stall.timing_model()       # fresh each time
+    for bad in ("credits", "", None, 1):
+        with pytest.raises(ValueError, match=r"^flow must be one of \('stall', 'credit'\), "
+                                             rf"not {re.escape(repr(bad))}$"):
+            LIFArray.from_folded(fc, 3, flow=bad)
+    for dut in (stall, credit):
+        Fragment.get(dut, None)
+
+
+def _verilog(dut, platform=None):
+    from amaranth.back import verilog
+    from hdl.export import verilog_ports
+    ports = [(port, value, None) for port, (value, _) in verilog_ports(dut).items()]
+    return verilog.convert(dut, name="lif", ports=ports, emit_src=False, platform=platform)
+
+
+@pytest.mark.parametrize("kw, opt", [
+    (dict(), dict()), (dict(affine=True, tau=0.6, channels=3), dict()),
+    (dict(reset="subtract", affine=True, channels=4), dict(memory_outreg=True)),
+])
+def test_stall_flow_is_the_default(kw, opt):
+    """``flow="stall"`` is today's array: the same Verilog as without the option (and, checked
+    once against main's generator, byte-identical to it), no queue and no credit counter."""
+    fc = _core(12, **kw)
+    default = _verilog(LIFArray.from_folded(fc, 4, **opt), _ECP5Like())
+    stall = _verilog(LIFArray.from_folded(fc, 4, flow="stall", **opt), _ECP5Like())
+    assert default == stall
+    assert "credit" not in stall and "out_queue" not in stall
+    credit = _verilog(LIFArray.from_folded(fc, 4, flow="credit", **opt), _ECP5Like())
+    assert "credit_occupancy" in credit and "out_queue" in credit
+
+
+def test_credit_flow_has_no_read_enable():
+    """With the credit flow every DP16KD reads on every clock (``CEB``/``OCEB`` constant 1):
+    no enable fans out from ``o_spikes.ready``; the stall flow drives them from ``en``."""
+    fc = _core(64, T=4, tau=0.3)
+    for flow in FLOWS:
+        text = _verilog(LIFArray.from_folded(fc, 4, memory_outreg=True, bram="ecp5",
+                                             flow=flow), _ECP5Like())
+        ceb = re.findall(r"\.CEB\(([^)]*)\)", text)
+        oceb = re.findall(r"\.OCEB\(([^)]*)\)", text)
+        assert len(ceb) == len(oceb) == 8          # membrane + threshold per lane
+        if flow == "credit":
+            assert set(ceb) == set(oceb) == {"1'h1"}
+        else:
+            assert "1'h1" not in set(ceb) | set(oceb)
 
 
 @pytest.mark.parametrize("kw, latency", [
@@ -370,32 +452,40 @@ OUTREG_GRID = ["N1P1-shift-zero", "N1P1-mul-sub-affine", "N2P2-12bit-sub", "N3P1
                "N6P3-T1", "N4P2-tau1-zero", "N11P5-affine"]
 
 
-@pytest.mark.parametrize("N, P, kw", [g[1:] for g in GRID if g[0] in OUTREG_GRID],
-                         ids=[g[0] for g in GRID if g[0] in OUTREG_GRID])
-def test_outreg_matches_golden_model(N, P, kw):
+#: The credit flow runs these of OUTREG_GRID (the ECP5 primitives, bram="ecp5", run in
+#: Icarus: tests/test_sim_fastpath.py).
+CREDIT_OUTREG = ["N1P1-shift-zero", "N1P1-mul-sub-affine", "N3P1-align-mul",
+                 "N7P4-affine-sub", "N24P8-affine-groups", "N6P3-T1"]
+
+
+@pytest.mark.parametrize("N, P, kw, flow", [
+    pytest.param(*g[1:], flow, id=f"{g[0]}-{flow}")
+    for flow in FLOWS for g in GRID if g[0] in (OUTREG_GRID if flow == "stall" else CREDIT_OUTREG)])
+def test_outreg_matches_golden_model(N, P, kw, flow):
     """The deeper pipeline (inferred memories + output registers) against golden, with the
     forwarding windows of small N/P, clears, loads, gaps and backpressure."""
     seed = 1000 + N * 10 + P
     rng = np.random.default_rng(seed)
     fc = _core(N, seed=seed % 7, **kw)
-    dut = LIFArray.from_folded(fc, P, memory_outreg=True)
+    dut = LIFArray.from_folded(fc, P, memory_outreg=True, flow=flow)
     assert dut.memory_outreg
     steps = scenario(fc.config, P, rng)
     plan = make_plan(fc.model(), P, steps)
     run_plan(dut, plan, seed=seed, gap=0.3, backpressure=0.3)
 
 
+@pytest.mark.parametrize("flow", FLOWS)
 @pytest.mark.parametrize("N, P, kw", [
     (1, 1, dict()), (2, 1, dict(tau=0.3, affine=True)), (3, 1, dict(reset="subtract")),
     (5, 1, dict()), (6, 1, dict(tau=0.3)),
 ])
-def test_outreg_one_beat_per_clock(N, P, kw):
+def test_outreg_one_beat_per_clock(N, P, kw, flow):
     fc = _core(N, T=3, **kw)
-    dut = LIFArray.from_folded(fc, P, memory_outreg=True)
+    dut = LIFArray.from_folded(fc, P, memory_outreg=True, flow=flow)
     rng = np.random.default_rng(6)
     plan = make_plan(fc.model(), P, [Step(_currents(rng)) for _ in range(12)])
     cycles = run_plan(dut, plan, seed=6)
-    assert cycles == len(plan.beats) + dut.latency
+    assert cycles == len(plan.beats) + dut.latency + (flow == "credit")
 
 
 @pytest.mark.parametrize("kw, latency", [
@@ -437,7 +527,8 @@ def test_outreg_thresholds_at_the_rails(reset):
 # -- threshold loads in the same clock as accepted beats ----------------------------------
 
 
-def _run_loads_with_beats(fc, P, seed, *, backpressure, load_rate=0.6):
+def _run_loads_with_beats(fc, P, seed, *, backpressure, load_rate=0.6, flow="stall",
+                          memory_outreg=False):
     """Beats offered every clock (``o_spikes.ready`` random) while threshold loads arrive
     in random clocks, many of them in the clock a beat of the same address is accepted or
     the one before. Returns (cycle log of accepts and loads, output beats)."""
@@ -446,7 +537,7 @@ def _run_loads_with_beats(fc, P, seed, *, backpressure, load_rate=0.6):
     N, T = cfg.neurons, cfg.T
     B = -(-N // P)
     rng = np.random.default_rng(seed)
-    dut = LIFArray.from_folded(fc, P)
+    dut = LIFArray.from_folded(fc, P, flow=flow, memory_outreg=memory_outreg)
     steps = 3 * T
     currents = [cfg.current.quantize(rng.normal(0.3, 1.0, N)) for _ in range(steps)]
     beats = [(s, k) for s in range(steps) for k in range(B)]
@@ -499,16 +590,19 @@ def _run_loads_with_beats(fc, P, seed, *, backpressure, load_rate=0.6):
     return log, outs, currents, beats
 
 
+@pytest.mark.parametrize("flow, outreg", [("stall", False), ("stall", True), ("credit", False),
+                                          ("credit", True)])
 @pytest.mark.parametrize("N, P, backpressure", [(2, 2, 0.0), (4, 2, 0.0), (6, 2, 0.3),
                                                 (12, 4, 0.3), (3, 1, 0.5)])
-def test_loads_in_the_clock_of_a_beat(N, P, backpressure):
+def test_loads_in_the_clock_of_a_beat(N, P, backpressure, flow, outreg):
     """A load transferred in clock c reaches exactly the beats accepted after c: the beat
     accepted in clock c still sees the old word, the one accepted in c + 1 the new one,
     also when the pipeline stalls between (the harness above loads only in clocks without
     an accepted beat)."""
     seed = 77 + N + P
     fc = _core(N, T=3, seed=seed % 5)
-    log, outs, currents, beats = _run_loads_with_beats(fc, P, seed, backpressure=backpressure)
+    log, outs, currents, beats = _run_loads_with_beats(fc, P, seed, backpressure=backpressure,
+                                                       flow=flow, memory_outreg=outreg)
     B = -(-N // P)
     # Each neuron is used once per timestep, by its beat: its comparator entry is the one
     # after the loads logged before that beat's accept.
@@ -566,16 +660,17 @@ class _ElaboratedFor(Elaboratable):
         return Fragment.get(self._dut, self._platform)
 
 
+@pytest.mark.parametrize("flow", FLOWS)
 @pytest.mark.parametrize("N, P, kw", [g[1:] for g in GRID if g[0] in (
     "N1P1-shift-zero", "N5P2-8bit-mul", "N7P4-affine-sub", "N40P1-deep", "N6P3-T1")],
     ids=["N1P1-shift-zero", "N5P2-8bit-mul", "N7P4-affine-sub", "N40P1-deep", "N6P3-T1"])
-def test_ecp5_reset_forms_match_golden_model(N, P, kw):
+def test_ecp5_reset_forms_match_golden_model(N, P, kw, flow):
     """Elaborated for an ECP5 platform (clear outside the counters' enable, the t = 0
     zeroing as a mask) the array is the same bit for bit and cycle for cycle."""
     seed = 2000 + N * 10 + P
     rng = np.random.default_rng(seed)
     fc = _core(N, seed=seed % 7, **kw)
-    dut = LIFArray.from_folded(fc, P)
+    dut = LIFArray.from_folded(fc, P, flow=flow)
     plan = make_plan(fc.model(), P, scenario(fc.config, P, rng))
     wrapped = _ElaboratedFor(dut, _ECP5Like())
     run_plan(wrapped, plan, seed=seed, gap=0.3, backpressure=0.3)
@@ -597,13 +692,15 @@ def _channel_table(C, cs, rng, fmt):
     return ThresholdTable(np.repeat(theta, cs), np.repeat(compare, cs))
 
 
-@pytest.mark.parametrize("C, cs, P, outreg, affine", [
-    (6, 4, 4, False, False),      # a channel per beat
-    (5, 4, 3, False, True),       # lanes cross channels: several read ports, and N % P != 0
-    (7, 3, 2, True, False),       # registered outputs
-    (4, 9, 4, True, True),
+@pytest.mark.parametrize("C, cs, P, outreg, affine, flow", [
+    (6, 4, 4, False, False, "stall"),      # a channel per beat
+    (5, 4, 3, False, True, "stall"),       # lanes cross channels: several read ports, N % P != 0
+    (7, 3, 2, True, False, "stall"),       # registered outputs
+    (4, 9, 4, True, True, "stall"),
+    (5, 4, 3, False, True, "credit"),
+    (4, 9, 4, True, True, "credit"),
 ])
-def test_per_channel_thresholds_match_golden(C, cs, P, outreg, affine):
+def test_per_channel_thresholds_match_golden(C, cs, P, outreg, affine, flow):
     """``threshold_channels``: one table of a word per channel (read through per-group
     channel counters), bit-exact with the per-neuron golden model, with gaps, backpressure
     and saturating membranes."""
@@ -622,7 +719,7 @@ def test_per_channel_thresholds_match_golden(C, cs, P, outreg, affine):
     currents = [rng.integers(fmt.min_int, fmt.max_int + 1, N) for _ in range(12)]
     plan = make_plan(model, P, [Step(c) for c in currents])
     dut = LIFArray(cfg, P, thresholds=table, affine=aff, memory_outreg=outreg,
-                   threshold_channels=C)
+                   threshold_channels=C, flow=flow)
     assert not hasattr(dut, "load_threshold")
     run_plan(dut, plan, seed=C, gap=0.2, backpressure=0.2)
 

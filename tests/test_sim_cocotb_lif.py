@@ -73,6 +73,12 @@ CONFIGS = [
     ("n20p4-outreg-aff-sub", 20, 4, dict(T=4, affine=True, reset="subtract", tau=0.6,
                                          memory_outreg=True), 0.2, 0.2),
     ("n64p4-outreg", 64, 4, dict(T=8, memory_outreg=True), 0.05, 0.1),
+    # The credit flow (no pipeline enable: an output queue and a credit counter), as the
+    # ECP5 builds use it: loads and clears with beats in flight under heavy backpressure.
+    ("n4p2-credit-outreg-sub", 4, 2, dict(T=4, reset="subtract", memory_outreg=True,
+                                          flow="credit"), 0.2, 0.5),
+    ("n12p4-credit-aff-mul", 12, 4, dict(T=4, affine=True, tau=0.6, channels=4,
+                                         flow="credit"), 0.1, 0.3),
 ]
 
 #: Configurations that also run on Verilator when the default simulator is Icarus.
@@ -96,7 +102,8 @@ def test_cosim_config(index, sim):
     seed = _seed(index)
     options = dict(options)
     outreg = options.pop("memory_outreg", False)
-    print(f"config {name}: N={neurons} P={lanes} {options} memory_outreg={outreg}; "
+    flow = options.pop("flow", "stall")
+    print(f"config {name}: N={neurons} P={lanes} {options} memory_outreg={outreg} flow={flow}; "
           f"{sim}; seed {seed}")
     folded = example_core(neurons, seed=index, **options)
     stimulus = regression_stimulus(folded, lanes, seed)
@@ -111,7 +118,8 @@ def test_cosim_config(index, sim):
     integer_bits = cfg.current.bits - cfg.current.frac
     if not cfg.affine and integer_bits >= cfg.membrane.bits - cfg.membrane.frac:
         assert cover["upper_rail"] > 0 and cover["lower_rail"] > 0, cover
-    build = prepare_rtl(folded, lanes, memory_outreg=outreg)
+    build = prepare_rtl(folded, lanes, memory_outreg=outreg, flow=flow)
+    assert build.desc.flow == flow
     run = run_cocotb(build, folded, stimulus, seed=seed, gaps=gaps, backpressure=backpressure,
                      sim=sim)
     result = run.result

@@ -41,6 +41,16 @@ LONG = [
                                            memory_outreg=True), 3000, 0.2, 0.2),
     ("n12p4-outreg-aff-mul", 12, 4, dict(T=4, affine=True, tau=0.7, channels=4,
                                          memory_outreg=True), 1500, 0.1, 0.3),
+    # The credit flow (no pipeline enable, an output queue): what the ECP5 builds use, also
+    # on the DP16KD primitives (Icarus, tests/test_hdl_bram.py's behavioural model).
+    ("n6p2-credit", 6, 2, dict(T=3, flow="credit"), 1000, 0.0, 0.0),
+    ("n64p4-credit-outreg", 64, 4, dict(T=8, memory_outreg=True, flow="credit"), 600, 0.1, 0.2),
+    ("n2p1-credit-outreg-w12-mul-sub", 2, 1, dict(T=4, membrane=F(12, 6), tau=0.6,
+                                                  reset="subtract", memory_outreg=True,
+                                                  flow="credit"), 1500, 0.2, 0.5),
+    ("n20p2-credit-ecp5-aff-mul", 20, 2, dict(T=5, affine=True, tau=0.6, channels=5,
+                                              memory_outreg=True, flow="credit", bram="ecp5"),
+     300, 0.1, 0.3),
 ]
 NAMES = [c[0] for c in LONG]
 #: (config, timesteps) also run on Verilator: the benchmark shape, and registered BRAM.
@@ -92,10 +102,20 @@ def test_fast_long_run(index, sim, steps, tmp_path):
     steps = steps or long_steps
     options = dict(options)
     outreg = options.pop("memory_outreg", False)
+    flow, bram = options.pop("flow", "stall"), options.pop("bram", "auto")
     seed = 2000 + index
     print(f"fast path {name} on {sim}: seed {seed}, {steps} timesteps")
     folded = example_core(neurons, seed=index, **options)
-    build = prepare_rtl(folded, lanes, memory_outreg=outreg)
+    extra = []
+    if bram == "ecp5":
+        import sys
+        sys.path.insert(0, str(Path(__file__).parent))
+        from test_hdl_bram import dp16kd_model
+        extra = [tmp_path / "dp16kd.v"]
+        extra[0].write_text(dp16kd_model())
+    build = prepare_rtl(folded, lanes, memory_outreg=outreg, flow=flow, bram=bram,
+                        extra_sources=extra)
+    assert build.desc.flow == flow
     expected = expected_beats(folded, lanes, long_stimulus(folded.config, steps, seed))
     fast = run_fast(tmp_path / "fast", build.desc, expected, build.sources, gaps=gaps,
                     backpressure=backpressure, state=0x2545F491 + seed, sim=sim)
@@ -107,7 +127,10 @@ def test_fast_long_run(index, sim, steps, tmp_path):
     assert result["first_mismatch"] is None, result["first_mismatch"]
     assert result["compared"] == 2 * neurons * steps
     if gaps == backpressure == 0:
-        assert result["cycles"] == len(expected) + build.desc.latency
+        # StallPipeline: latency; CreditPipeline: one more (the output queue).
+        delay = build.desc.latency + (flow == "credit")
+        assert build.desc.timing_model().delay == delay
+        assert result["cycles"] == len(expected) + delay
 
 
 def test_fast_path_reports_a_changed_threshold(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from golden.examples import example_core
-from golden.timing import StallPipeline
+from golden.timing import CreditPipeline, StallPipeline
 from hdl.export import export_verilog
 from sim.desc import RtlDescription
 from sim.fastpath import pack_outputs
@@ -18,29 +18,34 @@ from sim.tb import Scoreboard, format_mismatch
 
 
 @functools.lru_cache(maxsize=None)
-def description(neurons, lanes, T):
+def description(neurons, lanes, T, flow="stall"):
     with tempfile.TemporaryDirectory() as tmp:
-        _, path = export_verilog(example_core(neurons, T=T), lanes, tmp, name="dut")
+        if flow == "stall":
+            _, path = export_verilog(example_core(neurons, T=T), lanes, tmp, name="dut")
+        else:
+            from sim.runner import export_rtl
+            _, path = export_rtl(example_core(neurons, T=T), lanes, tmp, name="dut", flow=flow)
         return RtlDescription.load(path)
 
 
-def setup(neurons=10, lanes=4, T=4):
+def setup(neurons=10, lanes=4, T=4, flow="stall"):
     folded = example_core(neurons, T=T)
-    desc = description(neurons, lanes, T)
+    desc = description(neurons, lanes, T, flow)
     expected = expected_beats(folded, lanes, regression_stimulus(folded, lanes, seed=3))
     return desc, expected
 
 
 def simulate(desc, expected, *, corrupt=None, latency=None, seed=0, lanes_checked=None,
-             max_cycles=None):
+             max_cycles=None, model=None):
     """Drive a software pipeline that obeys the contract; ``corrupt(beat, word)`` may alter
     output words; ``latency`` may differ from the description's; ``lanes_checked`` makes
-    the scoreboard look at fewer lanes than there are (a broken checker)."""
+    the scoreboard look at fewer lanes than there are (a broken checker); ``model`` is
+    the software DUT's cycle model (default a StallPipeline of ``latency``)."""
     rng = random.Random(seed)
     sb = Scoreboard(desc, expected)
     if lanes_checked is not None:
         sb.lanes = lanes_checked
-    dut = StallPipeline(latency or desc.latency)
+    dut = model if model is not None else StallPipeline(latency or desc.latency)
     words = pack_outputs(desc, expected)
     t_next, b, c = 0, 0, 0
     limit = 20 * len(expected) if max_cycles is None else max_cycles
@@ -68,6 +73,32 @@ def test_contract_abiding_dut_passes():
     sb = simulate(desc, expected)
     assert sb.first_mismatch is None and sb.done
     assert sb.compared == int(expected.compared_per_beat.sum())
+
+
+def test_credit_flow_description_and_dut():
+    """A credit-flow description (``flow``, ``capacity`` in the JSON) makes the scoreboard
+    replay golden.timing.CreditPipeline: a DUT that follows it passes; a stall-flow DUT, or
+    one with a credit too many, is a fatal handshake mismatch."""
+    desc, expected = setup(flow="credit")
+    assert (desc.flow, desc.capacity) == ("credit", desc.latency + 2)
+    assert isinstance(desc.timing_model(), CreditPipeline)
+    sb = simulate(desc, expected, model=CreditPipeline(desc.latency, desc.capacity))
+    assert sb.first_mismatch is None and sb.done
+    assert sb.compared == int(expected.compared_per_beat.sum())
+    for wrong in (StallPipeline(desc.latency), CreditPipeline(desc.latency, desc.capacity + 1)):
+        sb = simulate(desc, expected, model=wrong, seed=1)
+        assert sb.fatal and sb.first_mismatch["field"] in ("i_current.ready", "o_spikes.valid")
+
+
+def test_description_flow_is_checked():
+    desc, _ = setup()
+    assert desc.flow == "stall" and desc.capacity is None       # absent: the stall flow
+    raw = dict(desc.raw, flow="skid")
+    with pytest.raises(ValueError, match="field 'flow' must be 'stall' or 'credit', not 'skid'"):
+        RtlDescription(raw)
+    raw = dict(desc.raw, flow="credit", capacity=0)
+    with pytest.raises(ValueError, match="field 'capacity' must be a positive integer, not 0"):
+        RtlDescription(raw)
 
 
 def test_compared_counts_the_comparisons_made():
