@@ -17,9 +17,9 @@ RAM outputs on ECP5, where the DP16KD has its own output register (free, and nee
 200 MHz), and not on iCE40, whose block RAM has none (there they are fabric flip-flops,
 about 52 logic cells per lane). The table says which was built.
 
-Pipeline flow (:func:`boards.top.flow_for`): ``credit`` on ECP5 (no pipeline enable: an
-output queue and a credit counter, :class:`hdl.lif_array.LIFArray` ``flow="credit"``),
-``stall`` elsewhere; the plot title says which.
+Pipeline flow (``--flow``): ``stall`` (the default) or ``credit`` (no pipeline enable: an
+output queue and a credit counter, :class:`hdl.lif_array.LIFArray` ``flow="credit"``); the
+plot title says which.
 
 A point is rebuilt unless its directory holds a build of exactly the same settings
 (``sweep_key.json``: configuration, lanes, board, clock target, memory output registers,
@@ -132,6 +132,8 @@ def add_arguments(parser):
                         help="clock target, MHz (default: iCE40 100, ECP5 250)")
     parser.add_argument("--memory-outreg", choices=OUTREG_CHOICES, default="auto",
                         help="register the block RAM outputs (auto: on ECP5 only)")
+    parser.add_argument("--flow", choices=("stall", "credit"), default="stall",
+                        help="the array's pipeline flow (see spikefold build --help)")
     parser.add_argument("--out", help="output directory (default build/sweep/<board>)")
 
 
@@ -154,16 +156,15 @@ def _rtl_digest():
     return h.hexdigest()[:16]
 
 
-def point_key(target, config_json, lanes, freq, memory_outreg, flow=None):
-    """Everything a sweep point's build depends on (compared before reusing a build);
-    ``flow=None``: the target's (:func:`boards.top.flow_for`)."""
-    from .top import flow_for
+def point_key(target, config_json, lanes, freq, memory_outreg, flow="stall"):
+    """Everything a sweep point's build depends on (compared before reusing a build)."""
     return {"board": target.name, "device": target.device, "config": config_json,
             "lanes": lanes, "freq_target_mhz": freq, "memory_outreg": memory_outreg,
-            "flow": flow or flow_for(target), "rtl": _rtl_digest()}
+            "flow": flow, "rtl": _rtl_digest()}
 
 
-def sweep(target, points, out, *, tau=0.25, T=8, freq=None, memory_outreg=None, log=print):
+def sweep(target, points, out, *, tau=0.25, T=8, freq=None, memory_outreg=None,
+          flow="stall", log=print):
     out = Path(out)
     freq = freq or DEFAULT_FREQ[target.family]
     if memory_outreg is None:
@@ -174,14 +175,14 @@ def sweep(target, points, out, *, tau=0.25, T=8, freq=None, memory_outreg=None, 
         folded = example_core(n, T=T, membrane=membrane, tau=tau)
         d = out / f"n{n}_p{p}_w{w}"
         done, key_file = d / "build.json", d / "sweep_key.json"
-        key = point_key(target, folded.config.to_json(), p, freq, memory_outreg)
+        key = point_key(target, folded.config.to_json(), p, freq, memory_outreg, flow)
         info = json.loads(done.read_text()) if done.exists() else None
         old_key = json.loads(key_file.read_text()) if key_file.exists() else None
         if not info or not info.get("built") or old_key != key:
             key_file.unlink(missing_ok=True)
             try:
                 info = build_board(folded, p, target, d, bench=True, freq=freq,
-                                   memory_outreg=memory_outreg, log=log)
+                                   memory_outreg=memory_outreg, flow=flow, log=log)
             except ValueError as exc:          # does not fit: a row saying so
                 log(f"skip N={n} P={p} w={w}: {exc}")
                 continue
@@ -212,7 +213,7 @@ def sweep(target, points, out, *, tau=0.25, T=8, freq=None, memory_outreg=None, 
     add_marginals(rows)
     write_table(rows, out)
     plot(rows, out, target, title=plot_title(target, tau=tau, T=T, freq=freq,
-                                             memory_outreg=memory_outreg, rows=rows))
+                                             memory_outreg=memory_outreg, flow=flow, rows=rows))
     return rows
 
 
@@ -258,15 +259,14 @@ def write_table(rows, out):
     (out / "sweep.md").write_text("\n".join(lines) + "\n")
 
 
-def plot_title(target, *, tau, T, freq, memory_outreg, rows=()):
+def plot_title(target, *, tau, T, freq, memory_outreg, flow="stall", rows=()):
     """The plots' title: the device and the settings the points were really built with."""
     widths = sorted({r["membrane_bits"] for r in rows})
     leak = "shift leak" if tau in {2.0 ** -k for k in range(0, 17)} else "multiply leak"
     wtext = ("membrane " + "/".join(str(w) for w in widths) + " bit") if widths else "no points"
-    from .top import flow_for
     return (f"{target.device}: bare LIF array, {wtext}, tau={tau:g} ({leak}), T={T}, "
             f"target {freq:g} MHz, memory outputs {'registered' if memory_outreg else 'unregistered'}, "
-            f"{flow_for(target)} flow")
+            f"{flow} flow")
 
 
 def _series(rows, x, group):
@@ -340,7 +340,7 @@ def run(args):
                          f"N={bad[0][0]}, P={bad[0][1]})")
     out = Path(args.out or Path("build") / "sweep" / target.name)
     rows = sweep(target, points, out, tau=args.tau, T=args.T, freq=args.freq,
-                 memory_outreg=outreg_for(target, args.memory_outreg))
+                 memory_outreg=outreg_for(target, args.memory_outreg), flow=args.flow)
     print((out / "sweep.md").read_text())
     if not rows:
         print(f"spikefold sweep: no point was built (see the messages above); wrote "

@@ -24,7 +24,7 @@ from hdl.host_link import HostLink
 from hdl.lif_array import LIFArray
 
 __all__ = ["LinkTop", "BoardTop", "NetworkLinkTop", "NetworkBoardTop", "BenchTop", "BenchBoardTop", "NetworkBenchTop",
-           "NetworkBenchBoardTop", "bench_platform", "flow_for", "DEFAULT_BAUDRATE"]
+           "NetworkBenchBoardTop", "bench_platform", "FLOWS", "DEFAULT_BAUDRATE"]
 
 DEFAULT_BAUDRATE = 115200
 
@@ -87,13 +87,12 @@ class BoardTop(wiring.Component):
     uart_resource : (str, int)
         Name and number of the platform's UART resource.
     memory_outreg : bool
-    flow : str or None
-        As :class:`hdl.lif_array.LIFArray`; ``None``: :func:`flow_for` the platform's family
-        (``"credit"`` on ECP5, ``"stall"`` elsewhere).
+    flow : str
+        As :class:`hdl.lif_array.LIFArray` (:data:`FLOWS`).
     """
 
     def __init__(self, folded, lanes, *, baudrate=DEFAULT_BAUDRATE, buffer_bytes=512,
-                 readback=True, uart_resource=("uart", 0), memory_outreg=True, flow=None):
+                 readback=True, uart_resource=("uart", 0), memory_outreg=True, flow="stall"):
         self.folded, self.lanes = folded, lanes
         self.memory_outreg = memory_outreg
         self.flow = flow
@@ -110,7 +109,7 @@ class BoardTop(wiring.Component):
                                            buffer_bytes=self.buffer_bytes,
                                            readback=self.readback,
                                            memory_outreg=self.memory_outreg,
-                                           flow=self.flow or flow_for(platform))
+                                           flow=self.flow)
         uart = platform.request(*self.uart_resource, dir="-")
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
@@ -358,16 +357,18 @@ class NetworkBenchTop(wiring.Component):
         return m
 
 
-def flow_for(platform_or_target):
-    """The single LIF array's pipeline flow on a platform or board target: ``"credit"`` on
-    ECP5 (no pipeline enable: the stall-all enable's fan-out was the critical path at 16
-    lanes), ``"stall"`` elsewhere. Networks keep ``"stall"``."""
-    return "credit" if getattr(platform_or_target, "family", None) == "ecp5" else "stall"
+#: The single LIF array's pipeline flows (:class:`hdl.lif_array.LIFArray` ``flow=``):
+#: ``"stall"`` (the default everywhere) and ``"credit"`` (no pipeline enable: an output
+#: queue and a registered credit counter; on ECP5 at 16 lanes 197.7 against 187.2 MHz, at
+#: ~1.3x the LUTs, lower at 4 and 8 lanes: README). Networks use ``"stall"``.
+FLOWS = ("stall", "credit")
 
 
 def bench_platform(target, frequency):
     """``target``'s platform with a 6-input, 1-output bench resource on its first connector
     and the default clock constrained to ``frequency`` Hz (the timing-driven target)."""
+    import copy
+
     from amaranth.build import Attrs, Clock, Pins, Resource, Subsignal
     platform = target.make_platform()
     (cname, cnum), conn = next(iter(platform.connectors.items()))
@@ -378,7 +379,12 @@ def bench_platform(target, frequency):
         "bench", 0,
         Subsignal("ctl", Pins(" ".join(names[:6]), dir="i", conn=(cname, cnum))),
         Subsignal("out", Pins(names[6], dir="o", conn=(cname, cnum))), attrs)])
-    platform.resources[(platform.default_clk, 0)].clock = Clock(frequency)
+    # A copy: the Resource objects are the platform class's own, shared by every instance
+    # (setting .clock on one gave every later platform of the board this clock).
+    key = (platform.default_clk, 0)
+    clock = copy.copy(platform.resources[key])
+    clock.clock = Clock(frequency)
+    platform.resources[key] = clock
     return platform
 
 
@@ -404,10 +410,9 @@ class _PinnedBench(wiring.Component):
 
 
 class BenchBoardTop(_PinnedBench):
-    """:class:`BenchTop` on a :func:`bench_platform` (``flow=None``: :func:`flow_for` the
-    platform's family)."""
+    """:class:`BenchTop` on a :func:`bench_platform`."""
 
-    def __init__(self, folded, lanes, *, memory_outreg=True, flow=None):
+    def __init__(self, folded, lanes, *, memory_outreg=True, flow="stall"):
         self.folded, self.lanes = folded, lanes
         self.memory_outreg = memory_outreg
         self.flow = flow
@@ -415,7 +420,7 @@ class BenchBoardTop(_PinnedBench):
 
     def bench(self):
         return BenchTop(self.folded, self.lanes, memory_outreg=self.memory_outreg,
-                        flow=self.flow or flow_for(self.platform))
+                        flow=self.flow)
 
 
 class NetworkBenchBoardTop(_PinnedBench):

@@ -71,6 +71,9 @@ def add_arguments(parser):
     parser.add_argument("--memory-outreg", action="store_true",
                         help="registered memory outputs, as in the board builds (one more "
                              "pipeline stage)")
+    parser.add_argument("--flow", choices=("stall", "credit"), default="stall",
+                        help="the array's pipeline flow (as spikefold build --flow): the "
+                             "cycle check replays the flow's own timing model")
     parser.add_argument("--bench", action="store_true",
                         help="also run the other testbench on the same stimulus and print "
                              "both speeds (cycles/s) and their ratio; then cocotb and the "
@@ -103,6 +106,9 @@ def _check_args(args):
     if args.memory_outreg and (args.rtl or args.netlist):
         raise ValueError("--memory-outreg exports its own RTL; it cannot be combined with "
                          "--rtl or --netlist")
+    if args.flow != "stall" and (args.rtl or args.netlist):
+        raise ValueError(f"--flow {args.flow} exports its own RTL; it cannot be combined with "
+                         "--rtl or --netlist")
     args.sim = simulator(args.sim)
 
 
@@ -118,7 +124,8 @@ def _prepare(args, folded, root):
                             extra_sources=extra, root=root, gate_level=True)
         return build, "gate-level netlist (yosys synth -flatten)"
     build = prepare_rtl(folded, args.lanes, rtl=args.rtl, rtl_json=args.rtl_json,
-                        top=args.top, root=root, memory_outreg=args.memory_outreg)
+                        top=args.top, root=root, memory_outreg=args.memory_outreg,
+                        flow=args.flow)
     return build, (Path(args.rtl).name if args.rtl else "exported by hdl.export")
 
 
@@ -154,8 +161,10 @@ def run(args):
             else f"cocotb + {sim_name}")
     if build.gate_level:
         mode += ", gate level"
-    print(f"spikefold cosim: {mode}; N={cfg.neurons} P={desc.lanes} latency={desc.latency} "
-          f"T={cfg.T}; seed {args.seed}; {len(expected)} beats ({stimulus.describe()})")
+    flow = (f" (credit flow: capacity {desc.capacity}, +1 cycle of output queue)"
+            if desc.flow == "credit" else "")
+    print(f"spikefold cosim: {mode}; N={cfg.neurons} P={desc.lanes} latency={desc.latency}"
+          f"{flow} T={cfg.T}; seed {args.seed}; {len(expected)} beats ({stimulus.describe()})")
     outputs = None
     bench = None
     if args.fast:
@@ -195,7 +204,7 @@ def run(args):
         "wall_time_s": wall, "cycles_per_s": result.get("cycles_per_s"),
         "sim_wall_s": result.get("sim_wall_s"), "mode": mode, "rtl": rtl_name,
         "stimulus": args.stimulus, "simulator": args.sim,
-        "memory_outreg": bool(args.memory_outreg),
+        "memory_outreg": bool(args.memory_outreg), "flow": desc.flow,
         "model": Path(args.model).name if args.model else "built-in example",
     }
     if bench:

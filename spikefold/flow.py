@@ -232,11 +232,18 @@ def _verilog(args):
     return 0
 
 
+def _stall_only(args):
+    if getattr(args, "flow", "stall") != "stall":
+        raise ValueError(f"--flow {args.flow}: a network's LIF arrays use the stall flow "
+                         f"(--flow applies to a single array, without --model NETWORK.npz)")
+
+
 def _cosim(args):
     import time
 
     from sim.runner import simulator
     t0 = time.perf_counter()
+    _stall_only(args)
     check_args(args)
     sim = simulator(args.sim)
     model = load_model(args.model)
@@ -263,6 +270,7 @@ def _cosim(args):
 def _build(args):
     from boards.build import build_network
     from boards.targets import get_target
+    _stall_only(args)
     model = load_model(args.model)
     target = get_target(args.board)
     out = out_dir(args.out or Path("build") / f"{target.name}-network")

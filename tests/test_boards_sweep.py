@@ -101,16 +101,16 @@ def test_cache_key_covers_every_setting():
                   point_key(get_target("ulx3s-85f"), {"neurons": 256}, 4, 100.0, False),
                   point_key(target, {"neurons": 256}, 4, 100.0, False, "credit")):
         assert other != base
-    # The ECP5 builds use the credit flow (boards.top.flow_for), the others the stall flow.
+    # The stall flow unless asked (on every family).
     assert base["flow"] == "stall"
-    assert point_key(get_target("ulx3s-85f"), {}, 4, 250.0, True)["flow"] == "credit"
+    assert point_key(get_target("ulx3s-85f"), {}, 4, 250.0, True)["flow"] == "stall"
 
 
 def test_rerun_with_another_freq_rebuilds(tmp_path, monkeypatch):
     """A saved build is reused only under the same settings (the build itself is faked)."""
     calls = []
 
-    def fake_build(folded, lanes, target, out, *, bench, freq, memory_outreg, log):
+    def fake_build(folded, lanes, target, out, *, bench, freq, memory_outreg, flow, log):
         calls.append(freq)
         out.mkdir(parents=True, exist_ok=True)
         info = {"built": True, "results": {"logic_cells": 100 * lanes, "ffs": 50 * lanes,

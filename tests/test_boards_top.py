@@ -48,25 +48,33 @@ def test_xor_tree_is_the_parity_of_every_bit_delayed(width):
 
 @pytest.mark.parametrize("name, bench, flow", [
     ("ulx3s-85f", True, "credit"), ("ulx3s-85f", False, "credit"),
-    ("icebreaker", True, "stall"), ("icebreaker", False, "stall"),
+    ("ulx3s-85f", True, None), ("icebreaker", False, None), ("icebreaker", True, "credit"),
 ])
-def test_ecp5_tops_use_the_credit_flow(name, bench, flow, tmp_path):
-    """The single array's bench and UART tops take the credit flow (no pipeline enable) on
-    ECP5 and the stall flow elsewhere; build.json and the netlist say so."""
+def test_tops_build_the_flow_asked_for(name, bench, flow, tmp_path):
+    """The single array's bench and UART tops take the flow asked for (``None``: the
+    default, stall, on every family); build.json and the netlist say so."""
     import json
 
     from boards.build import build_board
     from boards.targets import get_target
-    from boards.top import flow_for
     from golden.examples import example_core
-    target = get_target(name)
-    assert flow_for(target) == flow
-    info = build_board(example_core(32, T=4), 2, target, tmp_path, bench=bench,
-                       plan_only=True, buffer_bytes=128, log=lambda *_: None)
+    kw = {} if flow is None else {"flow": flow}
+    info = build_board(example_core(32, T=4), 2, get_target(name), tmp_path, bench=bench,
+                       plan_only=True, buffer_bytes=128, log=lambda *_: None, **kw)
+    flow = flow or "stall"
     assert info["flow"] == flow
     assert json.loads((tmp_path / "build.json").read_text())["flow"] == flow
     netlist = (tmp_path / "top.il").read_text()
     assert ("credit_occupancy" in netlist) == (flow == "credit")
+
+
+def test_a_bad_flow_is_refused(tmp_path):
+    from boards.build import build_board
+    from boards.targets import get_target
+    from golden.examples import example_core
+    with pytest.raises(ValueError, match="--flow must be one of stall, credit, not 'skid'"):
+        build_board(example_core(32, T=4), 2, get_target("ulx3s-85f"), tmp_path,
+                    plan_only=True, flow="skid", log=lambda *_: None)
 
 
 @pytest.mark.cocotb
@@ -89,3 +97,17 @@ def test_credit_flow_link_top_cocotb():
                   timeout_bytes=plan["timeout_bytes"], memory_outreg=True, flow="credit")
     assert top.array.flow == "credit"
     _run("n12_p4_credit_outreg", top, plan, {"core.npz": folded.save}, LINK_TESTS)
+
+
+@pytest.mark.parametrize("name", ["icebreaker", "ulx3s-85f"])
+def test_bench_platform_leaves_the_board_clock_alone(name):
+    """A bench platform's clock constraint is its own: a board platform made after it
+    still has the board's clock (a shared Resource once carried the bench's 100 MHz into
+    the next UART build, which then failed timing)."""
+    from boards.targets import get_target
+    from boards.top import bench_platform
+    target = get_target(name)
+    board = target.make_platform().default_clk_frequency
+    bench = bench_platform(target, 123e6)
+    assert bench.default_clk_frequency == 123e6
+    assert target.make_platform().default_clk_frequency == board != 123e6

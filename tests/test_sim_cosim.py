@@ -152,6 +152,7 @@ def test_rtl_json_of_another_core_is_refused(tmp_path, capsys):
     (["--rtl-json", "x.json"], "--rtl-json needs --rtl"),
     (["--rtl", "does-not-exist.v"], "no such Verilog file"),
     (["--fast", "--stimulus", "regression"], "plain timesteps only"),
+    (["--flow", "credit", "--rtl", "x.v"], "--flow credit exports its own RTL"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys, argv, message):
     rc = main(["cosim", *CORE, "--out", str(tmp_path / "r"), "--build-dir", str(tmp_path / "b"),
@@ -202,3 +203,19 @@ def test_registered_bram_on_the_fast_path(tmp_path, capsys):
     assert rc == 0 and other["memory_outreg"] is False
     # A different pipeline (its latency comes from the exported description).
     assert report["latency"] != other["latency"]
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_credit_flow_cosimulates(tmp_path, capsys, fast):
+    """``--flow credit`` co-simulates the credit-flow array (cocotb and the fast path)
+    against golden and its own timing model, under backpressure, registered outputs too."""
+    extra = ["--fast"] if fast else []
+    rc, report, _ = cosim(tmp_path, "--flow", "credit", "--memory-outreg",
+                          "--backpressure", "0.4", *extra)
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert report["flow"] == "credit" and report["mismatches"] == 0
+    assert report["compared"] == 2 * 12 * SAMPLES * 4
+    assert "credit flow: capacity" in text
+    rc, plain, _ = cosim(tmp_path / "plain", "--memory-outreg", "--backpressure", "0.4", *extra)
+    assert rc == 0 and plain["flow"] == "stall"

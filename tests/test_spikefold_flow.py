@@ -130,3 +130,25 @@ def test_network_cosim_simulator_is_checked_first(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert "SPIKEFOLD_SIM must be one of icarus, verilator, not 'modelsim'" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("command", ["build", "cosim"])
+def test_flow_credit_is_refused_for_a_network(tmp_path, capsys, command):
+    """``--flow credit`` is the single array's: with a network model it is a one-line
+    error before any work (the network's arrays use the stall flow)."""
+    argv = [command, "--model", str(DEFAULT_MODEL), "--flow", "credit", "--out",
+            str(tmp_path / "o")]
+    if command == "build":
+        argv += ["--board", "ulx3s-85f", "--plan-only"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--flow credit: a network's LIF arrays use the stall flow" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_flow_credit_plans_a_single_array(tmp_path, capsys):
+    out = tmp_path / "b"
+    assert main(["build", "--board", "ulx3s-85f", "--flow", "credit", "--plan-only",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "build.json").read_text())["flow"] == "credit"
+    assert "credit_occupancy" in (out / "top.il").read_text()
