@@ -640,6 +640,16 @@ class LIFArray(wiring.Component):
             hit2 = Signal(P, name="thr_hit2")
             bypass2 = Signal(thr_layout, name="thr_bypass2")
             m.d.sync += [hit2.eq(hit), bypass2.eq(bypass)]
+        def pending_port(p, rd, wr, hit_p, word_p):
+            # A port written from the pending load, its read data replaced by the bypass
+            # word when the read collided with that write.
+            m.d.comb += [rd.addr.eq(k), rd.en.eq(en),
+                         wr.addr.eq(pend["addr"]), wr.data.eq(pend["data"]),
+                         wr.en.eq(pend["we"][p])]
+            word = Signal(thr_layout, name=f"threshold_{p}_word")
+            m.d.comb += word.eq(Mux(hit_p, word_p, rd.data))
+            return word
+
         thr_data = []
         for p in range(P):
             init = []
@@ -658,12 +668,7 @@ class LIFArray(wiring.Component):
                 rd, wr = mem.read[0], mem.write
                 m.submodules[f"threshold_{p}"] = mem
                 if late_load:
-                    m.d.comb += [rd.addr.eq(k), rd.en.eq(en),
-                                 wr.addr.eq(pend["addr"]), wr.data.eq(pend["data"]),
-                                 wr.en.eq(pend["we"][p])]
-                    word = Signal(thr_layout, name=f"threshold_{p}_word")
-                    m.d.comb += word.eq(Mux(hit2[p], bypass2, rd.data))
-                    thr_data.append(word)
+                    thr_data.append(pending_port(p, rd, wr, hit2[p], bypass2))
                     continue
                 m.d.comb += [
                     rd.addr.eq(k), rd.en.eq(en),
@@ -681,12 +686,7 @@ class LIFArray(wiring.Component):
             m.submodules[f"threshold_{p}"] = mem
             rd = _sync_read(m, mem, f"threshold_{p}")
             wr = mem.write_port()
-            m.d.comb += [rd.addr.eq(k), rd.en.eq(en),
-                         wr.addr.eq(pend["addr"]), wr.data.eq(pend["data"]),
-                         wr.en.eq(pend["we"][p])]
-            word = Signal(thr_layout, name=f"threshold_{p}_word")
-            m.d.comb += word.eq(Mux(hit[p], bypass, rd.data))
-            thr_data.append(word)
+            thr_data.append(pending_port(p, rd, wr, hit[p], bypass))
         return thr_data
 
     def _channel_groups(self, m, take, last, cs, name):
