@@ -796,13 +796,10 @@ class NetworkDeviceModel:
         net = copy.deepcopy(self.network)
         for i, words in self.memories.items():
             layer = net.layers[i]
-            P, Bw = self.mapping.lanes[i], layer.formats.weight.bits
+            from hdl.dense import weights_from_memory_words
             n_out, n_in = layer.W_q.shape
-            B = -(-n_out // P)
-            w = np.array([[(v >> (p * Bw)) & ((1 << Bw) - 1) for p in range(P)]
-                          for v in words], dtype=np.int64)
-            w = np.where(w >> (Bw - 1), w - (1 << Bw), w)
-            W = w.reshape(B, n_in, P).transpose(0, 2, 1).reshape(B * P, n_in)[:n_out]
+            W = weights_from_memory_words(words, n_out, n_in, self.mapping.lanes[i],
+                                          layer.formats.weight.bits)
             layer.W_q = W.astype(np.asarray(self.network.layers[i].W_q).dtype)
         self._loaded, self._dirty = net, False
         return net

@@ -111,7 +111,8 @@ from .bram import RegisteredMemory
 from .dsp import PipelinedMultiply
 from .plan import BRAM_MIN_DEPTH, dense_engine_depth, input_value_bits
 
-__all__ = ["DenseStage", "current_layout", "weight_words", "weight_memory_words"]
+__all__ = ["DenseStage", "current_layout", "weight_words", "weight_memory_words",
+           "weights_from_memory_words"]
 
 
 def _width(count):
@@ -161,6 +162,18 @@ def weight_memory_words(layer, lanes):
     Bw`` bits each): :func:`weight_words` packed lane ``p`` at bits ``[p*Bw, (p+1)*Bw)``.
     They are the memory's initial contents and what a host writes into it (SPRAM)."""
     return _pack(weight_words(layer, lanes), layer.formats.weight.bits)
+
+
+def weights_from_memory_words(words, n_out, n_in, lanes, bits):
+    """The inverse of :func:`weight_memory_words`: the ``(n_out, n_in)`` signed weights that
+    the ``B * n_in`` packed words (``lanes * bits`` bits each) hold (what a host wrote into
+    a weight memory)."""
+    B = -(-n_out // lanes)
+    mask = (1 << bits) - 1
+    w = np.array([[(int(v) >> (p * bits)) & mask for p in range(lanes)] for v in words],
+                 dtype=np.int64).reshape(B * n_in, lanes)
+    w = np.where(w >> (bits - 1), w - (1 << bits), w)
+    return w.reshape(B, n_in, lanes).transpose(0, 2, 1).reshape(B * lanes, n_in)[:n_out]
 
 
 def current_layout(layer, lanes):

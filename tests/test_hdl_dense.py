@@ -258,3 +258,21 @@ def test_bad_arguments():
     bad = IntegerLayer(layer.W_q * 1000, layer.bias_q, layer.acc_frac, layer.formats, None)
     with pytest.raises(ValueError, match=r"W_q\[\d+, \d+\] = .* does not fit"):
         DenseStage(bad, 1)
+
+
+@pytest.mark.parametrize("n_out, n_in, lanes, bits", [(10, 7, 4, 16), (12, 3, 3, 8), (5, 9, 8, 12),
+                                                      (1, 1, 1, 4)])
+def test_weights_from_memory_words_inverts_the_packing(n_out, n_in, lanes, bits):
+    """What a host writes into a weight memory reads back as the layer's weights (the
+    device model's LOAD_WEIGHTS), the rails included."""
+    from types import SimpleNamespace
+
+    from hdl.dense import weight_memory_words, weights_from_memory_words
+    rng = np.random.default_rng(n_out * 100 + bits)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    W = rng.integers(lo, hi + 1, (n_out, n_in))
+    W[0, 0], W[-1, -1] = lo, hi
+    layer = SimpleNamespace(W_q=W, formats=SimpleNamespace(weight=SimpleNamespace(bits=bits)))
+    words = weight_memory_words(layer, lanes)
+    assert len(words) == -(-n_out // lanes) * n_in
+    np.testing.assert_array_equal(weights_from_memory_words(words, n_out, n_in, lanes, bits), W)
