@@ -160,6 +160,22 @@ def _check_plain(desc, expected):
                          "or loads); use the cocotb testbench for such a stimulus")
 
 
+def driver_verilog(g, b, iw):
+    """The testbenches' driver of ``i_valid``, ``i_payload`` (beat ``ib`` of ``in_mem``, ``NB``
+    beats) and ``o_ready``, one cycle after each rising edge from the xorshift32 state ``s``:
+    exactly the generator :func:`xorshift_schedule` models (thresholds ``g``, ``b`` from
+    :func:`_threshold`; ``iw`` the input payload's width)."""
+    return f"""  always @(posedge clk) if (!rst) begin
+    started <= 1;
+    i_valid <= (ib < NB) && (s[7:0] >= 8'd{g} || {int(g == 0)});
+    i_payload <= (ib < NB) ? in_mem[ib] : {iw}'d0;
+    o_ready <= (s[15:8] >= 8'd{b}) || {int(b == 0)};
+    s1 = s ^ (s << 13);
+    s1 = s1 ^ (s1 >> 17);
+    s <= s1 ^ (s1 << 5);
+  end"""
+
+
 def write_fast_tb(directory, desc, expected, *, gaps=0.0, backpressure=0.0,
                   state=DEFAULT_STATE):
     """Write ``tb_fast.v`` and its hex files into ``directory``; returns the schedule."""
@@ -227,15 +243,7 @@ module tb_fast;
     rst <= 0;
   end
   // Drive cycle n just after its rising edge (like a register).
-  always @(posedge clk) if (!rst) begin
-    started <= 1;
-    i_valid <= (ib < NB) && (s[7:0] >= 8'd{g} || {int(g == 0)});
-    i_payload <= (ib < NB) ? in_mem[ib] : {iw}'d0;
-    o_ready <= (s[15:8] >= 8'd{b}) || {int(b == 0)};
-    s1 = s ^ (s << 13);
-    s1 = s1 ^ (s1 >> 17);
-    s <= s1 ^ (s1 << 5);
-  end
+{driver_verilog(g, b, iw)}
   // Check cycle n on its falling edge, before edge n + 1 transfers anything.
   always @(negedge clk) if (started && cyc < NC + 1) begin
     if (cyc == NC) begin

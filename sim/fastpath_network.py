@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.fastpath import DEFAULT_STATE, _compile_icarus, _compile_verilator, _hex_lines, \
-    _threshold
+    _threshold, driver_verilog
 
 __all__ = ["network_vectors", "write_network_tb", "run_network_fast", "bench_network",
            "small_networks", "main"]
@@ -185,15 +185,7 @@ module tb_fast;
     repeat (3) @(posedge clk);
     rst <= 0;
   end
-  always @(posedge clk) if (!rst) begin
-    started <= 1;
-    i_valid <= (ib < NB) && (s[7:0] >= 8'd{g} || {int(g == 0)});
-    i_payload <= (ib < NB) ? in_mem[ib] : {iw}'d0;
-    o_ready <= (s[15:8] >= 8'd{b}) || {int(b == 0)};
-    s1 = s ^ (s << 13);
-    s1 = s1 ^ (s1 >> 17);
-    s <= s1 ^ (s1 << 5);
-  end
+{driver_verilog(g, b, iw)}
   always @(negedge clk) if (started && cyc < NC + 1) begin
     if (cyc == NC) begin
       $display("TIMEOUT cycle=%0d results=%0d", cyc, ob);
