@@ -400,7 +400,6 @@ class _PinnedBench(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        self.platform = platform                # what bench() is elaborated for
         m.submodules.bench = bench = self.bench()
         pins = platform.request("bench", 0, dir={"ctl": "-", "out": "-"})
         m.submodules.ctl_buf = ctl_buf = io.Buffer("i", pins.ctl)
