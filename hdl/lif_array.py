@@ -51,15 +51,19 @@ A        ``~sum = ~(leak(v) + y)`` (registered inverted: the comparator's      a
          carry chain takes it as it is)
 A+1      ``v_pre = sat_m(sum)`` and, in parallel, one carry chain deciding    always
          the comparison (below); spike from the 2-bit code
-A+2      reset (zero / ``sat_m(v_pre - theta)``) and membrane write; this     always
+A+2      words wider than 16 bits: the comparison's chain split in two, the   > 16 bit
+         low half's carry out registered in A+1 and the high half here
+last     reset (zero / ``sat_m(v_pre - theta)``) and membrane write; this     always
          stage's registers are the output (spikes, ``v_pre``)
 =======  ===================================================================  ==========
 
 ``U`` is 2 (no affine; 3 for a multiply leak's ``A``) or ``A`` / ``A - 1`` with the affine
 stage (``A = 4``); ``latency = A + 2``: 4, 5, 6, 6 for shift, multiply, shift + affine,
-multiply + affine. ``theta`` and the code are read at the accept edge (so a load takes
-effect exactly for the beats accepted after its transfer cycle) and carried only to stage
-``A + 1`` (to ``A + 2`` with the subtract reset).
+multiply + affine, one more when the membrane or theta is wider than 16 bits (the split
+comparator: on iCE40 one 26-bit chain of a 24-bit membrane was 7.3 ns of carries, the
+critical path at 67.6 MHz; split, 74.6 MHz). ``theta`` and the code are read at the
+accept edge (so a load takes effect exactly for the beats accepted after its transfer
+cycle) and carried only to stage ``A + 1`` (to the last stage with the subtract reset).
 
 The comparator is one carry chain for GT and LT: with ``c0`` the code's low bit,
 ``(2 theta + ~c0) + (2 ~sum + 1) = 2 (theta - sum) - c0`` is negative iff ``sum > theta``
@@ -86,7 +90,7 @@ which Yosys merges into a synchronous block RAM port), organised per lane: lane 
 neurons ``p, p + P, p + 2P, ...`` at address ``k = i // P`` (depth ``ceil(N / P)``, at least
 2), so the block RAM bits per neuron are ``Bm + Bth + 2`` plus rounding to the RAM geometry:
 
-* ``membrane_p``: ``signed(Bm)``, zero-initialised, written from stage ``A + 2``. Marked
+* ``membrane_p``: ``signed(Bm)``, zero-initialised, written from the last stage. Marked
   ``no_rw_check`` (:data:`hdl.bram.NO_RW_CHECK`): a read of the address written at the same
   edge is always overridden by forwarding, so Yosys adds no read-during-write emulation
   (Yosys honours the mark only on the port it builds itself from the register: on a port
@@ -360,7 +364,11 @@ class LIFArray(wiring.Component):
         else:
             self._stage_use = 2 + off
             self._stage_add = self._stage_use + 1 if mult_leak else self._stage_use
-        self._latency = self._stage_add + 2
+        # Words wider than 16 bits split the comparator's carry chain over two stages,
+        # the low half's carry registered into the high half's chain (one 26-bit chain
+        # was the iCE40 24-bit point's critical path: 14.8 ns, 7.3 ns of it carries).
+        self._split_cmp = max(config.membrane.bits, config.threshold.bits) > 16
+        self._latency = self._stage_add + 2 + int(self._split_cmp)
         self._capacity = CreditPipeline.capacity_for(self._latency) if flow == "credit" else None
         self._stage_cmp = self._stage_add + 1
         # The comparator's rails are folded into the code in stage A (see _stored_compare).
@@ -598,11 +606,25 @@ class LIFArray(wiring.Component):
 
             lhs_b = sign_flipped(lhs, lhs_nsign)
             rhs_b = sign_flipped(rhs, rhs_nsign)
-            nonneg = (lhs_b + rhs_b)[width]
-            out["spike"] = Mux(c1, c0, ~(nonneg ^ c0))
+            if self._split_cmp:
+                # The low half's carry out, registered with the high halves and the code.
+                h = width // 2
+                out["cmp_carry"] = (lhs_b[:h] + rhs_b[:h])[h]
+                out["cmp_lhs"], out["cmp_rhs"] = lhs_b[h:], rhs_b[h:]
+                out["ccode"] = ccode
+            else:
+                nonneg = (lhs_b + rhs_b)[width]
+                out["spike"] = Mux(c1, c0, ~(nonneg ^ c0))
             if cfg.reset == "zero":
                 del out["theta"]
-        if j == L or (C < j == L - 1):
+        if self._split_cmp and j == C + 1:
+            # The high half's chain, with the low half's carry as its carry in.
+            lhs_h, rhs_h = out.pop("cmp_lhs"), out.pop("cmp_rhs")
+            ccode = out.pop("ccode")
+            c0, c1 = ~ccode[0], ccode[1]
+            nonneg = (lhs_h + rhs_h + out.pop("cmp_carry"))[len(lhs_h)]
+            out["spike"] = Mux(c1, c0, ~(nonneg ^ c0))
+        if j == L or (C + int(self._split_cmp) < j == L - 1):
             if "v_new" not in out:
                 if cfg.reset == "zero":
                     v_new = Mux(out["spike"], 0, out["v_pre"])
@@ -866,14 +888,21 @@ class LIFArray(wiring.Component):
                     first.eq(wrap | (first & ~last)),
                 ]
         else:
+            # clear as the reset inside the enable; the same next values as on ECP5, with
+            # no multiplexer that holds a counter (which Yosys would turn into a second
+            # clock enable behind ``step``: ``t``'s, ``step & (clear | last)``, was a LUT
+            # level on the 24-bit point's critical path).
+            wrap = last & (t == T - 1)
             with m.If(step):
                 with m.If(self.clear):
                     m.d.sync += [k.eq(0), t.eq(0), last.eq(B == 1), first.eq(1)]
-                with m.Elif(last):
-                    m.d.sync += [k.eq(0), t.eq(Mux(t == T - 1, 0, t + 1)), last.eq(B == 1),
-                                 first.eq(t == T - 1)]
                 with m.Else():
-                    m.d.sync += [k.eq(k + 1), last.eq(k == B - 2)]
+                    m.d.sync += [
+                        k.eq((k + 1)[:len(k)] & ~last.replicate(len(k))),
+                        t.eq((t + last)[:len(t)] & ~wrap.replicate(len(t))),
+                        last.eq(Mux(last, B == 1, k == B - 2)),
+                        first.eq(wrap | (first & ~last)),
+                    ]
 
         # Threshold memories, one per lane, read at the accept edge.
         thr_layout = data.StructLayout({"theta": signed(Bth), "compare": unsigned(2)})

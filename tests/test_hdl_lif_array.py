@@ -347,6 +347,23 @@ def test_latency_and_ports(kw, latency):
     Fragment.get(dut, None)     # elaborates (and marks the component used)
 
 
+@pytest.mark.parametrize("kw, latency", [
+    (dict(), 4), (dict(membrane=Fixed(24, 12)), 5), (dict(membrane=Fixed(24, 12), tau=0.3), 6),
+    (dict(membrane=Fixed(24, 12), affine=True), 7), (dict(membrane=Fixed(17, 8)), 5),
+])
+def test_wide_words_split_the_comparator(kw, latency):
+    """A membrane or theta wider than 16 bits takes one more stage (the comparison's carry
+    chain in two halves); the output keeps its shape and the stream contract its form."""
+    fc = _core(10, T=5, **kw)
+    for flow in ("stall", "credit"):
+        dut = LIFArray.from_folded(fc, 3, flow=flow)
+        assert dut.latency == latency
+        assert dut.timing_model().delay == latency + (flow == "credit")
+        bits = fc.config.membrane.bits
+        assert len(dut.o_spikes.payload.as_value()) == 3 + 3 * bits + 3 + 2 + 1
+        Fragment.get(dut, None)
+
+
 def test_memories_per_lane(tmp_path):
     """Membrane and thresholds live in memories of depth ceil(N/P) per lane (lane p holds
     neurons p, p+P, ...), the thresholds initialised from the folded table."""
