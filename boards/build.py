@@ -65,7 +65,7 @@ def add_arguments(parser):
     parser.add_argument("--flow", choices=("stall", "credit"), default="stall",
                         help="the array's pipeline flow: stall (default: one enable for the "
                              "whole pipeline) or credit (no pipeline enable: an output queue "
-                             "and a credit counter; faster on ECP5 at 16 lanes, ~1.3x the LUTs)")
+                             "and a credit counter; faster on ECP5 at 16 lanes, 1.2-1.5x LUTs)")
     parser.add_argument("--no-outreg", action="store_true",
                         help="read block RAM without its output register (one stage less "
                              "latency, much lower Fmax; the default registers it on ECP5 only, "

@@ -359,8 +359,8 @@ class NetworkBenchTop(wiring.Component):
 
 #: The single LIF array's pipeline flows (:class:`hdl.lif_array.LIFArray` ``flow=``):
 #: ``"stall"`` (the default everywhere) and ``"credit"`` (no pipeline enable: an output
-#: queue and a registered credit counter; on ECP5 at 16 lanes 197.7 against 187.2 MHz, at
-#: ~1.3x the LUTs, lower at 4 and 8 lanes: README). Networks use ``"stall"``.
+#: queue and a registered credit counter; on ECP5 >= 200 MHz up to 16 lanes, 208.6 against
+#: 187.2 MHz at 16, at 1.2-1.5x the LUTs: README). Networks use ``"stall"``.
 FLOWS = ("stall", "credit")
 
 

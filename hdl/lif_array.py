@@ -27,8 +27,8 @@ Two flows control the same pipeline:
   :meth:`LIFArray._elaborate_queue`). With registered memory outputs the threshold load
   is registered too, written one clock late and bypassed to the read it collides with.
   The board tops, ``spikefold build`` and ``spikefold sweep`` use it with ``--flow credit``
-  (the default is the stall flow: on ECP5 credit is faster at 16 lanes, 197.7 against
-  187.2 MHz, not at 4 or 8, and takes ~1.3x the LUTs; README).
+  (the default is the stall flow: on ECP5 credit is >= 200 MHz up to 16 lanes, 208.6
+  against 187.2 MHz at 16, about the same at 2 to 8, and takes 1.2-1.5x the LUTs; README).
 
 Pipeline (the stall flow's enable ``en``; constant with the credit flow). A beat accepted at edge ``e`` enters stage S1 at
 ``e``, stage S(j+1) at the next enabled edge, and leaves the last stage S``latency`` (the
@@ -74,9 +74,10 @@ LUT of its own in front of the CCU2C chain). It compares the unsaturated sum:
 equal to comparing ``v_pre`` because the code of GT at the membrane's top rail and
 of LT at its bottom rail is NEVER (those comparisons can never hold on a saturated
 membrane): :meth:`LIFArray._stored_compare` folds the rails into the code. Without
-registered memory outputs the threshold memories hold the folded code (folded once, before
-the register on the load path); with them it is folded in stage ``A`` from the registered
-``theta`` (three LUT levels into the code's register).
+registered memory outputs, and with the credit flow, the threshold memories hold the folded
+code (folded once, before the register on the load path); with registered outputs in the
+stall flow (whose loads go straight to the write ports) it is folded in stage ``A`` from
+the registered ``theta`` (three LUT levels into the code's register).
 
 Why ``theta`` is carried rather than read just before the comparator: ``load_threshold`` is
 always ready, so any number of loads can arrive while a beat waits in the pipeline (a
@@ -374,9 +375,11 @@ class LIFArray(wiring.Component):
         # The comparator's rails are folded into the code in stage A (see _stored_compare).
         self._rails = config.threshold.max_int >= config.membrane.max_int
         self._sign_bits_registered = False     # set by elaborate (ECP5)
-        # Without registered memory outputs the threshold memories hold the folded code
-        # (folded once, on the registered load path, instead of in every lane).
-        self._fold_stored = not self._outreg
+        # Without registered memory outputs, and with the credit flow (whose loads are
+        # registered too), the threshold memories hold the folded code (folded once, on
+        # the registered load path, instead of in every lane: on ECP5 the fold of the
+        # registered theta was a critical path of the credit flow at 16 lanes).
+        self._fold_stored = not self._outreg or flow == "credit"
 
         members = {
             "i_current": In(stream.Signature(
@@ -656,8 +659,7 @@ class LIFArray(wiring.Component):
         late_load = self._outreg and self._flow == "credit"
         if not self._outreg or late_load:
             hit, bypass, pend = self._threshold_bypass(m, en, step, k, last, load_lane,
-                                                       load_addr, thr_layout,
-                                                       fold=not self._outreg)
+                                                       load_addr, thr_layout)
         if late_load:
             hit2 = Signal(P, name="thr_hit2")
             bypass2 = Signal(thr_layout, name="thr_bypass2")
@@ -1089,7 +1091,7 @@ class LIFArray(wiring.Component):
             above = code[i + 1] if i + 1 < n else Const(0, 1)
             m.d.sync += code[i].eq(Mux(inc, below, Mux(dec, above, code[i])))
 
-    def _threshold_bypass(self, m, en, step, k, last, load_lane, load_addr, layout, fold=True):
+    def _threshold_bypass(self, m, en, step, k, last, load_lane, load_addr, layout):
         """Threshold loads for inferred memories: registered, written one clock after their
         transfer, and bypassed to a read of the same address at that edge.
 
@@ -1104,8 +1106,8 @@ class LIFArray(wiring.Component):
         from registers only: at edge ``c`` the load's address is compared with ``k``,
         ``k + 1`` and 0 and the counter's move at that edge is registered, so that neither
         the fan-out of ``k`` nor the handshake reaches the match through more than a few
-        LUTs. Returns ``(hit, bypass, pend)``; ``pend`` drives the write ports. ``fold=False``
-        (registered memory outputs: the code is folded in stage ``A``) stores the raw code.
+        LUTs. Returns ``(hit, bypass, pend)``; ``pend`` drives the write ports with the
+        rails folded into the code (``_fold_stored``: both users of this path store it).
         """
         P, N = self._lanes, self._config.neurons
         load = self.load_threshold
@@ -1127,10 +1129,7 @@ class LIFArray(wiring.Component):
         # critical path). Up to 16 bits the fold stays before the register (three levels
         # in all; the split placed the 16-bit points' handshake paths worse).
         m.d.sync += pend["addr"].eq(load_addr)
-        if not fold:
-            m.d.sync += [pend["data"].theta.eq(load.payload.theta),
-                         pend["data"].compare.eq(load.payload.compare)]
-        elif self._rails and len(load.payload.theta) > 16:
+        if self._rails and len(load.payload.theta) > 16:
             raw_code = Signal(2, name="thr_pend_code")
             at_max, at_min = Signal(name="thr_pend_at_max"), Signal(name="thr_pend_at_min")
             theta_reg = Signal(pend["data"].theta.shape(), name="thr_pend_theta")

@@ -166,11 +166,14 @@ def test_matches_golden_model(N, P, kw, flow):
     run_plan(dut, plan, seed=seed, gap=0.3, backpressure=0.3)
 
 
+@pytest.mark.parametrize("outreg", [False, True], ids=["", "outreg"])
 @pytest.mark.parametrize("flow", FLOWS)
 @pytest.mark.parametrize("bits", [8, 24])
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
-def test_thresholds_at_the_rails(reset, bits, flow):
-    """Saturated membranes against thresholds at (and next to) the membrane's rails."""
+def test_thresholds_at_the_rails(reset, bits, flow, outreg):
+    """Saturated membranes against thresholds at (and next to) the membrane's rails (with
+    registered memory outputs the stall flow folds the rails in stage A, the credit flow in
+    the stored tables)."""
     fmt = Fixed(bits, bits // 2)
     cfg = CoreConfig(neurons=8, T=6, current=fmt, membrane=fmt, tau=1.0, reset=reset)
     lo, hi = fmt.min_int, fmt.max_int
@@ -182,13 +185,14 @@ def test_thresholds_at_the_rails(reset, bits, flow):
     currents = [np.full(8, c) for c in (hi, hi, hi, lo, lo, lo, hi, 0, lo, lo, hi, hi)]
     plan = make_plan(model, 2, [Step(c) for c in currents])
     assert model.saturations.membrane > 0
-    run_plan(LIFArray(cfg, 2, thresholds=table, flow=flow), plan, seed=11, gap=0.2,
-             backpressure=0.2)
+    run_plan(LIFArray(cfg, 2, thresholds=table, flow=flow, memory_outreg=outreg), plan,
+             seed=11, gap=0.2, backpressure=0.2)
 
 
+@pytest.mark.parametrize("outreg", [False, True], ids=["", "outreg"])
 @pytest.mark.parametrize("flow", FLOWS)
 @pytest.mark.parametrize("bits", [8, 24])
-def test_loaded_thresholds_at_the_rails(bits, flow):
+def test_loaded_thresholds_at_the_rails(bits, flow, outreg):
     """The same rail thresholds written through ``load_threshold`` (the load path folds the
     rails itself: before its register up to 16 bits, after it for a wider theta), some
     while beats are in flight."""
@@ -205,8 +209,8 @@ def test_loaded_thresholds_at_the_rails(bits, flow):
                   idle_loads=(n == 0)) for n, c in enumerate(currents)]
     plan = make_plan(model, 2, steps)
     assert model.saturations.membrane > 0
-    run_plan(LIFArray(cfg, 2, thresholds=table, flow=flow), plan, seed=12, gap=0.2,
-             backpressure=0.2)
+    run_plan(LIFArray(cfg, 2, thresholds=table, flow=flow, memory_outreg=outreg), plan,
+             seed=12, gap=0.2, backpressure=0.2)
 
 
 def test_stimulus_reaches_rails_and_ties():
