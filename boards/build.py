@@ -62,10 +62,11 @@ def add_arguments(parser):
                         help="--bench clock target in MHz (iCE40 100, ECP5 250)")
     parser.add_argument("--plan-only", action="store_true",
                         help="write the Verilog and build scripts, run no tool")
-    parser.add_argument("--flow", choices=("stall", "credit"), default="stall",
-                        help="the array's pipeline flow: stall (default: one enable for the "
-                             "whole pipeline) or credit (no pipeline enable: an output queue "
-                             "and a credit counter; faster on ECP5 at 16 lanes, 1.2-1.5x LUTs)")
+    parser.add_argument("--flow", choices=("auto", "stall", "credit"), default="auto",
+                        help="the array's pipeline flow: stall (one enable for the whole "
+                             "pipeline), credit (no pipeline enable: an output queue and a "
+                             "credit counter; >= 200 MHz on ECP5 up to 16 lanes, 1.2-1.5x "
+                             "LUTs) or auto (the default: credit on ECP5, stall on iCE40)")
     parser.add_argument("--no-outreg", action="store_true",
                         help="read block RAM without its output register (one stage less "
                              "latency, much lower Fmax; the default registers it on ECP5 only, "
@@ -73,17 +74,18 @@ def add_arguments(parser):
 
 
 def build_board(folded, lanes, target, out, *, bench=False, freq=None, baudrate=115200,
-                memory_outreg=None, flow="stall",
+                memory_outreg=None, flow="auto",
                 buffer_bytes=512, readback=True, plan_only=False, log=print):
     """Build (or with ``plan_only`` only prepare) one board; returns the build.json dict.
 
     ``memory_outreg=None`` registers block-RAM outputs where the family has the output
     register (ECP5's DP16KD ``OUTREG``); on iCE40 it would only add fabric flip-flops.
+    ``flow="auto"`` is the credit flow on ECP5 and the stall flow on iCE40
+    (:func:`boards.top.flow_for`); build.json records the flow used.
     """
     from .sweep import outreg_for
-    from .top import FLOWS, BenchBoardTop, BoardTop, bench_platform
-    if flow not in FLOWS:
-        raise ValueError(f"--flow must be one of {', '.join(FLOWS)}, not {flow!r}")
+    from .top import BenchBoardTop, BoardTop, bench_platform, flow_for
+    flow = flow_for(target, flow)
     if memory_outreg is None:
         memory_outreg = outreg_for(target)
     est = check_fit(folded.config, lanes, target, host_link=not bench,

@@ -17,9 +17,10 @@ RAM outputs on ECP5, where the DP16KD has its own output register (free, and nee
 200 MHz), and not on iCE40, whose block RAM has none (there they are fabric flip-flops,
 about 52 logic cells per lane). The table says which was built.
 
-Pipeline flow (``--flow``): ``stall`` (the default) or ``credit`` (no pipeline enable: an
-output queue and a credit counter, :class:`hdl.lif_array.LIFArray` ``flow="credit"``); the
-plot title says which.
+Pipeline flow (``--flow``): ``auto`` (the default: ``credit`` on ECP5, ``stall`` on iCE40,
+:func:`boards.top.flow_for`), ``stall`` or ``credit`` (no pipeline enable: an output queue
+and a credit counter, :class:`hdl.lif_array.LIFArray` ``flow="credit"``); the plot title
+says which.
 
 A point is rebuilt unless its directory holds a build of exactly the same settings
 (``sweep_key.json``: configuration, lanes, board, clock target, memory output registers,
@@ -132,8 +133,9 @@ def add_arguments(parser):
                         help="clock target, MHz (default: iCE40 100, ECP5 250)")
     parser.add_argument("--memory-outreg", choices=OUTREG_CHOICES, default="auto",
                         help="register the block RAM outputs (auto: on ECP5 only)")
-    parser.add_argument("--flow", choices=("stall", "credit"), default="stall",
-                        help="the array's pipeline flow (see spikefold build --help)")
+    parser.add_argument("--flow", choices=("auto", "stall", "credit"), default="auto",
+                        help="the array's pipeline flow (auto: credit on ECP5, stall on "
+                             "iCE40; see spikefold build --help)")
     parser.add_argument("--out", help="output directory (default build/sweep/<board>)")
 
 
@@ -324,6 +326,7 @@ def plot(rows, out, target, *, title=None):
 
 
 def run(args):
+    from .top import flow_for
     target = get_target(args.board)
     if not target.open_toolchain:
         raise ValueError(f"{args.board} needs vendor tools; sweep an iCE40 or ECP5 board")
@@ -340,7 +343,8 @@ def run(args):
                          f"N={bad[0][0]}, P={bad[0][1]})")
     out = Path(args.out or Path("build") / "sweep" / target.name)
     rows = sweep(target, points, out, tau=args.tau, T=args.T, freq=args.freq,
-                 memory_outreg=outreg_for(target, args.memory_outreg), flow=args.flow)
+                 memory_outreg=outreg_for(target, args.memory_outreg),
+                 flow=flow_for(target, args.flow))
     print((out / "sweep.md").read_text())
     if not rows:
         print(f"spikefold sweep: no point was built (see the messages above); wrote "

@@ -233,7 +233,7 @@ def _verilog(args):
 
 
 def _stall_only(args):
-    if getattr(args, "flow", "stall") != "stall":
+    if getattr(args, "flow", "stall") not in ("stall", "auto"):
         raise ValueError(f"--flow {args.flow}: a network's LIF arrays use the stall flow "
                          f"(--flow applies to a single array, without --model NETWORK.npz)")
 

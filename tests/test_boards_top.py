@@ -48,11 +48,12 @@ def test_xor_tree_is_the_parity_of_every_bit_delayed(width):
 
 @pytest.mark.parametrize("name, bench, flow", [
     ("ulx3s-85f", True, "credit"), ("ulx3s-85f", False, "credit"),
-    ("ulx3s-85f", True, None), ("icebreaker", False, None), ("icebreaker", True, "credit"),
+    ("ulx3s-85f", True, None), ("ulx3s-85f", False, None), ("icebreaker", False, None),
+    ("icebreaker", True, "credit"), ("ulx3s-85f", True, "stall"),
 ])
 def test_tops_build_the_flow_asked_for(name, bench, flow, tmp_path):
     """The single array's bench and UART tops take the flow asked for (``None``: the
-    default, stall, on every family); build.json and the netlist say so."""
+    default, auto: credit on ECP5, stall on iCE40); build.json and the netlist say so."""
     import json
 
     from boards.build import build_board
@@ -61,7 +62,7 @@ def test_tops_build_the_flow_asked_for(name, bench, flow, tmp_path):
     kw = {} if flow is None else {"flow": flow}
     info = build_board(example_core(32, T=4), 2, get_target(name), tmp_path, bench=bench,
                        plan_only=True, buffer_bytes=128, log=lambda *_: None, **kw)
-    flow = flow or "stall"
+    flow = flow or ("credit" if name == "ulx3s-85f" else "stall")
     assert info["flow"] == flow
     assert json.loads((tmp_path / "build.json").read_text())["flow"] == flow
     netlist = (tmp_path / "top.il").read_text()
@@ -72,9 +73,24 @@ def test_a_bad_flow_is_refused(tmp_path):
     from boards.build import build_board
     from boards.targets import get_target
     from golden.examples import example_core
-    with pytest.raises(ValueError, match="--flow must be one of stall, credit, not 'skid'"):
+    with pytest.raises(ValueError,
+                       match="--flow must be one of auto, stall, credit, not 'skid'"):
         build_board(example_core(32, T=4), 2, get_target("ulx3s-85f"), tmp_path,
                     plan_only=True, flow="skid", log=lambda *_: None)
+
+
+def test_auto_flow_per_family():
+    """``--flow auto`` (the CLI default) is credit on ECP5 and stall on iCE40; an explicit
+    flow is kept; anything else is refused by name."""
+    from boards.targets import get_target
+    from boards.top import flow_for
+    assert flow_for(get_target("ulx3s-85f")) == "credit"
+    assert flow_for(get_target("orangecrab-25f"), "auto") == "credit"
+    assert flow_for(get_target("icebreaker")) == "stall"
+    assert flow_for(get_target("ulx3s-85f"), "stall") == "stall"
+    assert flow_for(get_target("icebreaker"), "credit") == "credit"
+    with pytest.raises(ValueError, match="not 'fast'"):
+        flow_for(get_target("icebreaker"), "fast")
 
 
 @pytest.mark.cocotb
