@@ -156,3 +156,22 @@ def test_lanes_above_neurons_is_refused(capsys):
     assert cli.main(["sweep", "--neurons", "4", "--lanes", "8"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--lanes must not exceed --neurons" in err
+
+
+def test_default_flow_is_auto_per_family(monkeypatch, tmp_path):
+    """``spikefold sweep`` without ``--flow`` sweeps the credit flow on ECP5 and the stall
+    flow on iCE40; ``--flow stall`` is kept (the sweep itself is faked)."""
+    seen = []
+
+    def fake_sweep(target, points, out, **kw):
+        seen.append((target.name, kw["flow"]))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sweep.md").write_text("")
+        return []
+
+    monkeypatch.setattr(sweep_mod, "sweep", fake_sweep)
+    for board, extra in (("ulx3s-85f", []), ("icebreaker", []),
+                         ("ulx3s-85f", ["--flow", "stall"])):
+        cli.main(["sweep", "--board", board, "--neurons", "16", "--lanes", "2", *extra,
+                  "--out", str(tmp_path / f"{board}{len(extra)}")])
+    assert seen == [("ulx3s-85f", "credit"), ("icebreaker", "stall"), ("ulx3s-85f", "stall")]
