@@ -358,7 +358,7 @@ class NetworkBenchTop(wiring.Component):
 
 
 #: The single LIF array's pipeline flows (:class:`hdl.lif_array.LIFArray` ``flow=``):
-#: ``"stall"`` (the default everywhere) and ``"credit"`` (no pipeline enable: an output
+#: ``"stall"`` (the classes' default) and ``"credit"`` (no pipeline enable: an output
 #: queue and a registered credit counter; on ECP5 >= 200 MHz up to 16 lanes, 208.6 against
 #: 187.2 MHz at 16, at 1.2-1.5x the LUTs: README). Networks use ``"stall"``.
 FLOWS = ("stall", "credit")

@@ -26,9 +26,10 @@ Two flows control the same pipeline:
   The queue and counter are written without carry chains (see
   :meth:`LIFArray._elaborate_queue`). With registered memory outputs the threshold load
   is registered too, written one clock late and bypassed to the read it collides with.
-  The board tops, ``spikefold build`` and ``spikefold sweep`` use it with ``--flow credit``
-  (the default is the stall flow: on ECP5 credit is >= 200 MHz up to 16 lanes, 208.6
-  against 187.2 MHz at 16, about the same at 2 to 8, and takes 1.2-1.5x the LUTs; README).
+  ``spikefold build`` and ``spikefold sweep`` use it by default on ECP5 (``--flow auto``,
+  :func:`boards.top.flow_for`: >= 200 MHz up to 16 lanes, 208.6 against 187.2 MHz at 16,
+  about the same at 2 to 8, at 1.2-1.5x the LUTs; README); this class, networks and
+  iCE40 builds default to the stall flow.
 
 Pipeline (the stall flow's enable ``en``; constant with the credit flow). A beat accepted at edge ``e`` enters stage S1 at
 ``e``, stage S(j+1) at the next enabled edge, and leaves the last stage S``latency`` (the
