@@ -875,37 +875,32 @@ class LIFArray(wiring.Component):
         # flip-flop: on ECP5 the critical path). The values are the same.
         ecp5 = self._reset_over_enable = getattr(platform, "family", None) == "ecp5"
         self._sign_bits_registered = ecp5
+        # Every counter's next value written without a multiplexer that holds it (Yosys
+        # would turn one into a second clock enable, a LUT after the first), so that all
+        # four share the one-LUT enable ``step``.
+        wrap = last & (t == T - 1)
+        cleared = [k.eq(0), t.eq(0), last.eq(B == 1), first.eq(1)]
+        advanced = [
+            k.eq((k + 1)[:len(k)] & ~last.replicate(len(k))),
+            t.eq((t + last)[:len(t)] & ~wrap.replicate(len(t))),
+            last.eq(Mux(last, B == 1, k == B - 2)),
+            first.eq(wrap | (first & ~last)),
+        ]
         if ecp5:
-            # clear as the reset outside the enable; every counter's next value written
-            # without a multiplexer that holds it (Yosys would turn one into a second
-            # clock enable, a LUT after the first), so that all four share the one-LUT
-            # enable ``step``.
-            wrap = last & (t == T - 1)
+            # clear as the reset outside the enable.
             with m.If(self.clear):
-                m.d.sync += [k.eq(0), t.eq(0), last.eq(B == 1), first.eq(1)]
+                m.d.sync += cleared
             with m.Elif(step):
-                m.d.sync += [
-                    k.eq((k + 1)[:len(k)] & ~last.replicate(len(k))),
-                    t.eq((t + last)[:len(t)] & ~wrap.replicate(len(t))),
-                    last.eq(Mux(last, B == 1, k == B - 2)),
-                    first.eq(wrap | (first & ~last)),
-                ]
+                m.d.sync += advanced
         else:
-            # clear as the reset inside the enable; the same next values as on ECP5, with
-            # no multiplexer that holds a counter (which Yosys would turn into a second
-            # clock enable behind ``step``: ``t``'s, ``step & (clear | last)``, was a LUT
-            # level on the 24-bit point's critical path).
-            wrap = last & (t == T - 1)
+            # clear as the reset inside the enable (the same next values: on iCE40 a
+            # multiplexer holding ``t`` became a second clock enable ``step & (clear |
+            # last)``, a LUT level on the 24-bit point's critical path).
             with m.If(step):
                 with m.If(self.clear):
-                    m.d.sync += [k.eq(0), t.eq(0), last.eq(B == 1), first.eq(1)]
+                    m.d.sync += cleared
                 with m.Else():
-                    m.d.sync += [
-                        k.eq((k + 1)[:len(k)] & ~last.replicate(len(k))),
-                        t.eq((t + last)[:len(t)] & ~wrap.replicate(len(t))),
-                        last.eq(Mux(last, B == 1, k == B - 2)),
-                        first.eq(wrap | (first & ~last)),
-                    ]
+                    m.d.sync += advanced
 
         # Threshold memories, one per lane, read at the accept edge.
         thr_layout = data.StructLayout({"theta": signed(Bth), "compare": unsigned(2)})
