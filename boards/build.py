@@ -417,7 +417,7 @@ def build_network(inet, mapping, target, out, *, in_lanes=None, outreg=None, fre
                   plan_only=plan_only, derive=derive, log=log,
                   what="the " + "-".join(map(str, sizes)) + f" network (lanes "
                        f"{list(mapping.lanes)}, in_lanes {mapping.in_lanes}, outreg "
-                       f"{mapping.outreg}, bench)")
+                       f"{mapping.outreg}, {mapping.flow} flow, bench)")
 
 
 def _summary_line(info):

@@ -111,6 +111,9 @@ def _parser():
     p.add_argument("--plan-cycles", type=int, default=0, metavar="N",
                    help="streaming cycles/image from the stage plans and golden's activity "
                         "on N samples (no simulation; with --samples 0)")
+    p.add_argument("--flow", choices=("auto", "stall", "credit"), default="auto",
+                   help="the dense stages' engine flow; auto (the default): credit on ECP5, "
+                        "stall on iCE40 (boards.top.flow_for)")
     p.add_argument("--freq", type=float, default=None, help="timing target, MHz")
     p.add_argument("--no-build", action="store_true", help="cycles only, no place and route")
     p.add_argument("--out", required=True, help="output directory")
@@ -134,6 +137,7 @@ def main(argv=None):
         return 2
     from boards.build import build_network, network_memory
     from boards.targets import get_target
+    from boards.top import flow_for
     from hdl.mapping import HardwareMapping
     from sim.network_cosim import cycle_figures, random_network, random_pixels, \
         run_network_cocotb
@@ -153,7 +157,8 @@ def main(argv=None):
         if x.ndim == 2 and len(inet.layers) and hasattr(inet.layers[0], "in_shape"):
             x = x.reshape((len(x),) + tuple(inet.layers[0].in_shape))
         what = args.model
-    mapping = HardwareMapping.for_network(inet, lanes, args.in_lanes)
+    mapping = HardwareMapping.for_network(inet, lanes, args.in_lanes,
+                                          flow=flow_for(target, args.flow))
     network_memory(inet, mapping, target)          # refuse what cannot fit, up front
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -85,6 +85,27 @@ holds one beat in the RAM's read register. Values and the cycle counts per vecto
 unchanged; :attr:`DenseStage.latency` grows by 5 (9 spike / 10 analog: the four register
 stages above and the ingest's hand-over cycle, see :func:`hdl.plan.dense_engine_depth`).
 
+The credit flow (``flow="credit"``; :func:`boards.top.flow_for` picks it for ECP5 builds).
+In the stall flow ``o_current.ready`` reaches every engine register's clock enable, every
+memory's read enable and the issue logic: a fan-out of thousands across a wide stage,
+which limits a whole network on ECP5 (README). In the credit flow the engine has no
+enable at all: it runs free, and ``issue_gate`` holds the issue instead, from registers:
+
+* without the replay, the O stage writes the requantized beat into an output queue of
+  :data:`hdl.plan.CREDIT_QUEUE_DEPTH` words (LUT RAM with an asynchronous read; on ECP5
+  ``DPR16X4``), which feeds the registered ``o_current``. A credit is one free queue word:
+  a beat's last entry issues only while a credit is left (``queue_credit_ok``, computed a
+  cycle ahead), and the credit returns when its word moves into the output register.
+  :attr:`DenseStage.latency` is one more (the queue's output register);
+* with the replay (analog, ``T > 1``) the replay writer is always ready; the engine claims
+  the replay bank of a vector before that vector's first entry issues (the bank is free,
+  or the engine holds it already), and the reader frees it after the ``T``-th pass. No
+  latency changes.
+
+Values are the same in both flows; so are the cycle counts while ``o_current.ready``
+stays high (the queue's 16 words cover the credits' round trip), apart from the queue's
+one cycle. Under backpressure the credit flow's engine also runs ahead into the queue.
+
 On an iCE40 UltraPlus (UP5K) the registered weight memory goes to ``SB_SPRAM256KA``
 single-port RAMs when at least :data:`hdl.bram.SPRAM_MIN_DEPTH` words deep (the
 ``spram`` rule of :mod:`hdl.bram`): the engine only reads it. SPRAM has no initial
@@ -99,6 +120,8 @@ the shared address port for that cycle (see :mod:`hdl.bram`).
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
@@ -109,9 +132,12 @@ from golden.network import IntegerLayer
 
 from .bram import RegisteredMemory
 from .dsp import PipelinedMultiply
-from .plan import BRAM_MIN_DEPTH, dense_engine_depth, input_value_bits
+from .plan import BRAM_MIN_DEPTH, CREDIT_QUEUE_DEPTH, dense_engine_depth, input_value_bits
 
-__all__ = ["DenseStage", "current_layout", "weight_words", "weight_memory_words",
+#: Engine flows (:attr:`DenseStage.flow`).
+FLOWS = ("stall", "credit")
+
+__all__ = ["DenseStage", "FLOWS", "current_layout", "weight_words", "weight_memory_words",
            "weights_from_memory_words"]
 
 
@@ -227,6 +253,9 @@ class DenseStage(wiring.Component):
     memory_outreg : bool
         Register every memory's read data once more (see the module docstring). Default
         ``False``: the original pipeline, unchanged.
+    flow : str
+        ``"stall"`` (the default: the engine waits on ``o_current.ready``) or ``"credit"``
+        (the engine runs free; an output queue and credits, or the replay banks' claims).
 
     Attributes
     ----------
@@ -251,7 +280,8 @@ class DenseStage(wiring.Component):
     Combinational paths: none from input to output. ``i_*.ready`` comes from internal
     state only (it does not depend on ``i_*.valid``); ``o_current.valid``/``payload`` are
     registers (or the replay buffer's read register); ``o_current.ready`` reaches every
-    pipeline enable (stall-all).
+    pipeline enable (stall-all) in the stall flow, only the output queue's read side (or
+    the replay reader) in the credit flow.
 
     Raises
     ------
@@ -259,10 +289,10 @@ class DenseStage(wiring.Component):
         ``layer`` is not an ``IntegerLayer``.
     ValueError
         ``lanes``, ``in_lanes`` or ``T`` not positive integers in range; weights that do
-        not fit the weight format.
+        not fit the weight format; an unknown ``flow``.
     """
 
-    def __init__(self, layer, lanes, *, in_lanes=1, T=1, memory_outreg=False):
+    def __init__(self, layer, lanes, *, in_lanes=1, T=1, memory_outreg=False, flow="stall"):
         if not isinstance(layer, IntegerLayer):
             raise TypeError(f"layer must be a golden.network.IntegerLayer, not {layer!r}")
         W_q = np.asarray(layer.W_q)
@@ -286,6 +316,9 @@ class DenseStage(wiring.Component):
         if not isinstance(memory_outreg, (bool, np.bool_)):
             raise ValueError(f"memory_outreg must be True or False, not {memory_outreg!r}")
         self._outreg = bool(memory_outreg)
+        if flow not in FLOWS:
+            raise ValueError(f"flow must be one of {', '.join(map(repr, FLOWS))}, not {flow!r}")
+        self._flow = flow
         self._analog = layer.input_bits is not None
         # Counts (after a sum pooling layer) take the analog multiply path, one vector per
         # timestep: the list keeps a value and the engine multiplies (self._mac).
@@ -363,6 +396,18 @@ class DenseStage(wiring.Component):
         return self._outreg
 
     @property
+    def flow(self):
+        """``"stall"`` (every engine register moves on ``~out_valid | o_current.ready``) or
+        ``"credit"`` (the engine runs free; it issues a beat's last entry only with a free
+        slot in its output queue or, with the replay, a free replay bank)."""
+        return self._flow
+
+    @property
+    def replay(self):
+        """Whether the stage replays each computed vector ``T`` times (analog, ``T > 1``)."""
+        return self._analog and self._T > 1
+
+    @property
     def weight_words(self):
         """Loadable words of the weight memory, ``B * n_in`` (``weight_write.addr`` below
         this)."""
@@ -377,7 +422,8 @@ class DenseStage(wiring.Component):
     def latency(self):
         """Engine pipeline depth: cycles from issuing a beat's last list entry to that beat
         in the output register (S0 .. O of the table above)."""
-        return dense_engine_depth(self._mac, self._outreg)
+        return dense_engine_depth(self._mac, self._outreg,
+                                  queue=self._flow == "credit" and not self.replay)
 
     def engine_cycles(self, active):
         """Engine cycles for one input vector with ``active`` non-zero inputs."""
@@ -401,10 +447,14 @@ class DenseStage(wiring.Component):
         count = [Signal(range(n_in + 1), name=f"count{b}") for b in range(2)]
         self._elaborate_ingest(m, lmem, full, count)
 
-        if self._analog and self._T > 1:
+        credit = self._flow == "credit"
+        if self.replay:
             engine_out = stream.Signature(current_layout(layer, P)).create(path=("engine",))
-            self._elaborate_engine(m, lmem, full, count, engine_out)
-            self._elaborate_replay(m, engine_out)
+            engine = self._elaborate_engine(m, lmem, full, count, engine_out)
+            self._elaborate_replay(m, engine_out, engine if credit else None)
+        elif credit:
+            engine = self._elaborate_engine(m, lmem, full, count, None)
+            self._elaborate_queue(m, engine)
         else:
             self._elaborate_engine(m, lmem, full, count, self.o_current)
         return m
@@ -565,9 +615,13 @@ class DenseStage(wiring.Component):
         m.d.comb += [wr.addr.eq(w_addr), wr.data.j.eq(w_j), wr.en.eq(w_en)]
         if self._mac:
             w_x = Signal(self._xshape, name="list_w_x")
-            picked = Const(0, self._xshape.width)
-            for p in range(Q):
-                picked = picked | Mux(onehot[p], pvals[p].as_unsigned(), 0)
+            # The value of the one-hot's input: a balanced OR tree of the gated values (a
+            # chain of Q ORs after the one-hot's carry chain limited the ECP5 network).
+            terms = [Mux(onehot[p], pvals[p].as_unsigned(), 0) for p in range(Q)]
+            while len(terms) > 1:
+                terms = [a | b for a, b in zip(terms[0::2], terms[1::2])] + (
+                    [terms[-1]] if len(terms) % 2 else [])
+            picked = terms[0]
             with m.If(write):
                 m.d.sync += w_x.eq(picked)
             m.d.comb += wr.data.x.eq(w_x)
@@ -647,9 +701,16 @@ class DenseStage(wiring.Component):
         bmem = _Mem(m, "biases", unsigned(P * Bb), max(2, B), _pack(bias.reshape(B, P), Bb),
                     outreg)
 
+        credit = self._flow == "credit"
         out_valid = Signal()
         en = Signal()
-        m.d.comb += en.eq(~out_valid | out.ready)
+        # The credit flow: the engine never stalls (no clock enable); ``gate`` (driven by
+        # the output queue's credits or the replay's bank claim) holds the issue instead.
+        gate = Signal(name="issue_gate")
+        if credit:
+            m.d.comb += en.eq(1)
+        else:
+            m.d.comb += [en.eq(~out_valid | out.ready), gate.eq(1)]
 
         # S0: issue.
         rb = Signal()
@@ -661,18 +722,18 @@ class DenseStage(wiring.Component):
         m.d.comb += n.eq(Mux(rb, count[1], count[0]))
         issue = Signal()
         last_e = Signal()
-        m.d.comb += issue.eq(en & busy)
-        if outreg:
-            # Registered "this is the list's last entry" (e + 1 >= n), one step ahead: no
-            # count -> compare -> counter path in the issue stage. While the engine waits
-            # it follows the bank's count (written a cycle before the bank is full).
-            m.d.comb += last_e.eq(self._last_e_reg(m, issue, e, k, n, rb, count))
-        else:
-            m.d.comb += last_e.eq(e + 1 >= n)
+        m.d.comb += issue.eq(en & busy & gate)
         if outreg:
             last_k = self._last_k_reg(m, issue, last_e, k)
         else:
             last_k = k == B - 1
+        if outreg:
+            # Registered "this is the list's last entry" (e + 1 >= n), one step ahead: no
+            # count -> compare -> counter path in the issue stage. While the engine waits
+            # it follows the bank's count (written a cycle before the bank is full).
+            m.d.comb += last_e.eq(self._last_e_reg(m, issue, e, last_k, n, rb, count))
+        else:
+            m.d.comb += last_e.eq(e + 1 >= n)
         with m.If(issue):
             with m.If(last_e):
                 m.d.sync += e.eq(0)
@@ -771,37 +832,99 @@ class DenseStage(wiring.Component):
                 for p in range(P):
                     m.d.sync += acc[p].eq(Mux(actl["first"], biases[p], acc[p]) + addends[p])
 
-        # O: requantize into the output register.
+        # O: requantize into the output register (the credit flow without the replay: into
+        # the output queue, whose write is the register).
         shift = layer.shift
         fmt = layer.formats.current
+        # Lanes past n_out have zero weights and biases: they come out as 0.
+        values = [Signal(signed(fmt.bits), name=f"c_q{p}") for p in range(P)]
+        for p in range(P):
+            m.d.comb += values[p].eq(_clamp(acc[p] >> shift if shift >= 0
+                                            else acc[p] << -shift, fmt))
+        engine = SimpleNamespace(issue=issue, last_e=last_e, last_k=last_k, rb=rb, gate=gate,
+                                 done=done, values=values)
+        if out is None:
+            return engine
         with m.If(en):
             m.d.sync += out_valid.eq(done)
             for p in range(P):
-                # Lanes past n_out have zero weights and biases: they come out as 0.
-                value = acc[p] >> shift if shift >= 0 else acc[p] << -shift
-                m.d.sync += out.payload[p].eq(_clamp(value, fmt))
+                m.d.sync += out.payload[p].eq(values[p])
         m.d.comb += out.valid.eq(out_valid)
+        return engine
 
-    def _last_e_reg(self, m, issue, e, k, n, rb, count):
+    def _elaborate_queue(self, m, engine):
+        """The credit flow's output queue (no replay): ``CREDIT_QUEUE_DEPTH`` words of LUT
+        RAM written by the engine's O stage, an output register, and credits.
+
+        A credit is one free queue word: the engine issues a beat's last entry only while it
+        holds one (``c_ok``, a register computed a cycle ahead), and a word's credit returns
+        when the word moves into the output register. So the queue never overflows, the
+        engine never waits on ``o_current.ready`` combinationally, and with the credits'
+        round trip (latency + 2 cycles) shorter than the queue the engine runs at full rate
+        while ``o_current.ready`` stays high."""
+        P, D = self._lanes, CREDIT_QUEUE_DEPTH
+        bits = self._layer.formats.current.bits
+        qmem = memory.Memory(shape=unsigned(P * bits), depth=D, init=[])
+        m.submodules.queue = qmem
+        qw = qmem.write_port()
+        qr = qmem.read_port(domain="comb")
+        aw = ceil_log2(D)
+        wptr = Signal(aw + 1, name="queue_wptr")      # one wrap bit: full != empty
+        rptr = Signal(aw + 1, name="queue_rptr")
+        m.d.comb += [qw.addr.eq(wptr[:aw]), qw.data.eq(Cat(*engine.values)),
+                     qw.en.eq(engine.done)]
+        with m.If(engine.done):
+            m.d.sync += wptr.eq(wptr + 1)
+
+        o = self.o_current
+        o_valid = Signal(name="queue_o_valid")
+        nonempty = wptr != rptr
+        load = ~o_valid | o.ready           # the output register takes a word (or nothing)
+        pop = nonempty & load
+        m.d.comb += [qr.addr.eq(rptr[:aw]), o.valid.eq(o_valid)]
+        with m.If(load):
+            m.d.sync += [o_valid.eq(nonempty), o.payload.as_value().eq(qr.data)]
+        with m.If(pop):
+            m.d.sync += rptr.eq(rptr + 1)
+
+        credits = Signal(range(D + 1), init=D, name="queue_credits")
+        c_ok = Signal(init=1, name="queue_credit_ok")
+        take = engine.issue & engine.last_e
+        nxt = credits - take + pop
+        m.d.sync += [credits.eq(nxt), c_ok.eq(nxt != 0)]
+        m.d.comb += engine.gate.eq(~engine.last_e | c_ok)
+
+    def _last_e_reg(self, m, issue, e, last_k, n, rb, count):
         """The register ``e + 1 >= n`` of the registered-mode issue stage, updated for the
         next ``(e, k, rb)``: after the last entry of the last beat the other bank starts at
-        ``e = 0``, after another last entry the same list restarts, else ``e + 1``."""
+        ``e = 0``, after another last entry the same list restarts, else ``e + 1``.
+
+        It is kept with a count of the entries left after ``e`` (``left = n - 1 - e``), so
+        that mid-list its next value is ``left == 1``, a compare on one register, not
+        ``e + 2 >= n`` (an adder and a comparator). At ``e = 0`` (a flag register) and no
+        issue it follows the bank's count, which may still be written."""
         reg = Signal(name="last_e_reg")
+        left = Signal(range(max(2, self._layer.n_in)), name="list_left")
+        at_start = Signal(init=1, name="list_at_start")
         other = Mux(rb, count[0], count[1])
         with m.If(issue):
             with m.If(reg):
-                with m.If(k == self._beats - 1):
-                    m.d.sync += reg.eq(other <= 1)
-                with m.Else():
-                    m.d.sync += reg.eq(n <= 1)
+                nxt = Mux(last_k, other, n)
+                m.d.sync += [reg.eq(nxt <= 1), left.eq(nxt - 1), at_start.eq(1)]
             with m.Else():
-                m.d.sync += reg.eq(e + 2 >= n)
-        with m.Else():
-            m.d.sync += reg.eq(e + 1 >= n)
+                m.d.sync += [reg.eq(left == 1), left.eq(left - 1), at_start.eq(0)]
+        with m.Elif(at_start):
+            m.d.sync += [reg.eq(n <= 1), left.eq(n - 1)]
         return reg
 
-    def _elaborate_replay(self, m, src):
-        """Store each computed vector (``B`` beats from ``src``) and emit it ``T`` times."""
+    def _elaborate_replay(self, m, src, engine=None):
+        """Store each computed vector (``B`` beats from ``src``) and emit it ``T`` times.
+
+        ``engine`` (the credit flow): the writer is always ready, and the engine instead
+        claims a whole bank before it issues a vector's first entry (``issue_gate``: the
+        bank it will write, which is the list bank ``rb``'s parity, is free, or it holds
+        it already); the reader frees the bank after its ``T``-th pass. So the writer never
+        meets a full bank, and no ready reaches the engine."""
         layer = self._layer
         P, B, T = self._lanes, self._beats, self._T
         kw = _width(B)
@@ -817,6 +940,8 @@ class DenseStage(wiring.Component):
         # _writable_reg): the engine's enable (~out_valid | src.ready) is then a gate of
         # two registers.
         writable = Signal(init=1, name="replay_writable")
+        if engine is not None:
+            m.d.comb += writable.eq(1)
         m.d.comb += [
             src.ready.eq(writable),
             wr.addr.eq(Cat(wk[:kw], wb)),
@@ -867,9 +992,28 @@ class DenseStage(wiring.Component):
                     m.d.sync += rt.eq(rt + 1)
             with m.Else():
                 m.d.sync += rk.eq(rk + 1)
-        if self._outreg:
+        rdone = issue & (rk == B - 1) & (rt == T - 1)
+        if engine is not None:
+            free = Signal(2, init=0b11, name="replay_free")
+            mine = Signal(name="replay_claimed")     # the engine holds bank engine.rb
+            er = engine.rb
+            m.d.comb += engine.gate.eq(mine | Mux(er, free[1], free[0]))
+            with m.If(engine.issue):
+                with m.If(~mine):
+                    m.d.sync += mine.eq(1)
+                    for b in range(2):
+                        with m.If(er == b):
+                            m.d.sync += free[b].eq(0)
+                with m.If(engine.last_e & engine.last_k):
+                    m.d.sync += mine.eq(0)
+            # The reader releases a claimed bank; the engine claims a free one: never the
+            # same bank in one cycle.
+            with m.If(rdone):
+                for b in range(2):
+                    with m.If(rb == b):
+                        m.d.sync += free[b].eq(1)
+        elif self._outreg:
             wdone = src.valid & writable & (wk == B - 1)
-            rdone = issue & (rk == B - 1) & (rt == T - 1)
             self._writable_reg(m, writable, wb, full, wdone, rb, rdone)
         else:
             m.d.comb += writable.eq(~Mux(wb, full[1], full[0]))

@@ -3,11 +3,12 @@
 :class:`HardwareMapping` says, for a :class:`golden.network.IntegerNetwork`, how many
 neurons each stage handles per beat (``lanes``), how many input values arrive per input
 beat (``in_lanes``) and whether block RAM read data passes an output register
-(``outreg``) and whether each link between two stages has a register slice (``slices``).
+(``outreg``), whether each link between two stages has a register slice (``slices``) and
+how the dense stages' engines wait for the stage after them (``flow``).
 :class:`hdl.network.SpikingNetwork`, :mod:`hdl.plan`, :mod:`boards.build`,
 :mod:`boards.top`, :mod:`sim.network_cosim` and ``spikefold demo`` all take one; the
 defaults live only here (:data:`DEFAULT_LANES`, :data:`DEFAULT_IN_LANES`,
-:data:`DEFAULT_OUTREG`, :data:`DEFAULT_SLICES`).
+:data:`DEFAULT_OUTREG`, :data:`DEFAULT_SLICES`, :data:`DEFAULT_FLOW`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["HardwareMapping", "DEFAULT_LANES", "DEFAULT_IN_LANES", "DEFAULT_OUTREG",
-           "DEFAULT_SLICES"]
+           "DEFAULT_SLICES", "DEFAULT_FLOW", "FLOWS"]
 
 #: Neurons per beat of every stage (capped at the stage's ``n_out``).
 DEFAULT_LANES = 16
@@ -29,6 +30,12 @@ DEFAULT_OUTREG = True
 #: A register slice (:class:`hdl.skid.RegisterSlice`) on every link between two stages:
 #: no ``ready`` path crosses a stage (one cycle of latency per link, full throughput).
 DEFAULT_SLICES = True
+#: The dense stages' engine flow (:attr:`hdl.dense.DenseStage.flow`): ``"stall"`` (every
+#: engine register waits on the next stage's ready) or ``"credit"`` (the engine runs free
+#: into a 16-word LUT RAM queue or its replay banks; what ECP5 builds use, see
+#: :func:`boards.top.flow_for`). Conv stages and LIF arrays are the same in both.
+DEFAULT_FLOW = "stall"
+FLOWS = ("stall", "credit")
 
 
 def _is_int(value):
@@ -51,6 +58,8 @@ class HardwareMapping:
         Registered block RAM outputs (``memory_outreg`` of the dense stages and LIF arrays).
     slices : bool
         A register slice on every link between two stages.
+    flow : str
+        The dense stages' engine flow, ``"stall"`` or ``"credit"``.
 
     Raises
     ------
@@ -63,6 +72,7 @@ class HardwareMapping:
     in_lanes: int = DEFAULT_IN_LANES
     outreg: bool = DEFAULT_OUTREG
     slices: bool = DEFAULT_SLICES
+    flow: str = DEFAULT_FLOW
 
     def __post_init__(self):
         lanes = self.lanes
@@ -89,16 +99,20 @@ class HardwareMapping:
         if not isinstance(self.slices, (bool, np.bool_)):
             raise ValueError(f"slices must be True or False, not {self.slices!r}")
         object.__setattr__(self, "slices", bool(self.slices))
+        if self.flow not in FLOWS:
+            raise ValueError(f"flow must be one of {', '.join(map(repr, FLOWS))}, not "
+                             f"{self.flow!r}")
 
     @classmethod
-    def for_network(cls, inet, lanes=None, in_lanes=None, outreg=None, *, slices=None):
+    def for_network(cls, inet, lanes=None, in_lanes=None, outreg=None, *, slices=None,
+                    flow=None):
         """The mapping of ``inet`` (a :class:`golden.network.IntegerNetwork`).
 
         ``lanes``: one integer for every layer (capped at each layer's ``n_out``) or one
         per layer (checked, not capped); default :data:`DEFAULT_LANES`. ``in_lanes``:
         default :data:`DEFAULT_IN_LANES` capped at the first layer's ``n_in`` (an explicit
-        value is checked, not capped). ``outreg``/``slices``: default
-        :data:`DEFAULT_OUTREG`/:data:`DEFAULT_SLICES`. An existing ``HardwareMapping`` as
+        value is checked, not capped). ``outreg``/``slices``/``flow``: default
+        :data:`DEFAULT_OUTREG`/:data:`DEFAULT_SLICES`/:data:`DEFAULT_FLOW`. An existing ``HardwareMapping`` as
         ``lanes`` is checked against ``inet`` and returned (the other arguments must then
         be ``None``).
 
@@ -109,9 +123,10 @@ class HardwareMapping:
         """
         layers = inet.layers
         if isinstance(lanes, HardwareMapping):
-            if in_lanes is not None or outreg is not None or slices is not None:
-                raise ValueError("give in_lanes/outreg/slices inside the HardwareMapping, "
-                                 "not beside it")
+            if (in_lanes is not None or outreg is not None or slices is not None
+                    or flow is not None):
+                raise ValueError("give in_lanes/outreg/slices/flow inside the "
+                                 "HardwareMapping, not beside it")
             return lanes.check(inet)
         if lanes is None:
             lanes = DEFAULT_LANES
@@ -131,7 +146,8 @@ class HardwareMapping:
         if in_lanes is None:
             in_lanes = min(DEFAULT_IN_LANES, layers[0].n_in)
         mapping = cls(lanes, in_lanes, DEFAULT_OUTREG if outreg is None else outreg,
-                      DEFAULT_SLICES if slices is None else slices)
+                      DEFAULT_SLICES if slices is None else slices,
+                      DEFAULT_FLOW if flow is None else flow)
         return mapping.check(inet)
 
     def check(self, inet):
@@ -155,4 +171,4 @@ class HardwareMapping:
 
     def to_json(self):
         return {"lanes": list(self.lanes), "in_lanes": self.in_lanes, "outreg": self.outreg,
-                "slices": self.slices}
+                "slices": self.slices, "flow": self.flow}

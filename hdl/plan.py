@@ -23,7 +23,7 @@ from amaranth.utils import ceil_log2
 __all__ = ["MemoryPlan", "StagePlan", "NetworkPlan", "dense_plan", "lif_plan", "readout_plan",
            "conv_plan", "pool_plan", "network_plan", "lif_latency", "dense_engine_depth",
            "conv_scatter_depth", "pool_latency", "count_bits", "input_value_bits",
-           "BRAM_MIN_DEPTH", "SYNAPTIC_KINDS"]
+           "BRAM_MIN_DEPTH", "SYNAPTIC_KINDS", "CREDIT_QUEUE_DEPTH"]
 
 #: Stage kinds whose cycles depend on the number of active inputs.
 SYNAPTIC_KINDS = ("dense", "conv2d")
@@ -34,7 +34,11 @@ SYNAPTIC_KINDS = ("dense", "conv2d")
 BRAM_MIN_DEPTH = 32
 
 
-def dense_engine_depth(analog, outreg=False):
+#: Words of a credit-flow dense stage's output queue (LUT RAM: ECP5's DPR16X4 is 16 deep).
+CREDIT_QUEUE_DEPTH = 16
+
+
+def dense_engine_depth(analog, outreg=False, queue=False):
     """Cycles from the DenseStage engine issuing a beat's last list entry to that beat in
     the output register: S0 issue, S1, S2, [S3 product], A, O (4 spike / 5 analog or count
     input: ``analog`` means "the stage multiplies").
@@ -42,8 +46,11 @@ def dense_engine_depth(analog, outreg=False):
     register stage each for the list entry, the weight address, the weight word and the
     weight register, and the ingest's registered list write, which hands a bank to the
     engine one cycle later (counted here, so the first beat of a vector with ``a`` active
-    inputs still comes ``2 * max(1, a) + depth`` cycles after its last input beat)."""
-    return (5 if analog else 4) + (5 if outreg else 0)
+    inputs still comes ``2 * max(1, a) + depth`` cycles after its last input beat).
+    ``queue``: the credit flow's output queue (:mod:`hdl.dense`) adds one, its output
+    register (the requantized beat is written into the queue where the stall flow
+    registers it)."""
+    return (5 if analog else 4) + (5 if outreg else 0) + (1 if queue else 0)
 
 
 def _width(count):
@@ -225,9 +232,10 @@ class NetworkPlan:
                 "memory_bits": self.memory_bits}
 
 
-def dense_plan(layer, lanes, in_lanes, T, *, outreg=False, name="dense"):
+def dense_plan(layer, lanes, in_lanes, T, *, outreg=False, flow="stall", name="dense"):
     """Plan of ``hdl.dense.DenseStage(layer, lanes, in_lanes=in_lanes, T=T,
-    memory_outreg=outreg)`` (the weight memory's extra zero word only without ``outreg``)."""
+    memory_outreg=outreg, flow=flow)`` (the weight memory's extra zero word only without
+    ``outreg``; the credit flow's output queue, LUT RAM, without the replay)."""
     n_in, n_out = layer.n_in, layer.n_out
     P, Q = int(lanes), int(in_lanes)
     B, IB = -(-n_out // P), -(-n_in // Q)
@@ -243,7 +251,10 @@ def dense_plan(layer, lanes, in_lanes, T, *, outreg=False, name="dense"):
     replay = analog and T > 1
     if replay:
         mems.append(MemoryPlan("replay", P * layer.formats.current.bits, 2 << _width(B)))
-    return StagePlan(name, "dense", P, Q, IB, B, dense_engine_depth(xbits > 0, outreg),
+    queue = flow == "credit" and not replay
+    if queue:
+        mems.append(MemoryPlan("queue", P * layer.formats.current.bits, CREDIT_QUEUE_DEPTH))
+    return StagePlan(name, "dense", P, Q, IB, B, dense_engine_depth(xbits > 0, outreg, queue),
                      tuple(mems), per_sample=replay, T=int(T))
 
 

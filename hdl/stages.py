@@ -76,7 +76,7 @@ class DenseBuilder(StageBuilder):
     def plan(self, layer, index, mapping, T):
         P = mapping.lanes[index]
         plans = [dense_plan(layer, P, mapping.layer_in_lanes(index), T, outreg=mapping.outreg,
-                            name=f"dense{index}")]
+                            flow=mapping.flow, name=f"dense{index}")]
         if layer.readout:
             plans.append(readout_plan(layer.n_out, P, T, layer.formats.current.bits))
         else:
@@ -89,7 +89,7 @@ class DenseBuilder(StageBuilder):
         P = mapping.lanes[index]
         try:
             dense = DenseStage(layer, P, in_lanes=mapping.layer_in_lanes(index), T=T,
-                               memory_outreg=mapping.outreg)
+                               memory_outreg=mapping.outreg, flow=mapping.flow)
         except ValueError as exc:
             raise ValueError(f"layer{index}: {exc}") from None
         parts = [Part(f"dense{index}", dense, _input_name(dense), "o_current", index)]

@@ -213,10 +213,23 @@ def route(args):
 CORE_LANES = 4
 
 
-def _mapping(args, inet):
+def _mapping(args, inet, flow="stall"):
     from hdl.mapping import HardwareMapping
     lanes = getattr(args, "lanes", None)
-    return HardwareMapping.for_network(inet, lanes=lanes, in_lanes=args.in_lanes)
+    return HardwareMapping.for_network(inet, lanes=lanes, in_lanes=args.in_lanes, flow=flow)
+
+
+def _network_flow(args, target=None):
+    """``--flow`` of a network: its dense stages' engine flow (the LIF arrays and conv
+    stages are the same in both). ``auto`` is :func:`boards.top.flow_for` of the board
+    (credit on ECP5, stall on iCE40), stall without one."""
+    flow = getattr(args, "flow", None) or "auto"
+    if flow == "auto":
+        if target is None:
+            return "stall"
+        from boards.top import flow_for
+        return flow_for(target)
+    return flow
 
 
 def _verilog(args):
@@ -232,18 +245,11 @@ def _verilog(args):
     return 0
 
 
-def _stall_only(args):
-    if getattr(args, "flow", "stall") not in ("stall", "auto"):
-        raise ValueError(f"--flow {args.flow}: a network's LIF arrays use the stall flow "
-                         f"(--flow applies to a single array, without --model NETWORK.npz)")
-
-
 def _cosim(args):
     import time
 
     from sim.runner import simulator
     t0 = time.perf_counter()
-    _stall_only(args)
     check_args(args)
     sim = simulator(args.sim)
     model = load_model(args.model)
@@ -253,7 +259,7 @@ def _cosim(args):
     x = x[:n]
     y = None if y is None else y[:n]
     inet = integer_network(model, args.bits)
-    mapping = _mapping(args, inet)
+    mapping = _mapping(args, inet, _network_flow(args))
     report = cosim_report(model, inet, x, y, mapping, seed=args.seed,
                           gaps=args.gaps, backpressure=args.backpressure, sim=sim,
                           progress=True, out=out, model_name=args.model)
@@ -270,12 +276,11 @@ def _cosim(args):
 def _build(args):
     from boards.build import build_network
     from boards.targets import get_target
-    _stall_only(args)
     model = load_model(args.model)
     target = get_target(args.board)
     out = out_dir(args.out or Path("build") / f"{target.name}-network")
     inet = integer_network(model, args.bits)
-    mapping = _mapping(args, inet)
+    mapping = _mapping(args, inet, _network_flow(args, target))
     info = build_network(inet, mapping, target, out, freq=args.freq, plan_only=args.plan_only)
     print(f"wrote {out / 'build.json'}")
     return 0 if info else 1

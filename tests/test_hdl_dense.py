@@ -119,6 +119,11 @@ def check(dut, inputs, *, seed, gap=0.0, backpressure=0.0):
     return cycles
 
 
+# (memory_outreg, flow): the original pipeline, the registered one (the networks' default),
+# and the credit flow on both.
+MODES = [(False, "stall"), (True, "stall"), (True, "credit"), (False, "credit")]
+MODE_IDS = ["plain", "outreg", "credit", "plain-credit"]
+
 CASES = [
     # n_in, n_out, lanes, in_lanes, analog, T, density
     (5, 3, 1, 1, False, 1, 0.5),
@@ -133,41 +138,41 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("outreg", [False, True], ids=["plain", "outreg"])
+@pytest.mark.parametrize("outreg, flow", MODES, ids=MODE_IDS)
 @pytest.mark.parametrize("n_in,n_out,lanes,in_lanes,analog,T,density", CASES)
-def test_dense_matches_golden(n_in, n_out, lanes, in_lanes, analog, T, density, outreg):
+def test_dense_matches_golden(n_in, n_out, lanes, in_lanes, analog, T, density, outreg, flow):
     seed = n_in * 1000 + n_out * 10 + lanes
     rng = np.random.default_rng(seed)
     layer = random_layer(rng, n_in, n_out, analog=analog)
-    dut = DenseStage(layer, lanes, in_lanes=in_lanes, T=T, memory_outreg=outreg)
+    dut = DenseStage(layer, lanes, in_lanes=in_lanes, T=T, memory_outreg=outreg, flow=flow)
     inputs = random_inputs(rng, layer, 6, density)
     inputs[0] = 0                                  # an all-zero vector: biases only
     check(dut, inputs, seed=seed, gap=0.3, backpressure=0.3)
 
 
 @pytest.mark.parametrize("analog", [False, True])
-@pytest.mark.parametrize("outreg", [False, True], ids=["plain", "outreg"])
-def test_one_active_input_per_vector(analog, outreg):
+@pytest.mark.parametrize("outreg, flow", MODES, ids=MODE_IDS)
+def test_one_active_input_per_vector(analog, outreg, flow):
     """Vectors with exactly one active input, each at another position, back to back: the
     engine waits for every list, so it reads a bank's only entry right after the ingest
     wrote it (the hand-over must not let that read meet the write)."""
     rng = np.random.default_rng(11)
     layer = random_layer(rng, 16, 4, analog=analog)
-    dut = DenseStage(layer, 2, in_lanes=4, T=1, memory_outreg=outreg)
+    dut = DenseStage(layer, 2, in_lanes=4, T=1, memory_outreg=outreg, flow=flow)
     inputs = np.zeros((12, 16), dtype=np.int64)
     for v, j in enumerate(rng.permutation(16)[:12]):
         inputs[v, j] = 5 if analog else 1
     check(dut, inputs, seed=11)
 
 
-@pytest.mark.parametrize("outreg", [False, True], ids=["plain", "outreg"])
-def test_lists_of_changing_length_back_to_back(outreg):
+@pytest.mark.parametrize("outreg, flow", MODES, ids=MODE_IDS)
+def test_lists_of_changing_length_back_to_back(outreg, flow):
     """The ingest runs ahead of a busy engine (one input beat per vector, four output
     beats), and the list lengths change from vector to vector (0, 1 and several active
     inputs): the engine must take each bank's own count when it switches banks."""
     rng = np.random.default_rng(12)
     layer = random_layer(rng, 16, 8, analog=False)
-    dut = DenseStage(layer, 2, in_lanes=16, memory_outreg=outreg)
+    dut = DenseStage(layer, 2, in_lanes=16, memory_outreg=outreg, flow=flow)
     counts = [1, 5, 0, 3, 1, 1, 6, 0, 1, 2, 1, 7, 0, 0, 1, 4]
     inputs = np.zeros((len(counts), 16), dtype=np.int64)
     for v, c in enumerate(counts):
@@ -195,14 +200,14 @@ def test_saturation_and_shifts():
     assert {(-2, "max"), (-2, "min"), (0, "max"), (0, "min")} <= rails, rails
 
 
-@pytest.mark.parametrize("outreg", [False, True], ids=["plain", "outreg"])
-def test_full_throughput_and_cycle_count(outreg):
+@pytest.mark.parametrize("outreg, flow", MODES, ids=MODE_IDS)
+def test_full_throughput_and_cycle_count(outreg, flow):
     """No backpressure, no gaps: a vector with ``a`` active inputs costs ``B * a`` engine
     cycles, back to back (the lists are double-buffered), with or without registered
     memory outputs (those only lengthen the pipeline)."""
     rng = np.random.default_rng(3)
     layer = random_layer(rng, 32, 24, analog=False)
-    dut = DenseStage(layer, 8, in_lanes=8, memory_outreg=outreg)
+    dut = DenseStage(layer, 8, in_lanes=8, memory_outreg=outreg, flow=flow)
     vectors = 20
     inputs = np.zeros((vectors, 32), dtype=np.int64)
     for v in range(vectors):
@@ -255,6 +260,8 @@ def test_bad_arguments():
         DenseStage(layer, 1, T=0)
     with pytest.raises(ValueError, match="memory_outreg must be True or False, not 1"):
         DenseStage(layer, 1, memory_outreg=1)
+    with pytest.raises(ValueError, match="flow must be one of 'stall', 'credit', not 'fast'"):
+        DenseStage(layer, 1, flow="fast")
     bad = IntegerLayer(layer.W_q * 1000, layer.bias_q, layer.acc_frac, layer.formats, None)
     with pytest.raises(ValueError, match=r"W_q\[\d+, \d+\] = .* does not fit"):
         DenseStage(bad, 1)
@@ -276,3 +283,17 @@ def test_weights_from_memory_words_inverts_the_packing(n_out, n_in, lanes, bits)
     words = weight_memory_words(layer, lanes)
     assert len(words) == -(-n_out // lanes) * n_in
     np.testing.assert_array_equal(weights_from_memory_words(words, n_out, n_in, lanes, bits), W)
+
+
+@pytest.mark.parametrize("analog, T", [(False, 1), (True, 1), (True, 3)])
+@pytest.mark.parametrize("outreg, flow", MODES, ids=MODE_IDS)
+def test_long_backpressure(analog, T, outreg, flow):
+    """The output is ready one cycle in ten while the engine could emit a beat per cycle
+    (short lists, many beats): the stall flow holds the whole engine; the credit flow's
+    engine must stop issuing when its queue (16 words) or replay banks are spoken for, and
+    lose nothing."""
+    rng = np.random.default_rng(21)
+    layer = random_layer(rng, 8, 40, analog=analog)
+    dut = DenseStage(layer, 1, in_lanes=8, T=T, memory_outreg=outreg, flow=flow)
+    inputs = random_inputs(rng, layer, 4, 0.15)
+    check(dut, inputs, seed=21, backpressure=0.9)

@@ -401,6 +401,9 @@ class _CombinationalControl(DenseStage):
     def _last_k_reg(self, m, issue, last_e, k):
         return k == self._beats - 1
 
+    def _last_e_reg(self, m, issue, e, last_k, n, rb, count):
+        return e + 1 >= n
+
     @staticmethod
     def _writable_reg(m, writable, wb, full, wdone, rb, rdone):
         m.d.comb += writable.eq(~Mux(wb, full[1], full[0]))
@@ -430,10 +433,12 @@ def _trace(dut, stimulus):
 
 @pytest.mark.parametrize("n_out, lanes, T, ready, density", [
     (10, 4, 3, 0.5, 0.6), (10, 4, 2, 0.15, 0.6), (6, 6, 3, 0.3, 0.6), (12, 3, 1, 0.4, 0.6),
-    (10, 4, 2, 0.6, 0.08), (8, 4, 2, 0.8, 0.15)])
-def test_registered_control_equals_its_definition(n_out, lanes, T, ready, density):
-    """The registered ``writable`` (next ``~full[wb]``) and ``last beat`` (``k == B - 1``)
-    of the registered mode: the stage behaves exactly as with their combinational
+    (10, 4, 2, 0.6, 0.08), (8, 4, 2, 0.8, 0.15), (10, 4, 1, 0.3, 0.3), (7, 7, 1, 0.5, 0.1)])
+@pytest.mark.parametrize("flow", ["stall", "credit"])
+def test_registered_control_equals_its_definition(n_out, lanes, T, ready, density, flow):
+    """The registered ``writable`` (next ``~full[wb]``), ``last beat`` (``k == B - 1``) and
+    ``last entry`` (``e + 1 >= n``, kept with a count of the entries left) of the
+    registered mode, in both flows: the stage behaves exactly as with their combinational
     definitions, cycle by cycle, under input gaps and heavy output backpressure (both
     replay banks full, released while the writer waits; B = 1 included)."""
     rng = np.random.default_rng(n_out * 10 + T)
@@ -444,7 +449,7 @@ def test_registered_control_equals_its_definition(n_out, lanes, T, ready, densit
         pixels = [int(v) if rng.random() < density else 0
                   for v in rng.integers(-128, 128, Q)]
         stimulus.append((int(rng.random() < 0.8), pixels, int(rng.random() < ready)))
-    duts = [cls(layer, lanes, in_lanes=Q, T=T, memory_outreg=True)
+    duts = [cls(layer, lanes, in_lanes=Q, T=T, memory_outreg=True, flow=flow)
             for cls in (DenseStage, _CombinationalControl)]
     registered, combinational = (_trace(dut, stimulus) for dut in duts)
     assert sum(valid for _, valid, _ in combinational) > 100

@@ -150,8 +150,9 @@ def compare(dut, got, want):
 
 
 def run_and_compare(inet, lanes, x, *, in_lanes=1, seed=0, gap=0.3, backpressure=0.3,
-                    outreg=None, slices=None):
-    mapping = HardwareMapping.for_network(inet, lanes, in_lanes, outreg, slices=slices)
+                    outreg=None, slices=None, flow=None):
+    mapping = HardwareMapping.for_network(inet, lanes, in_lanes, outreg, slices=slices,
+                                          flow=flow)
     dut = SpikingNetwork(inet, mapping)
     x_q, _ = inet.quantize_input(x)
     got = simulate(dut, x_q, seed=seed, gap=gap, backpressure=backpressure)
@@ -173,18 +174,21 @@ NETWORKS = [
 ]
 
 
-@pytest.mark.parametrize("outreg", [False, True], ids=["plain", "outreg+slices"])
+@pytest.mark.parametrize("outreg, flow", [(False, "stall"), (True, "stall"), (True, "credit")],
+                         ids=["plain", "outreg+slices", "credit"])
 @pytest.mark.parametrize("case", range(len(NETWORKS)))
-def test_random_network_matches_golden(case, outreg):
-    """Both pipelines: the original one (no registered memory outputs, stages chained
-    directly) and registered memory outputs with a register slice on every link."""
+def test_random_network_matches_golden(case, outreg, flow):
+    """The pipelines: the original one (no registered memory outputs, stages chained
+    directly), registered memory outputs with a register slice on every link, and that
+    with the dense engines' credit flow."""
     sizes, T, norm, mpbn, lanes, in_lanes, tau = NETWORKS[case]
     seed = 100 + case
     inet = random_network(sizes, T=T, norm=norm, mpbn=mpbn, seed=seed, tau=tau)
     x = random_samples(inet, 4, seed=seed)
     x[1] = 0.0                                     # an all-zero sample: biases only
     dut, got, want = run_and_compare(inet, lanes, x, in_lanes=in_lanes, seed=seed,
-                                     outreg=outreg, slices=outreg)
+                                     outreg=outreg, slices=outreg, flow=flow)
+    assert all(stage.flow == flow for stage in dut.dense)
     assert all(array.latency == (7 if array.config.affine else 6 if
                                  array.config.leak_shift is None else 5) - (not outreg)
                for array in dut.lif)
@@ -260,12 +264,13 @@ def digits():
     return load_default()
 
 
-def test_digits_model_matches_golden(digits):
+@pytest.mark.parametrize("flow", ["stall", "credit"])
+def test_digits_model_matches_golden(digits, flow):
     """Three digits test samples through the embedded model, every layer compared."""
     inet = digits.integer()
     x = digits.inputs(digits.test_x[:3])
     dut, got, want = run_and_compare(inet, [16, 16, 10], x, in_lanes=8, seed=11, gap=0.2,
-                                     backpressure=0.2)
+                                     backpressure=0.2, flow=flow)
     assert list(got["label"]) == list(want["label"])
 
 

@@ -63,12 +63,17 @@ NETWORKS = [
 ]
 
 
-@pytest.mark.parametrize("outreg", [False, True], ids=["plain", "outreg"])
+MODES = [(False, "stall"), (True, "stall"), (True, "credit")]
+MODE_IDS = ["plain", "outreg", "credit"]
+
+
+@pytest.mark.parametrize("outreg, flow", MODES, ids=MODE_IDS)
 @pytest.mark.parametrize("case", range(len(NETWORKS)))
-def test_network_plan_memories_match_elaboration(case, outreg):
+def test_network_plan_memories_match_elaboration(case, outreg, flow):
     sizes, T, norm, mpbn, lanes, in_lanes, tau = NETWORKS[case]
     inet = random_network(sizes, T=T, norm=norm, mpbn=mpbn, seed=200 + case, tau=tau)
-    dut = SpikingNetwork(inet, lanes, in_lanes=in_lanes, outreg=outreg)
+    mapping = HardwareMapping.for_network(inet, lanes, in_lanes, outreg, flow=flow)
+    dut = SpikingNetwork(inet, mapping)
     plan = network_plan(inet, dut.mapping)
     assert planned(plan) == elaborated_memories(dut)
     assert [s.name for s in plan.stages] == [p.name for p in dut.parts]
@@ -140,19 +145,19 @@ def _first_output_delay(dut, beats):
     return out["first"] - out["last_in"]
 
 
-@pytest.mark.parametrize("outreg", [False, True], ids=["plain", "outreg"])
+@pytest.mark.parametrize("outreg, flow", MODES, ids=MODE_IDS)
 @pytest.mark.parametrize("analog", [False, True])
 @pytest.mark.parametrize("active", [0, 1, 3])
-def test_dense_latency_in_simulation(analog, active, outreg):
+def test_dense_latency_in_simulation(analog, active, outreg, flow):
     """One input beat with ``a`` active inputs: the first output beat comes
     ``max(1, a)`` (ingest) + ``max(1, a)`` (engine, beat 0) + ``latency`` cycles after it."""
     rng = np.random.default_rng(30 + active)
     layer = random_layer(rng, 6, 5, analog=analog)
-    dut = DenseStage(layer, 2, in_lanes=6, T=1, memory_outreg=outreg)
+    dut = DenseStage(layer, 2, in_lanes=6, T=1, memory_outreg=outreg, flow=flow)
     vec = np.zeros((1, 6), dtype=np.int64)
     vec[0, :active] = 3 if analog else 1
     delay = _first_output_delay(dut, input_beats(dut, vec))
-    plan = dense_plan(layer, 2, 6, 1, outreg=outreg)
+    plan = dense_plan(layer, 2, 6, 1, outreg=outreg, flow=flow)
     assert plan.latency == dut.latency
     assert delay == 2 * max(1, active) + plan.latency
 
@@ -171,13 +176,14 @@ def test_dense_cycles_model():
 @pytest.mark.parametrize("sizes,lanes,in_lanes", [((16, 24, 12, 4), [4, 4, 2], 4),
                                                    ((30, 20, 5), [2, 5], 6),
                                                    ((12, 32, 8), [8, 2], 3)])
-def test_cycle_model_matches_simulation(sizes, lanes, in_lanes):
+@pytest.mark.parametrize("flow", ["stall", "credit"])
+def test_cycle_model_matches_simulation(sizes, lanes, in_lanes, flow):
     """The plan's cycles per sample (from golden's activity), averaged over samples
     streamed back to back, is the simulated interval between results within 5 %."""
     from test_hdl_network import random_samples, simulate
     inet = random_network(sizes, T=4, seed=3)
     x = random_samples(inet, 10, seed=4, zeros=0.3)
-    dut = SpikingNetwork(inet, lanes, in_lanes=in_lanes)
+    dut = SpikingNetwork(inet, HardwareMapping.for_network(inet, lanes, in_lanes, flow=flow))
     x_q, _ = inet.quantize_input(x)
     got = simulate(dut, x_q, monitor=False)
     res = inet.run(x, per_sample=True)
@@ -226,8 +232,10 @@ def test_mapping_defaults_and_caps():
     assert HardwareMapping.for_network(inet, 4, 2, False) == HardwareMapping((4, 3), 2, False)
     assert HardwareMapping.for_network(inet, m) is m
     assert network_plan(inet, m).mapping == m
-    assert m.to_json() == {"lanes": [16, 3], "in_lanes": 6, "outreg": True, "slices": True}
+    assert m.to_json() == {"lanes": [16, 3], "in_lanes": 6, "outreg": True, "slices": True,
+                           "flow": "stall"}
     assert not HardwareMapping.for_network(inet, slices=False).slices
+    assert HardwareMapping.for_network(inet, flow="credit").flow == "credit"
 
 
 def test_mapping_errors_name_field_and_value():
@@ -240,6 +248,10 @@ def test_mapping_errors_name_field_and_value():
         HardwareMapping((2, 2), 1, "yes")
     with pytest.raises(ValueError, match="slices must be True or False, not None"):
         HardwareMapping((2, 2), 1, True, None)
+    with pytest.raises(ValueError, match="flow must be one of 'stall', 'credit', not 'auto'"):
+        HardwareMapping((2, 2), 1, True, True, "auto")
+    with pytest.raises(ValueError, match="give in_lanes/outreg/slices/flow inside"):
+        HardwareMapping.for_network(inet, HardwareMapping((2, 3)), flow="credit")
     with pytest.raises(ValueError, match="lanes must be a tuple of positive integers"):
         HardwareMapping(4)
     with pytest.raises(ValueError, match="lanes lists 3 values, the network has 2 layers"):

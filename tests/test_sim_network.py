@@ -18,6 +18,7 @@ import pytest
 pytest.importorskip("cocotb_tools.runner")
 
 from golden.modelfile import DEFAULT_MODEL  # noqa: E402
+from hdl.mapping import HardwareMapping  # noqa: E402
 from hdl.network import SpikingNetwork  # noqa: E402
 from sim.netreport import load_run, write_network_report  # noqa: E402
 from sim.network_cosim import (cosim_network, golden_layers, random_network,  # noqa: E402
@@ -63,6 +64,12 @@ def test_small_network_backpressure_and_mismatch_detection():
                               gaps=0.3, backpressure=0.4)
     assert good["compared"] == 4 * 2 * (2 * 6 + 2 * 2) + 4 * (3 + 1)
     assert good["total_mismatches"] == 0, good["first_mismatch"]
+    # The dense engines' credit flow (ECP5 builds' default), under the same backpressure.
+    credit = run_network_cocotb(inet, x, mapping=HardwareMapping.for_network(
+        inet, [3, 3], 5, flow="credit"), seed=SEED, root=ROOT, run_name="credit", gaps=0.3,
+        backpressure=0.4)
+    assert credit["compared"] == good["compared"]
+    assert credit["total_mismatches"] == 0, credit["first_mismatch"]
     assert good["labels"] == good["want_label"]
     assert good["first_in"][0] < good["first_in"][1] < good["result_cycle"][0]
     wrong = copy.deepcopy(inet)
@@ -119,16 +126,18 @@ def test_corrupted_layer_in_rtl_is_named():
     assert "<table id='first-mismatch'>" in (out / "report.html").read_text()
 
 
-def test_cycle_counts_match_amaranth_simulation():
+@pytest.mark.parametrize("flow", ["stall", "credit"])
+def test_cycle_counts_match_amaranth_simulation(flow):
     """Icarus runs the exported Verilog cycle for cycle like the Amaranth simulator: the
-    same latency per sample and the same intervals between results."""
+    same latency per sample and the same intervals between results (both engine flows;
+    the credit flow's queue adds a cycle per dense stage without the replay)."""
     inet = random_network((12, 8, 4), T=3, weight_bits=6, bits=10, seed=9)
     x = random_pixels(12, 3, nonzero=0.7, seed=9)
-    lanes, in_lanes = [4, 2], 4
-    rtl = run_network_cocotb(inet, x, lanes=lanes, in_lanes=in_lanes, seed=SEED, root=ROOT,
-                             run_name="cycles")
+    mapping = HardwareMapping.for_network(inet, [4, 2], 4, flow=flow)
+    rtl = run_network_cocotb(inet, x, mapping=mapping, seed=SEED, root=ROOT,
+                             run_name=f"cycles-{flow}")
     assert rtl["total_mismatches"] == 0, rtl["first_mismatch"]
-    dut = SpikingNetwork(inet, lanes, in_lanes=in_lanes)
+    dut = SpikingNetwork(inet, mapping)
     x_q, _ = inet.quantize_input(x)
     ref = simulate(dut, x_q, monitor=False)
     lat = [d - f for f, d in zip(rtl["first_in"], rtl["result_cycle"])]

@@ -132,18 +132,24 @@ def test_network_cosim_simulator_is_checked_first(tmp_path, capsys, monkeypatch)
     assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
-@pytest.mark.parametrize("command", ["build", "cosim"])
-def test_flow_credit_is_refused_for_a_network(tmp_path, capsys, command):
-    """``--flow credit`` is the single array's: with a network model it is a one-line
-    error before any work (the network's arrays use the stall flow)."""
-    argv = [command, "--model", str(DEFAULT_MODEL), "--flow", "credit", "--out",
-            str(tmp_path / "o")]
-    if command == "build":
-        argv += ["--board", "ulx3s-85f", "--plan-only"]
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--flow credit: a network's LIF arrays use the stall flow" in err[0]
-    assert not (tmp_path / "o").exists()
+@pytest.mark.parametrize("flow, want", [("credit", "credit"), ("stall", "stall"),
+                                        ("auto", "credit")])
+def test_network_build_flow(tmp_path, capsys, flow, want):
+    """With a network model ``--flow`` is the dense stages' engine flow; ``auto`` (the
+    default) is credit on ECP5: build.json and the Verilog say which was built."""
+    out = tmp_path / "o"
+    argv = ["build", "--model", str(DEFAULT_MODEL), "--board", "ulx3s-85f", "--plan-only",
+            "--out", str(out)] + ([] if flow == "auto" else ["--flow", flow])
+    assert main(argv) == 0
+    assert json.loads((out / "build.json").read_text())["flow"] == want
+    assert ("queue_credits" in (out / "top.il").read_text()) == (want == "credit")
+
+
+def test_network_build_flow_auto_on_ice40(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["build", "--model", str(DEFAULT_MODEL), "--board", "icebreaker", "--lanes",
+                 "1", "--plan-only", "--out", str(out)]) == 0
+    assert json.loads((out / "build.json").read_text())["flow"] == "stall"
 
 
 def test_flow_credit_plans_a_single_array(tmp_path, capsys):
