@@ -360,17 +360,18 @@ class NetworkBenchTop(wiring.Component):
 #: The single LIF array's pipeline flows (:class:`hdl.lif_array.LIFArray` ``flow=``):
 #: ``"stall"`` (the classes' default) and ``"credit"`` (no pipeline enable: an output
 #: queue and a registered credit counter; on ECP5 >= 200 MHz up to 16 lanes, 208.6 against
-#: 187.2 MHz at 16, at 1.2-1.5x the LUTs: README). Networks use ``"stall"``.
+#: 187.2 MHz at 16, at 1.2-1.5x the LUTs: README). A network's ``flow``
+#: (:attr:`hdl.mapping.HardwareMapping.flow`) is that of its dense engines and LIF arrays.
 FLOWS = ("stall", "credit")
 #: ``--flow`` of ``spikefold build`` and ``sweep``: ``"auto"`` (the default) or one of FLOWS.
 FLOW_CHOICES = ("auto",) + FLOWS
 
 
 def flow_for(target, flow="auto"):
-    """The flow a single-array build of ``target`` uses for ``--flow flow``: ``"auto"`` is
-    credit on ECP5 (>= 200 MHz up to 16 lanes; the stall flow's enable fan-out to 32 block
-    RAMs gives 187 MHz at 16) and stall elsewhere (iCE40 has no LUT RAM for the credit
-    flow's queue, which then costs Fmax)."""
+    """The flow a build of ``target`` uses for ``--flow flow`` (a single array's, or a
+    network's dense engines'): ``"auto"`` is credit on ECP5 (>= 200 MHz up to 16 lanes; the
+    stall flow's enable fan-out to 32 block RAMs gives 187 MHz at 16) and stall elsewhere
+    (iCE40 has no LUT RAM for the credit flow's queue, which then costs Fmax)."""
     if flow == "auto":
         return "credit" if getattr(target, "family", None) == "ecp5" else "stall"
     if flow not in FLOWS:

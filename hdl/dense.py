@@ -94,9 +94,10 @@ enable at all: it runs free, and ``issue_gate`` holds the issue instead, from re
 * without the replay, the O stage writes the requantized beat into an output queue of
   :data:`hdl.plan.CREDIT_QUEUE_DEPTH` words (LUT RAM with an asynchronous read; on ECP5
   ``DPR16X4``), which feeds the registered ``o_current``. A credit is one free queue word:
-  a beat's last entry issues only while a credit is left (``queue_credit_ok``, computed a
-  cycle ahead), and the credit returns when its word moves into the output register.
-  :attr:`DenseStage.latency` is one more (the queue's output register);
+  a beat's last entry issues only while a credit is left (``queue_credits``, a
+  thermometer code, and the credit taken a cycle before: registers), and the credit
+  returns when its word moves into the output register. :attr:`DenseStage.latency` is
+  one more (the queue's output register);
 * with the replay (analog, ``T > 1``) the replay writer is always ready; the engine claims
   the replay bank of a vector before that vector's first entry issues (the bank is free,
   or the engine holds it already), and the reader frees it after the ``T``-th pass. No
@@ -540,10 +541,11 @@ class DenseStage(wiring.Component):
         list, one entry per cycle, with every long path cut by a register.
 
         * the lowest pending input is isolated as a one-hot (``pmask & -pmask``, a carry
-          chain) and encoded by OR trees, not a ``Q``-deep priority multiplexer chain;
+          chain, into a register beside ``pmask``) and encoded by OR trees, not a
+          ``Q``-deep priority multiplexer chain;
         * "the pending beat has at most one input left" and "it has one" are registers
-          computed one write ahead (from a count of the inputs left), so ``i_*.ready`` and
-          the write enable are a gate or two from registers;
+          computed one write ahead (LUT trees over the mask a write leaves), so
+          ``i_*.ready`` and the write enable are a gate or two from registers;
         * the list write (address, entry, enable) is registered: it reaches the memory one
           cycle after it is decided, and the bank is handed to the engine one cycle after
           its last write (so no read of that bank meets the write in the same cycle).
@@ -562,7 +564,6 @@ class DenseStage(wiring.Component):
         pmask = Signal(Q)                     # its active inputs not yet written
         pany = Signal()                       # pmask != 0
         pdone = Signal()                      # pmask has at most one bit set
-        pleft = Signal(range(Q + 1))          # bits set in pmask
         pbase = Signal(range(max(2, IB * Q)))
         pib = Signal(range(IB))
         plast = Signal()
@@ -571,8 +572,8 @@ class DenseStage(wiring.Component):
         if self._mac:
             pvals = Signal(data.ArrayLayout(self._xshape, Q))
 
-        # The accepted beat's "at most one input" and input count feed registers straight
-        # from the input payload: balanced trees of LUTs (no carry chain over the mask).
+        # "At most one input" of the accepted beat (from the input payload) and of what a
+        # write leaves: a balanced tree of LUTs (no carry chain over the mask).
         def at_most_one(mask):
             nodes = [(mask[p], Const(0, 1)) for p in range(Q)]      # (any set, several set)
             while len(nodes) > 1:
@@ -581,17 +582,17 @@ class DenseStage(wiring.Component):
                 nodes = pairs + nodes[len(pairs) * 2:]
             return ~nodes[0][1]
 
-        def popcount(bits):
-            if len(bits) == 1:
-                return bits[0]
-            return popcount(bits[:len(bits) // 2]) + popcount(bits[len(bits) // 2:])
-
         in_mask = Signal(Q, name="ingest_in_mask")
         m.d.comb += in_mask.eq(self._in_mask(ib))
 
-        # The lowest pending input as a one-hot, its index by OR trees.
+        # The lowest pending input as a one-hot, its index by OR trees. The one-hot is a
+        # register kept with pmask (the lowest bit of the mask it is written with), so the
+        # picked value and index are OR trees from registers: the one-hot's carry chain in
+        # front of them was the ECP5 network's critical path.
+        def lowest(mask):
+            return mask & (-mask.as_signed()).as_unsigned()[:Q]
+
         onehot = Signal(Q, name="ingest_onehot")
-        m.d.comb += onehot.eq(pmask & (-pmask.as_signed()).as_unsigned()[:Q])
         low = Signal(qw, name="ingest_low")
         m.d.comb += low.eq(Cat(*[
             Cat(*[onehot[p] for p in range(Q) if (p >> i) & 1] or [Const(0, 1)]).any()
@@ -644,17 +645,18 @@ class DenseStage(wiring.Component):
 
         m.d.comb += port.ready.eq(~pvalid | (writable & pdone))
         with m.If(write):
-            # pleft counts the inputs left: "at most one left after this write" is a compare
-            # on a small counter, not two carry chains over the mask.
-            m.d.sync += [pmask.eq(rest), wcount.eq(wcount_next), pany.eq(~pdone),
-                         pleft.eq(pleft - 1), pdone.eq(pleft <= 2)]
+            # "At most one input left after this write" is the LUT tree over ``rest`` (from
+            # registers: pmask ^ onehot); a count of the inputs left (a popcount's adders
+            # at the accept, then a compare) was the ECP5 network's critical path.
+            m.d.sync += [pmask.eq(rest), onehot.eq(lowest(rest)), wcount.eq(wcount_next),
+                         pany.eq(~pdone), pdone.eq(at_most_one(rest))]
         with m.If(finish):
             m.d.sync += pvalid.eq(0)
             with m.If(plast):
                 m.d.sync += [wb.eq(~wb), wcount.eq(0)]
         with m.If(port.valid & port.ready):
-            m.d.sync += [pvalid.eq(1), pmask.eq(in_mask), pany.eq(in_mask != 0),
-                         pleft.eq(popcount([in_mask[p] for p in range(Q)])),
+            m.d.sync += [pvalid.eq(1), pmask.eq(in_mask), onehot.eq(lowest(in_mask)),
+                         pany.eq(in_mask != 0),
                          pdone.eq(at_most_one(in_mask)), pbase.eq(ib_base), pib.eq(ib),
                          plast.eq(ib == IB - 1)]
             if self._mac:
@@ -857,11 +859,11 @@ class DenseStage(wiring.Component):
         RAM written by the engine's O stage, an output register, and credits.
 
         A credit is one free queue word: the engine issues a beat's last entry only while it
-        holds one (``c_ok``, a register computed a cycle ahead), and a word's credit returns
-        when the word moves into the output register. So the queue never overflows, the
-        engine never waits on ``o_current.ready`` combinationally, and with the credits'
-        round trip (latency + 2 cycles) shorter than the queue the engine runs at full rate
-        while ``o_current.ready`` stays high."""
+        holds one (the credits' thermometer code and the credit in flight: registers), and
+        a word's credit returns when the word moves into the output register. So the queue
+        never overflows, the engine never waits on ``o_current.ready`` combinationally, and
+        with the credits' round trip (latency + 3 cycles) shorter than the queue the engine
+        runs at full rate while ``o_current.ready`` stays high."""
         P, D = self._lanes, CREDIT_QUEUE_DEPTH
         bits = self._layer.formats.current.bits
         qmem = memory.Memory(shape=unsigned(P * bits), depth=D, init=[])
@@ -887,12 +889,21 @@ class DenseStage(wiring.Component):
         with m.If(pop):
             m.d.sync += rptr.eq(rptr + 1)
 
-        credits = Signal(range(D + 1), init=D, name="queue_credits")
-        c_ok = Signal(init=1, name="queue_credit_ok")
-        take = engine.issue & engine.last_e
-        nxt = credits - take + pop
-        m.d.sync += [credits.eq(nxt), c_ok.eq(nxt != 0)]
-        m.d.comb += engine.gate.eq(~engine.last_e | c_ok)
+        # The credits as a thermometer code (bit i: more than i credits), so that taking
+        # one (a shift down) or returning one (a shift up) is a 2:1 multiplexer per bit: no
+        # adder or compare after ``o_current.ready`` (a binary count's carry chain was the
+        # digits network's critical path on ECP5).
+        # A credit taken (a last entry issued) is registered first (``take``) and leaves the
+        # count a cycle later, so the count's update stays beside the queue and the gate is
+        # one LUT of registers: "a credit left" is "two counted, or one and none in flight".
+        credits = Signal(D, init=(1 << D) - 1, name="queue_credits")
+        take = Signal(name="queue_take")
+        m.d.sync += take.eq(engine.issue & engine.last_e)
+        with m.If(pop & ~take):
+            m.d.sync += credits.eq(Cat(Const(1, 1), credits[:-1]))
+        with m.Elif(take & ~pop):
+            m.d.sync += credits.eq(credits[1:])
+        m.d.comb += engine.gate.eq(~engine.last_e | credits[1] | (credits[0] & ~take))
 
     def _last_e_reg(self, m, issue, e, last_k, n, rb, count):
         """The register ``e + 1 >= n`` of the registered-mode issue stage, updated for the

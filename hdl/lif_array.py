@@ -9,7 +9,7 @@ the definition); this module only decides where the registers go. The stream con
 
 Two flows control the same pipeline:
 
-* ``flow="stall"`` (the default, and every network's): stall-all, every register, every
+* ``flow="stall"`` (the default): stall-all, every register, every
   memory read port and every write moves only on ``en = ~o_spikes.valid | o_spikes.ready``;
   ``i_current.ready = en & ~clear`` is combinational in ``o_spikes.ready``.
 * ``flow="credit"``: no enable at all (``en`` is the constant 1: no clock enable on any
@@ -28,8 +28,9 @@ Two flows control the same pipeline:
   is registered too, written one clock late and bypassed to the read it collides with.
   ``spikefold build`` and ``spikefold sweep`` use it by default on ECP5 (``--flow auto``,
   :func:`boards.top.flow_for`: >= 200 MHz up to 16 lanes, 208.6 against 187.2 MHz at 16,
-  about the same at 2 to 8, at 1.2-1.5x the LUTs; README); this class, networks and
-  iCE40 builds default to the stall flow.
+  about the same at 2 to 8, at 1.2-1.5x the LUTs; README), and so do network builds (a
+  network's arrays follow :attr:`hdl.mapping.HardwareMapping.flow`); this class and iCE40
+  builds default to the stall flow.
 
 Pipeline (the stall flow's enable ``en``; constant with the credit flow). A beat accepted at edge ``e`` enters stage S1 at
 ``e``, stage S(j+1) at the next enabled edge, and leaves the last stage S``latency`` (the

@@ -30,10 +30,12 @@ DEFAULT_OUTREG = True
 #: A register slice (:class:`hdl.skid.RegisterSlice`) on every link between two stages:
 #: no ``ready`` path crosses a stage (one cycle of latency per link, full throughput).
 DEFAULT_SLICES = True
-#: The dense stages' engine flow (:attr:`hdl.dense.DenseStage.flow`): ``"stall"`` (every
-#: engine register waits on the next stage's ready) or ``"credit"`` (the engine runs free
-#: into a 16-word LUT RAM queue or its replay banks; what ECP5 builds use, see
-#: :func:`boards.top.flow_for`). Conv stages and LIF arrays are the same in both.
+#: The pipeline flow of the dense stages' engines (:attr:`hdl.dense.DenseStage.flow`) and
+#: the LIF arrays (:attr:`hdl.lif_array.LIFArray.flow`): ``"stall"`` (every register waits
+#: on the next stage's ready) or ``"credit"`` (no pipeline enable: the engine runs free
+#: into a 16-word LUT RAM queue or its replay banks, the LIF array into its output queue;
+#: what ECP5 builds use, see :func:`boards.top.flow_for`). Conv stages are the same in
+#: both.
 DEFAULT_FLOW = "stall"
 FLOWS = ("stall", "credit")
 
@@ -59,7 +61,7 @@ class HardwareMapping:
     slices : bool
         A register slice on every link between two stages.
     flow : str
-        The dense stages' engine flow, ``"stall"`` or ``"credit"``.
+        The dense engines' and LIF arrays' flow, ``"stall"`` or ``"credit"``.
 
     Raises
     ------

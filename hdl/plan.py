@@ -266,8 +266,9 @@ def lif_latency(config, outreg=False):
     return add + 2
 
 
-def lif_plan(config, lanes, *, outreg=False, name="lif", threshold_channels=None):
-    """Plan of ``hdl.lif_array.LIFArray(config, lanes, memory_outreg=outreg)``.
+def lif_plan(config, lanes, *, outreg=False, name="lif", threshold_channels=None,
+             flow="stall"):
+    """Plan of ``hdl.lif_array.LIFArray(config, lanes, memory_outreg=outreg, flow=flow)``.
 
     Memories (the geometry in :mod:`hdl.lif_array`'s docstring): per lane ``p`` a
     membrane memory ``signed(Bm)`` and a threshold memory ``Bth + 2`` bits, both
@@ -296,8 +297,13 @@ def lif_plan(config, lanes, *, outreg=False, name="lif", threshold_channels=None
                                read_ports=len(groups)))
     for p in range(P):
         mems.append(MemoryPlan(f"membrane_{p}", config.membrane.bits, _depth(B)))
-    return StagePlan(name, "lif", P, P, B, B, lif_latency(config, outreg), tuple(mems),
-                     T=config.T)
+    latency = lif_latency(config, outreg)
+    if flow == "credit":
+        # The credit flow's output queue (LUT RAM): one o_spikes payload (spikes, membranes,
+        # t, beat, last) per word, latency + 2 words rounded up to a power of two.
+        width = P + P * config.membrane.bits + _width(config.T) + _width(B) + 1
+        mems.append(MemoryPlan("out_queue", width, 1 << ceil_log2(_depth(latency + 2))))
+    return StagePlan(name, "lif", P, P, B, B, latency, tuple(mems), T=config.T)
 
 
 def readout_plan(classes, lanes, T, current_bits, *, name="readout"):

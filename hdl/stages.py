@@ -80,7 +80,8 @@ class DenseBuilder(StageBuilder):
         if layer.readout:
             plans.append(readout_plan(layer.n_out, P, T, layer.formats.current.bits))
         else:
-            plans.append(lif_plan(layer.config, P, outreg=mapping.outreg, name=f"lif{index}"))
+            plans.append(lif_plan(layer.config, P, outreg=mapping.outreg, name=f"lif{index}",
+                                  flow=mapping.flow))
         return plans
 
     def build(self, layer, index, mapping, T):
@@ -127,7 +128,8 @@ def _lif_part(layer, index, mapping, threshold_channels=None):
     bram = "memory" if mapping.outreg and beats < BRAM_MIN_DEPTH else "auto"
     return Part(f"lif{index}", LIFArray(layer.config, P, thresholds=layer.thresholds,
                                         affine=layer.affine, memory_outreg=mapping.outreg,
-                                        bram=bram, threshold_channels=threshold_channels),
+                                        bram=bram, threshold_channels=threshold_channels,
+                                        flow=mapping.flow),
                 "i_current", "o_spikes", index)
 
 
@@ -147,7 +149,7 @@ class ConvBuilder(StageBuilder):
         P = mapping.lanes[index]
         return [conv_plan(layer, P, mapping.layer_in_lanes(index), T, name=f"conv{index}"),
                 lif_plan(layer.config, P, outreg=mapping.outreg, name=f"lif{index}",
-                         threshold_channels=conv_threshold_channels(layer))]
+                         threshold_channels=conv_threshold_channels(layer), flow=mapping.flow)]
 
     def build(self, layer, index, mapping, T):
         from .conv import ConvStage

@@ -220,8 +220,8 @@ def _mapping(args, inet, flow="stall"):
 
 
 def _network_flow(args, target=None):
-    """``--flow`` of a network: its dense stages' engine flow (the LIF arrays and conv
-    stages are the same in both). ``auto`` is :func:`boards.top.flow_for` of the board
+    """``--flow`` of a network: the flow of its dense engines and LIF arrays (conv stages
+    are the same in both). ``auto`` is :func:`boards.top.flow_for` of the board
     (credit on ECP5, stall on iCE40), stall without one."""
     flow = getattr(args, "flow", None) or "auto"
     if flow == "auto":

@@ -67,10 +67,13 @@ def check_network(dut, inet, x, *, seed, stall):
 MAPPINGS = [
     None,                                               # defaults: lanes 16 capped
     HardwareMapping((4, 3, 2, 2, 5), in_lanes=5, outreg=False, slices=False),
+    # the dense readout's credit flow (ECP5's default for network builds): replay claims
+    HardwareMapping((4, 3, 2, 2, 5), in_lanes=5, flow="credit"),
 ]
+IDS = ["default", "narrow", "credit"]
 
 
-@pytest.mark.parametrize("mapping", range(len(MAPPINGS)), ids=["default", "narrow"])
+@pytest.mark.parametrize("mapping", range(len(MAPPINGS)), ids=IDS)
 def test_conv_network_matches_golden(mapping):
     inet = conv_network(mpbn="element" if mapping else "channel", seed=mapping)
     x = images(4, seed=10 + mapping)
@@ -81,6 +84,8 @@ def test_conv_network_matches_golden(mapping):
     want_channels = [None, None] if mapping else [inet.layers[0].out_shape[0],
                                                   inet.layers[2].out_shape[0]]
     assert [array.threshold_channels for array in dut.lif] == want_channels
+    assert [d.flow for d in dut.dense] == [dut.mapping.flow]
+    assert [a.flow for a in dut.lif] == [dut.mapping.flow] * len(dut.lif)
     # The default mapping streams freely (its cycles are checked against the plan), the
     # narrow one with random input gaps and output backpressure.
     got, res, x_q = check_network(dut, inet, x, seed=mapping, stall=0.2 if mapping else 0.0)
@@ -96,7 +101,7 @@ def test_conv_network_matches_golden(mapping):
         assert abs(np.mean(est[1:]) - measured) <= 0.05 * measured, (est, measured)
 
 
-@pytest.mark.parametrize("mapping", range(len(MAPPINGS)), ids=["default", "narrow"])
+@pytest.mark.parametrize("mapping", range(len(MAPPINGS)), ids=IDS)
 def test_conv_plan_memories_match_elaboration(mapping):
     inet = conv_network(seed=3, mpbn="channel")
     dut = SpikingNetwork(inet, MAPPINGS[mapping])

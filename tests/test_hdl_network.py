@@ -189,6 +189,7 @@ def test_random_network_matches_golden(case, outreg, flow):
     dut, got, want = run_and_compare(inet, lanes, x, in_lanes=in_lanes, seed=seed,
                                      outreg=outreg, slices=outreg, flow=flow)
     assert all(stage.flow == flow for stage in dut.dense)
+    assert all(array.flow == flow for array in dut.lif)
     assert all(array.latency == (7 if array.config.affine else 6 if
                                  array.config.leak_shift is None else 5) - (not outreg)
                for array in dut.lif)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment
+from amaranth.hdl import Fragment, Shape
 from amaranth.hdl._mem import MemoryInstance
 from amaranth.lib import data
 from amaranth.sim import Simulator
@@ -39,8 +39,9 @@ def elaborated_memories(component):
     def walk(frag, path):
         if isinstance(frag, MemoryInstance):
             name = ".".join(path[:-1] if path[-1] == "mem" else path)
-            width = data.Layout.cast(frag._data.shape).size \
-                if isinstance(frag._data.shape, data.Layout) else frag._data.shape.width
+            shape = frag._data.shape
+            width = data.Layout.cast(shape).size if isinstance(shape, data.Layout) \
+                else Shape.cast(shape).width
             found[name] = (width, frag._data.depth, len(frag._read_ports))
         for sub, name, _ in frag.subfragments:
             walk(sub, path + (name,))
