@@ -369,7 +369,7 @@ FLOW_CHOICES = ("auto",) + FLOWS
 
 def flow_for(target, flow="auto"):
     """The flow a build of ``target`` uses for ``--flow flow`` (a single array's, or a
-    network's dense engines'): ``"auto"`` is credit on ECP5 (>= 200 MHz up to 16 lanes; the
+    network's dense engines' and LIF arrays'): ``"auto"`` is credit on ECP5 (>= 200 MHz up to 16 lanes; the
     stall flow's enable fan-out to 32 block RAMs gives 187 MHz at 16) and stall elsewhere
     (iCE40 has no LUT RAM for the credit flow's queue, which then costs Fmax)."""
     if flow == "auto":

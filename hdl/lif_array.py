@@ -185,6 +185,13 @@ def _depth(entries):
     return max(2, entries)
 
 
+def credit_queue_depth(latency):
+    """Words of the credit flow's output queue for a pipeline of ``latency`` stages: its
+    capacity (:meth:`golden.timing.CreditPipeline.capacity_for`) rounded up to a power of
+    two, so that the queue's pointers wrap by themselves (the LUT RAM has 16 words anyway)."""
+    return 1 << ceil_log2(_depth(CreditPipeline.capacity_for(latency)))
+
+
 def output_layout(config, lanes):
     """``o_spikes`` payload layout (fields in this order, first at bit 0)."""
     beats = -(-config.neurons // lanes)
@@ -1051,9 +1058,7 @@ class LIFArray(wiring.Component):
         """
         cap = self._capacity
         out = self.o_spikes
-        # A power-of-two depth (>= capacity: the LUT RAM has 16 words anyway), so that the
-        # pointers wrap by themselves.
-        depth = 1 << ceil_log2(_depth(cap))
+        depth = credit_queue_depth(self._latency)
         store = memory.Memory(shape=len(w_data.as_value()), depth=depth, init=[])
         m.submodules.out_queue = store
         wr, rd = store.write_port(), store.read_port(domain="comb")

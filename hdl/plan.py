@@ -299,10 +299,11 @@ def lif_plan(config, lanes, *, outreg=False, name="lif", threshold_channels=None
         mems.append(MemoryPlan(f"membrane_{p}", config.membrane.bits, _depth(B)))
     latency = lif_latency(config, outreg)
     if flow == "credit":
-        # The credit flow's output queue (LUT RAM): one o_spikes payload (spikes, membranes,
-        # t, beat, last) per word, latency + 2 words rounded up to a power of two.
-        width = P + P * config.membrane.bits + _width(config.T) + _width(B) + 1
-        mems.append(MemoryPlan("out_queue", width, 1 << ceil_log2(_depth(latency + 2))))
+        # The credit flow's output queue (LUT RAM): one o_spikes payload per word.
+        from amaranth.lib import data
+        from .lif_array import credit_queue_depth, output_layout
+        width = data.Layout.cast(output_layout(config, P)).size
+        mems.append(MemoryPlan("out_queue", width, credit_queue_depth(latency)))
     return StagePlan(name, "lif", P, P, B, B, latency, tuple(mems), T=config.T)
 
 

@@ -67,7 +67,8 @@ def check_network(dut, inet, x, *, seed, stall):
 MAPPINGS = [
     None,                                               # defaults: lanes 16 capped
     HardwareMapping((4, 3, 2, 2, 5), in_lanes=5, outreg=False, slices=False),
-    # the dense readout's credit flow (ECP5's default for network builds): replay claims
+    # the credit flow (ECP5's default for network builds): the LIF arrays' and the dense
+    # readout's output queues
     HardwareMapping((4, 3, 2, 2, 5), in_lanes=5, flow="credit"),
 ]
 IDS = ["default", "narrow", "credit"]
