@@ -145,6 +145,7 @@ def test_readme_derives_times():
 @pytest.mark.parametrize("quoted, wrong", [
     ("16.78 µs first image (1,878 cycles)", "16.87 µs first image (1,878 cycles)"),
     ("9.95 µs/image** streaming", "9.59 µs/image** streaming"),
+    ("7.68 µs/image** streaming (1,114", "7.86 µs/image** streaming (1,114"),
 ])
 def test_wrong_time_is_seen(quoted, wrong):
     """The check is not vacuous: a time that does not follow from its cycles is reported."""
